@@ -1,0 +1,37 @@
+# Two commands set this project up on a fresh Debian machine: `make run` and `make test`.
+SHELL := /bin/bash
+APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3
+SWIFT ?= swift
+CONFIG ?=
+
+.PHONY: run test install-deps build build-release clean
+
+# Installs the Debian packages that are missing: as root directly, otherwise through sudo.
+install-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
+	  else echo "missing packages:$$missing; install them as root (apt-get install$$missing)"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: install-deps
+	$(SWIFT) build
+
+build-release: install-deps
+	$(SWIFT) build -c release
+
+# Starts the supervisor in the foreground on the default config, with data/ as its data dir.
+# Ctrl-C stops it (and the worker) gracefully. Pass CONFIG=path/to/config.json to use a file.
+run: build
+	.build/debug/bot-supervisor run $(if $(CONFIG),--config $(CONFIG),)
+
+# Builds everything and runs every test: unit tests and the integration tests that start the
+# real binaries.
+test: install-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+clean:
+	rm -rf .build

@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "discord-bot-supervisor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "bot-supervisor", targets: ["Supervisor"]),
+        .executable(name: "bot-worker", targets: ["BotWorker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+    ],
+    targets: [
+        // libsystemd, for sd_notify(3). Debian: libsystemd-dev.
+        .systemLibrary(
+            name: "CSystemd",
+            path: "Sources/CSystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // Small C shims for what Swift cannot call directly (variadic prctl, struct ucred).
+        .target(name: "CSupport", path: "Sources/CSupport"),
+        // The wire protocol shared by the supervisor, the worker and operator clients.
+        .target(
+            name: "IPC",
+            dependencies: [
+                "CSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "Supervisor",
+            dependencies: [
+                "IPC",
+                "CSupport",
+                "CSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ]
+        ),
+        .executableTarget(
+            name: "BotWorker",
+            dependencies: [
+                "IPC",
+                "CSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "IPCTests", dependencies: ["IPC"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "IPC"]),
+    ]
+)

@@ -1,0 +1,14 @@
+#define _GNU_SOURCE
+#include "CSupport.h"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int csupport_set_parent_death_signal(int signal) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0);
+}
+
+int csupport_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}

@@ -1,0 +1,21 @@
+#ifndef CSUPPORT_H
+#define CSUPPORT_H
+
+#include <sys/types.h>
+
+/// The layout of Linux `struct ucred`, which Glibc declares only under _GNU_SOURCE: the peer
+/// credentials of a connected Unix socket (SO_PEERCRED), filled by the kernel at connect time.
+typedef struct {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} csupport_peer_credentials;
+
+/// Asks the kernel to send `signal` to this process when its parent dies (PR_SET_PDEATHSIG).
+/// Returns 0 on success, -1 with errno set otherwise.
+int csupport_set_parent_death_signal(int signal);
+
+/// pipe2(fds, O_CLOEXEC), which Glibc declares only under _GNU_SOURCE.
+int csupport_pipe_cloexec(int fds[2]);
+
+#endif

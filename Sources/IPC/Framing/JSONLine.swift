@@ -1,0 +1,61 @@
+import Foundation
+
+/// Encodes values as one compact JSON object per line and decodes lines back.
+public enum JSONLine {
+    public static func encode(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        // JSONEncoder never emits a raw newline: strings escape it as \n.
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from line: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(line.utf8))
+    }
+
+    /// A readable one-line explanation of a decoding failure, naming the field where possible.
+    public static func explain(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context):
+            if context.codingPath.isEmpty { return "not valid JSON" }
+            return "\(path(context.codingPath)): \(context.debugDescription)"
+        case DecodingError.keyNotFound(let key, let context):
+            return "missing field \"\(path(context.codingPath + [key]))\""
+        case DecodingError.typeMismatch(let type, let context):
+            return "field \"\(path(context.codingPath))\" is not of type \(type)"
+        case DecodingError.valueNotFound(let type, let context):
+            return "field \"\(path(context.codingPath))\" is null, expected \(type)"
+        case let error as MessageDecodingError:
+            return error.description
+        default:
+            return String(describing: error)
+        }
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// A line that is JSON but not a message this version understands.
+public struct MessageDecodingError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The `{"code":…,"message":…}` object of an error reply, on both sockets.
+public struct ErrorBody: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+    public var code: String
+    public var message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(message) [\(code)]" }
+
+    public static func badRequest(_ message: String) -> ErrorBody { .init(code: "bad-request", message: message) }
+    public static func frame(_ error: FrameError) -> ErrorBody { .init(code: error.code, message: error.description) }
+}

@@ -1,0 +1,84 @@
+/// The status socket: one `{"cmd":…}` request per line, one `{"ok":…}` response per line.
+/// See CONTRACT.md, "The status socket".
+public enum ControlCommand: String, Codable, Sendable, CaseIterable {
+    case status
+    case health
+    case backup
+    case backups
+    case verify
+    case restore
+    case restartWorker = "restart-worker"
+    case deploy
+    case rollback
+
+    /// Reading commands are open to any peer that can connect; the others need uid 0 or the
+    /// supervisor's own uid.
+    public var isReadOnly: Bool {
+        switch self {
+        case .status, .health, .backups: true
+        default: false
+        }
+    }
+}
+
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public var cmd: ControlCommand
+    /// `restore`: the backup to restore; absent means the newest verified one.
+    public var backup: String?
+    /// `deploy`: the release directory.
+    public var release: String?
+
+    public init(cmd: ControlCommand, backup: String? = nil, release: String? = nil) {
+        self.cmd = cmd
+        self.backup = backup
+        self.release = release
+    }
+
+    private enum CodingKeys: String, CodingKey { case cmd, backup, release }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let name = try container.decode(String.self, forKey: .cmd)
+        guard let cmd = ControlCommand(rawValue: name) else {
+            let known = ControlCommand.allCases.map(\.rawValue).joined(separator: ", ")
+            throw MessageDecodingError("unknown command \"\(name)\"; known commands: \(known)")
+        }
+        self.cmd = cmd
+        self.backup = try container.decodeIfPresent(String.self, forKey: .backup)
+        self.release = try container.decodeIfPresent(String.self, forKey: .release)
+    }
+}
+
+/// The result of a command that changes something: what was done, in words.
+public struct ActionResult: Codable, Sendable, Equatable {
+    public var message: String
+    public var workerPid: Int32?
+    public init(message: String, workerPid: Int32? = nil) {
+        self.message = message
+        self.workerPid = workerPid
+    }
+}
+
+/// `{"ok":true,"result":…}` or `{"ok":false,"error":{"code":…,"message":…}}`.
+public struct ControlResponse<Result: Codable & Sendable>: Codable, Sendable {
+    public var ok: Bool
+    public var result: Result?
+    public var error: ErrorBody?
+
+    public static func success(_ result: Result) -> Self { .init(ok: true, result: result, error: nil) }
+    public static func failure(_ error: ErrorBody) -> Self { .init(ok: false, result: nil, error: error) }
+
+    private enum CodingKeys: String, CodingKey { case ok, result, error }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ok, forKey: .ok)
+        if ok { try container.encode(result, forKey: .result) } else { try container.encode(error, forKey: .error) }
+    }
+}
+
+/// A response whose result the caller does not need to decode.
+public struct Ignored: Codable, Sendable {
+    public init(from decoder: any Decoder) throws {}
+    public func encode(to encoder: any Encoder) throws {}
+}

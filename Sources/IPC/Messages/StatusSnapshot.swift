@@ -1,0 +1,210 @@
+/// What `bot-supervisor status --json` prints: CONTRACT.md, "Status snapshot".
+///
+/// Every field is always present; a value not known yet is `null`, never missing. Times are
+/// ISO 8601 UTC strings.
+public struct StatusSnapshot: Codable, Sendable, Equatable {
+    public var supervisor: SupervisorStatus
+    public var worker: WorkerStatus
+    public var database: DatabaseStatus?
+    public var backups: BackupsStatus?
+    public var health: HealthStatus?
+    /// Newest first.
+    public var alerts: [Alert]
+
+    public init(
+        supervisor: SupervisorStatus, worker: WorkerStatus, database: DatabaseStatus? = nil,
+        backups: BackupsStatus? = nil, health: HealthStatus? = nil, alerts: [Alert] = []
+    ) {
+        self.supervisor = supervisor
+        self.worker = worker
+        self.database = database
+        self.backups = backups
+        self.health = health
+        self.alerts = alerts
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(supervisor, forKey: .supervisor)
+        try c.encode(worker, forKey: .worker)
+        try c.encode(database, forKey: .database)
+        try c.encode(backups, forKey: .backups)
+        try c.encode(health, forKey: .health)
+        try c.encode(alerts, forKey: .alerts)
+    }
+}
+
+public struct SupervisorStatus: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var version: String
+    public var startedAt: String
+    /// `starting`, `running` or `stopping`.
+    public var state: String
+    public var rssBytes: Int?
+
+    public init(pid: Int32, version: String, startedAt: String, state: String, rssBytes: Int?) {
+        self.pid = pid
+        self.version = version
+        self.startedAt = startedAt
+        self.state = state
+        self.rssBytes = rssBytes
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(version, forKey: .version)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(state, forKey: .state)
+        try c.encode(rssBytes, forKey: .rssBytes)
+    }
+}
+
+public enum WorkerState: String, Codable, Sendable, Equatable, CaseIterable {
+    case starting, ready, unhealthy, stopping, backoff
+    case crashLoop = "crash-loop"
+    case failed, stopped
+}
+
+public struct WorkerStatus: Codable, Sendable, Equatable {
+    public var pid: Int32?
+    public var state: WorkerState
+    /// Restarts since the supervisor started, whatever their cause.
+    public var restarts: Int
+    public var startedAt: String?
+    public var lastHeartbeatAgeMs: Int?
+    public var lastExit: LastExit?
+    /// Time from spawn to the worker's `ready` at its last start.
+    public var lastStartupMs: Int?
+    /// When the next start is due, while in `backoff` or `crash-loop`.
+    public var nextStartAt: String?
+    /// Why the worker is `failed` or `unhealthy`, in words.
+    public var detail: String?
+
+    public init(
+        pid: Int32? = nil, state: WorkerState, restarts: Int = 0, startedAt: String? = nil,
+        lastHeartbeatAgeMs: Int? = nil, lastExit: LastExit? = nil, lastStartupMs: Int? = nil,
+        nextStartAt: String? = nil, detail: String? = nil
+    ) {
+        self.pid = pid
+        self.state = state
+        self.restarts = restarts
+        self.startedAt = startedAt
+        self.lastHeartbeatAgeMs = lastHeartbeatAgeMs
+        self.lastExit = lastExit
+        self.lastStartupMs = lastStartupMs
+        self.nextStartAt = nextStartAt
+        self.detail = detail
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(state, forKey: .state)
+        try c.encode(restarts, forKey: .restarts)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(lastHeartbeatAgeMs, forKey: .lastHeartbeatAgeMs)
+        try c.encode(lastExit, forKey: .lastExit)
+        try c.encode(lastStartupMs, forKey: .lastStartupMs)
+        try c.encode(nextStartAt, forKey: .nextStartAt)
+        try c.encode(detail, forKey: .detail)
+    }
+}
+
+public struct LastExit: Codable, Sendable, Equatable {
+    public var code: Int32?
+    public var signal: Int32?
+    public var reason: String
+    public var at: String
+
+    public init(code: Int32?, signal: Int32?, reason: String, at: String) {
+        self.code = code
+        self.signal = signal
+        self.reason = reason
+        self.at = at
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(code, forKey: .code)
+        try c.encode(signal, forKey: .signal)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(at, forKey: .at)
+    }
+}
+
+public struct DatabaseStatus: Codable, Sendable, Equatable {
+    public var path: String
+    public var sizeBytes: Int?
+    public var lastCheck: Check?
+
+    public struct Check: Codable, Sendable, Equatable {
+        public var at: String
+        public var result: String
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .path)
+        try c.encode(sizeBytes, forKey: .sizeBytes)
+        try c.encode(lastCheck, forKey: .lastCheck)
+    }
+}
+
+public struct BackupsStatus: Codable, Sendable, Equatable {
+    public var count: Int
+    public var last: Last?
+
+    public struct Last: Codable, Sendable, Equatable {
+        public var id: String
+        public var at: String
+        public var reason: String
+        public var verified: Bool
+        public var locations: [String]
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(count, forKey: .count)
+        try c.encode(last, forKey: .last)
+    }
+}
+
+public enum CheckStatus: String, Codable, Sendable, Equatable {
+    case ok, warn, critical
+}
+
+public struct HealthStatus: Codable, Sendable, Equatable {
+    public var status: CheckStatus
+    public var lastRunAt: String?
+    public var checks: [Check]
+
+    public struct Check: Codable, Sendable, Equatable {
+        public var name: String
+        public var status: CheckStatus
+        public var detail: String
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(status, forKey: .status)
+        try c.encode(lastRunAt, forKey: .lastRunAt)
+        try c.encode(checks, forKey: .checks)
+    }
+}
+
+public enum AlertSeverity: String, Codable, Sendable, Equatable {
+    case info, warning, critical
+}
+
+public struct Alert: Codable, Sendable, Equatable {
+    public var at: String
+    public var severity: AlertSeverity
+    public var message: String
+
+    public init(at: String, severity: AlertSeverity, message: String) {
+        self.at = at
+        self.severity = severity
+        self.message = message
+    }
+}

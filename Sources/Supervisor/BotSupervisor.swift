@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import IPC
+
+@main
+struct BotSupervisor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bot-supervisor",
+        abstract: "Runs the Discord bot worker safely: restarts, status, health, backups, deploys.",
+        version: BotVersion.current,
+        subcommands: [RunCommand.self, StatusCommand.self, RestartWorkerCommand.self],
+        defaultSubcommand: RunCommand.self
+    )
+
+    /// CONTRACT.md exit statuses: 0 done, 1 failed, 2 bad usage or config, 3 supervisor unreachable.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ExitCode {
+            Foundation.exit(error.rawValue)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("bot-supervisor: \(error)\n".utf8))
+            Foundation.exit(2)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+import Foundation
+import IPC
+
+struct RestartWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart-worker",
+        abstract: "Restart the worker gracefully and wait until the new one is ready."
+    )
+
+    @OptionGroup var options: OperatorOptions
+
+    func run() async throws {
+        let client = try await options.client(timeoutSeconds: 120)
+        let result = try options.perform {
+            try client.send(ControlRequest(cmd: .restartWorker), expecting: ActionResult.self)
+        }
+        print(options.json ? try JSONLine.encode(result).trimmingCharacters(in: .newlines) : result.message)
+    }
+}

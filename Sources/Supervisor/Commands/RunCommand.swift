@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import IPC
+import Logging
+import NIOPosix
+import ServiceLifecycle
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the supervisor daemon (the default): spawn and watch bot-worker, serve the status socket."
+    )
+
+    @Option(name: .long, help: "The JSON config file (every key optional; environment variables override it).")
+    var config: String?
+
+    func run() async throws {
+        let loaded = try await ConfigLoader.load(file: config)
+        let config = loaded.config
+
+        let files: LogFiles
+        do {
+            files = try LogFiles(directory: config.logs.dir)
+        } catch {
+            throw ConfigError(description: "logs.dir \(config.logs.dir) cannot be created: \(error)")
+        }
+        let echo = isatty(STDERR_FILENO) == 1 || ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        LoggingSystem.bootstrap { label in
+            JSONLogHandler(system: label, files: files, echo: echo && label != "bot-quiet")
+        }
+        let logger = Logger(label: "supervisor")
+        for warning in loaded.warnings { logger.warning("config warning", metadata: [LogKey.reason: "\(warning)"]) }
+
+        let sockets = [config.statusSocket, config.workerSocket]
+        let runtime: RuntimeDirectory
+        do {
+            runtime = try RuntimeDirectory(path: config.runtimeDir, lockFile: config.lockFile, sockets: sockets)
+        } catch {
+            logger.critical("cannot start", metadata: [LogKey.error: "\(error)"])
+            FileHandle.standardError.write(Data("bot-supervisor: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { runtime.removeSockets(sockets) }
+
+        let notifier = SystemdNotifier()
+        let store = StatusStore(notifier: notifier, logger: logger)
+        let link = WorkerLink()
+        let supervisor = WorkerSupervisor(
+            config: config, link: link, store: store, notifier: notifier,
+            logger: logger, workerLogger: Logger(label: "bot")
+        )
+        let group = MultiThreadedEventLoopGroup.singleton
+        let controlServer = ControlServer(
+            path: config.statusSocket,
+            readTimeout: .seconds(10),
+            commands: ControlCommands(
+                store: store,
+                supervisor: supervisor,
+                restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
+                audit: Logger(label: "audit")
+            ),
+            group: group,
+            logger: logger
+        )
+        let linkServer = WorkerLinkServer(
+            path: config.workerSocket,
+            heartbeatInterval: config.worker.heartbeatInterval,
+            readTimeout: config.worker.heartbeatTimeout,
+            link: link,
+            events: { [supervisor] in supervisor.send($0) },
+            group: group,
+            logger: logger
+        )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: controlServer),
+            .init(service: linkServer),
+        ]
+        if let interval = notifier.watchdogInterval {
+            services.append(.init(service: WatchdogService(interval: interval, supervisor: supervisor, notifier: notifier, logger: logger)))
+        }
+        // Last in the list, first to be told of a graceful shutdown: the worker stops while the
+        // sockets still serve.
+        services.append(.init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup))
+
+        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
+        groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
+        let serviceGroup = ServiceGroup(configuration: groupConfiguration)
+
+        logger.info("supervisor starting", metadata: [
+            LogKey.pid: "\(getpid())", "version": "\(BotVersion.current)", "dataDir": "\(config.dataDir)",
+            "statusSocket": "\(config.statusSocket)", "worker": "\(config.worker.executable)",
+        ])
+        await store.setSupervisorState("running")
+        do {
+            try await serviceGroup.run()
+        } catch {
+            logger.critical("supervisor stopped on an error", metadata: [LogKey.error: "\(error)"])
+            throw ExitCode(1)
+        }
+        logger.info("supervisor stopped")
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import IPC
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show what the supervisor and the bot are doing now."
+    )
+
+    @OptionGroup var options: OperatorOptions
+
+    func run() async throws {
+        let client = try await options.client(timeoutSeconds: 10)
+        let request = try JSONLine.encode(ControlRequest(cmd: .status))
+        let line = try options.perform { try client.exchange(request) }
+        guard let envelope = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            FileHandle.standardError.write(Data("bot-supervisor: unreadable answer from the supervisor\n".utf8))
+            throw ExitCode(1)
+        }
+        guard envelope["ok"] as? Bool == true, let result = envelope["result"] else {
+            let error = envelope["error"] as? [String: Any]
+            FileHandle.standardError.write(Data("bot-supervisor: \(error?["message"] ?? "the supervisor refused")\n".utf8))
+            throw ExitCode(1)
+        }
+        if options.json {
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            let snapshot = try JSONDecoder().decode(StatusSnapshot.self, from: JSONSerialization.data(withJSONObject: result))
+            print(StatusTable.render(snapshot), terminator: "")
+        }
+    }
+}
+
+/// The human form of a status snapshot.
+enum StatusTable {
+    static func render(_ s: StatusSnapshot, now: Date = Date()) -> String {
+        var rows: [(String, String)] = []
+        rows.append(("supervisor", "\(s.supervisor.state), pid \(s.supervisor.pid), version \(s.supervisor.version), up \(age(since: s.supervisor.startedAt, now: now))" + (s.supervisor.rssBytes.map { ", RSS \(megabytes($0))" } ?? "")))
+
+        let w = s.worker
+        var worker = w.state.rawValue
+        if let pid = w.pid { worker += ", pid \(pid)" }
+        if let startedAt = w.startedAt { worker += ", up \(age(since: startedAt, now: now))" }
+        worker += ", \(w.restarts) restart\(w.restarts == 1 ? "" : "s")"
+        rows.append(("worker", worker))
+        if let ageMs = w.lastHeartbeatAgeMs { rows.append(("  heartbeat", String(format: "%.1f s ago", Double(ageMs) / 1000))) }
+        if let startup = w.lastStartupMs { rows.append(("  start-up", "\(startup) ms to ready")) }
+        if let next = w.nextStartAt { rows.append(("  next start", next)) }
+        if let detail = w.detail { rows.append(("  detail", detail)) }
+        if let exit = w.lastExit { rows.append(("  last exit", "\(exit.reason) (\(exit.at))")) }
+
+        rows.append(("database", s.database.map { db in
+            "\(db.path)" + (db.sizeBytes.map { ", \(megabytes($0))" } ?? "") + (db.lastCheck.map { ", check \($0.result) at \($0.at)" } ?? "")
+        } ?? "-"))
+        rows.append(("backups", s.backups.map { b in
+            "\(b.count)" + (b.last.map { ", last \($0.id) at \($0.at) (\($0.reason), \($0.verified ? "verified" : "NOT verified"))" } ?? "")
+        } ?? "-"))
+        rows.append(("health", s.health.map { h in
+            "\(h.status.rawValue)" + (h.lastRunAt.map { " at \($0)" } ?? "")
+        } ?? "-"))
+        for check in s.health?.checks ?? [] {
+            rows.append(("  \(check.name)", "\(check.status.rawValue): \(check.detail)"))
+        }
+        if s.alerts.isEmpty {
+            rows.append(("alerts", "none"))
+        } else {
+            for (index, alert) in s.alerts.prefix(10).enumerated() {
+                rows.append((index == 0 ? "alerts" : "", "\(alert.at) \(alert.severity.rawValue.uppercased()) \(alert.message)"))
+            }
+            if s.alerts.count > 10 { rows.append(("", "… \(s.alerts.count - 10) older (status --json shows all)")) }
+        }
+
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 + "\n" }.joined()
+    }
+
+    static func age(since iso: String, now: Date) -> String {
+        guard let date = Timestamp.date(iso) else { return "?" }
+        let seconds = max(0, Int(now.timeIntervalSince(date)))
+        if seconds < 120 { return "\(seconds) s" }
+        if seconds < 7200 { return "\(seconds / 60) min" }
+        if seconds < 172_800 { return "\(seconds / 3600) h" }
+        return "\(seconds / 86400) days"
+    }
+
+    static func megabytes(_ bytes: Int) -> String {
+        String(format: "%.1f MB", Double(bytes) / 1_048_576)
+    }
+}

@@ -1,0 +1,205 @@
+import Configuration
+import Foundation
+import SystemPackage
+
+/// A configuration that cannot be used: exit status 2, and a message naming the key.
+struct ConfigError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Reads `SupervisorConfig` from an optional JSON file with environment variables over it
+/// (`worker.heartbeatTimeoutSeconds` → `WORKER_HEARTBEAT_TIMEOUT_SECONDS`).
+///
+/// swift-configuration falls back to the default when a value has the wrong type; that would
+/// hide an operator's mistake, so every such fallback is collected and reported as an error.
+enum ConfigLoader {
+    /// Every key CONTRACT.md names, plus this project's own. A key in the file that is not here
+    /// is reported as a warning (an older release must still start with a newer release's file).
+    static let knownKeys: Set<String> = [
+        "dataDir", "runtimeDir", "statusSocket",
+        "worker.executable", "worker.heartbeatIntervalSeconds", "worker.heartbeatTimeoutSeconds",
+        "worker.stopGraceSeconds", "worker.restartDelaySeconds", "worker.restartDelayMaxSeconds",
+        "health.intervalSeconds",
+        "backup.locations", "backup.dailyAt", "backup.keepDays",
+        "logs.dir", "logs.keepDays",
+        "alerts.webhookURL", "metrics.listen",
+        "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
+    ]
+
+    struct Loaded {
+        var config: SupervisorConfig
+        var warnings: [String]
+    }
+
+    static func load(
+        file: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        workingDirectory: String = FileManager.default.currentDirectoryPath
+    ) async throws -> Loaded {
+        var providers: [any ConfigProvider] = [
+            EnvironmentVariablesProvider(
+                environmentVariables: environment,
+                secretsSpecifier: .specific(["DISCORD_TOKEN", "ALERTS_WEBHOOK_URL"])
+            )
+        ]
+        var warnings: [String] = []
+        if let file {
+            let absolute = Self.absolute(file, in: workingDirectory)
+            guard FileManager.default.fileExists(atPath: absolute) else {
+                throw ConfigError(description: "config file \(absolute) does not exist; pass an existing file with --config, or leave --config out to use the defaults")
+            }
+            do {
+                providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(absolute)))
+            } catch {
+                throw ConfigError(description: "config file \(absolute) is not valid JSON (\(error)); fix the file or restore it from deploy/config.example.json")
+            }
+            warnings += try Self.unknownKeys(inFile: absolute).map {
+                "config file \(absolute): unknown key \"\($0)\" is ignored; check its spelling against CONTRACT.md"
+            }
+        }
+        let problems = ProblemCollector()
+        let reader = ConfigReader(providers: providers, accessReporter: problems)
+        let config = try Self.read(reader, workingDirectory: workingDirectory)
+        if let problem = problems.first {
+            throw ConfigError(description: problem)
+        }
+        try Self.validate(config)
+        return Loaded(config: config, warnings: warnings)
+    }
+
+    private static func read(_ r: ConfigReader, workingDirectory: String) throws -> SupervisorConfig {
+        func path(_ value: String) -> String { Self.absolute(value, in: workingDirectory) }
+        func seconds(_ key: ConfigKey, _ fallback: Double) -> Duration {
+            .milliseconds(Int64((r.double(forKey: key, default: fallback) * 1000).rounded()))
+        }
+        let dataDir = path(r.string(forKey: "dataDir", default: "data"))
+        let runtimeDir = path(r.string(forKey: "runtimeDir", default: dataDir + "/run"))
+        let token = r.string(forKey: "discord.token", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
+        return SupervisorConfig(
+            dataDir: dataDir,
+            runtimeDir: runtimeDir,
+            statusSocket: path(r.string(forKey: "statusSocket", default: runtimeDir + "/supervisor.sock")),
+            worker: .init(
+                executable: path(r.string(forKey: "worker.executable", default: Self.defaultWorkerExecutable())),
+                heartbeatInterval: seconds("worker.heartbeatIntervalSeconds", 5),
+                heartbeatTimeout: seconds("worker.heartbeatTimeoutSeconds", 15),
+                stopGrace: seconds("worker.stopGraceSeconds", 10),
+                restartDelay: seconds("worker.restartDelaySeconds", 1),
+                restartDelayMax: seconds("worker.restartDelayMaxSeconds", 60)
+            ),
+            logs: .init(
+                dir: path(r.string(forKey: "logs.dir", default: dataDir + "/logs")),
+                keepDays: r.int(forKey: "logs.keepDays", default: 30)
+            ),
+            health: .init(interval: seconds("health.intervalSeconds", 300)),
+            backup: .init(
+                locations: r.stringArray(forKey: "backup.locations", default: [dataDir + "/backups"]).map(path),
+                dailyAt: r.string(forKey: "backup.dailyAt", default: "04:00"),
+                keepDays: r.int(forKey: "backup.keepDays", default: 7)
+            ),
+            alertsWebhookURL: r.string(forKey: "alerts.webhookURL", isSecret: true),
+            metricsListen: r.string(forKey: "metrics.listen"),
+            discord: .init(
+                token: token,
+                mode: r.string(forKey: "discord.mode", default: token == nil ? "sandbox" : "discord"),
+                gatewayURL: r.string(forKey: "discord.gatewayURL"),
+                apiBaseURL: r.string(forKey: "discord.apiBaseURL"),
+                guildIDs: r.stringArray(forKey: "discord.guildIDs", default: [])
+            )
+        )
+    }
+
+    private static func validate(_ c: SupervisorConfig) throws {
+        func require(_ condition: Bool, _ message: String) throws {
+            if !condition { throw ConfigError(description: message) }
+        }
+        try require(c.worker.heartbeatInterval > .zero, "worker.heartbeatIntervalSeconds must be greater than 0")
+        try require(
+            c.worker.heartbeatTimeout > c.worker.heartbeatInterval,
+            "worker.heartbeatTimeoutSeconds (\(c.worker.heartbeatTimeout)) must be greater than worker.heartbeatIntervalSeconds (\(c.worker.heartbeatInterval)), or a healthy worker would be replaced"
+        )
+        try require(c.worker.stopGrace >= .zero, "worker.stopGraceSeconds must not be negative")
+        try require(c.worker.restartDelay >= .zero, "worker.restartDelaySeconds must not be negative")
+        try require(c.worker.restartDelayMax >= c.worker.restartDelay, "worker.restartDelayMaxSeconds must be at least worker.restartDelaySeconds")
+        try require(c.health.interval > .zero, "health.intervalSeconds must be greater than 0")
+        try require(c.logs.keepDays >= 1, "logs.keepDays must be at least 1")
+        try require(c.backup.keepDays >= 1, "backup.keepDays must be at least 1")
+        try require(!c.backup.locations.isEmpty, "backup.locations must name at least one directory")
+        try require(Self.isClockTime(c.backup.dailyAt), "backup.dailyAt must be a local time as \"HH:MM\", e.g. \"04:00\"; got \"\(c.backup.dailyAt)\"")
+        try require(["discord", "sandbox"].contains(c.discord.mode), "discord.mode must be \"discord\" or \"sandbox\"; got \"\(c.discord.mode)\"")
+        try require(
+            c.discord.mode == "sandbox" || c.discord.token != nil,
+            "discord.mode is \"discord\" but no token is set: put it in DISCORD_TOKEN (or discord.token), or set discord.mode to \"sandbox\""
+        )
+        // sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
+        for (key, socket) in [("statusSocket", c.statusSocket), ("runtimeDir", c.workerSocket)] where socket.utf8.count > 107 {
+            throw ConfigError(description: "\(key): the socket path \(socket) is longer than 107 bytes, the limit of a Unix socket path; choose a shorter directory")
+        }
+    }
+
+    private static func isClockTime(_ text: String) -> Bool {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, parts.allSatisfy({ $0.count == 2 }),
+              let hour = Int(parts[0]), let minute = Int(parts[1])
+        else { return false }
+        return (0..<24).contains(hour) && (0..<60).contains(minute)
+    }
+
+    /// The keys of a JSON file, flattened with dots, that are neither known nor below a known key.
+    private static func unknownKeys(inFile path: String) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
+            throw ConfigError(description: "config file \(path) must hold one JSON object, like deploy/config.example.json")
+        }
+        var unknown: [String] = []
+        func walk(_ object: [String: Any], prefix: String) {
+            for (key, value) in object {
+                let full = prefix.isEmpty ? key : prefix + "." + key
+                if knownKeys.contains(full) { continue }
+                if let nested = value as? [String: Any], knownKeys.contains(where: { $0.hasPrefix(full + ".") }) {
+                    walk(nested, prefix: full)
+                } else {
+                    unknown.append(full)
+                }
+            }
+        }
+        walk(object, prefix: "")
+        return unknown.sorted()
+    }
+
+    static func absolute(_ path: String, in directory: String) -> String {
+        let joined = path.hasPrefix("/") ? path : directory + "/" + path
+        return URL(fileURLWithPath: joined).standardizedFileURL.path
+    }
+
+    /// `bot-worker` beside the running `bot-supervisor` binary.
+    static func defaultWorkerExecutable() -> String {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("bot-worker").path
+    }
+}
+
+/// Records every key whose value was present but could not be used.
+private final class ProblemCollector: AccessReporter, @unchecked Sendable {
+    private let lock = NSLock()
+    private var problems: [String] = []
+
+    var first: String? { lock.withLock { problems.first } }
+
+    func report(_ event: AccessEvent) {
+        let key = event.metadata.key.components.joined(separator: ".")
+        var message: String?
+        for result in event.providerResults {
+            if case .failure(let error) = result.result {
+                message = "config key \"\(key)\" (from \(result.providerName)) has a value of the wrong type: \(error)"
+            }
+        }
+        if message == nil, let error = event.conversionError {
+            message = "config key \"\(key)\" has a value that cannot be used: \(error)"
+        }
+        if let message {
+            lock.withLock { problems.append(message) }
+        }
+    }
+}

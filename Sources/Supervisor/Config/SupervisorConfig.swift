@@ -1,0 +1,53 @@
+import Foundation
+
+/// The supervisor's configuration: CONTRACT.md, "Configuration". Paths are absolute once loaded.
+struct SupervisorConfig: Sendable, Equatable {
+    var dataDir: String
+    var runtimeDir: String
+    var statusSocket: String
+    var worker: Worker
+    var logs: Logs
+    var health: Health
+    var backup: Backup
+    var alertsWebhookURL: String?
+    var metricsListen: String?
+    var discord: Discord
+
+    struct Worker: Sendable, Equatable {
+        var executable: String
+        var heartbeatInterval: Duration
+        var heartbeatTimeout: Duration
+        var stopGrace: Duration
+        /// The delay before the second restart in a row; it doubles per failure up to `restartDelayMax`.
+        var restartDelay: Duration
+        var restartDelayMax: Duration
+    }
+
+    struct Logs: Sendable, Equatable {
+        var dir: String
+        var keepDays: Int
+    }
+
+    struct Health: Sendable, Equatable {
+        var interval: Duration
+    }
+
+    struct Backup: Sendable, Equatable {
+        var locations: [String]
+        var dailyAt: String
+        var keepDays: Int
+    }
+
+    struct Discord: Sendable, Equatable {
+        /// Never logged or printed; `description` of the config leaves it out.
+        var token: String?
+        var mode: String
+        var gatewayURL: String?
+        var apiBaseURL: String?
+        var guildIDs: [String]
+    }
+
+    /// The worker's socket: internal, not part of the contract.
+    var workerSocket: String { runtimeDir + "/worker.sock" }
+    var lockFile: String { runtimeDir + "/supervisor.lock" }
+}

@@ -1,0 +1,26 @@
+import IPC
+import NIOCore
+
+/// The supervisor's end of the worker's IPC connection: who is connected, and a way to reach it.
+actor WorkerLink {
+    private var connection: (pid: Int32, writer: NIOAsyncChannelOutboundWriter<ByteBuffer>)?
+
+    func attach(pid: Int32, writer: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+        connection = (pid, writer)
+    }
+
+    func detach(pid: Int32) {
+        if connection?.pid == pid { connection = nil }
+    }
+
+    /// Sends `message` to worker `pid`; false when that worker has no open connection.
+    func send(_ message: SupervisorMessage, to pid: Int32) async -> Bool {
+        guard let connection, connection.pid == pid else { return false }
+        do {
+            try await connection.writer.writeLine(message)
+            return true
+        } catch {
+            return false
+        }
+    }
+}

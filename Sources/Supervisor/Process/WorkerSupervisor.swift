@@ -1,0 +1,192 @@
+import Foundation
+import IPC
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Keeps one `bot-worker` running: the supervision loop.
+///
+/// Everything that happens to the worker (spawned, connected, ready, heartbeat, exited, a timer,
+/// an operator's restart, shutdown) arrives here as one event on one stream; the loop hands it to
+/// `WorkerStateMachine` and performs the actions it returns. Only this loop mutates the machine.
+final class WorkerSupervisor: Service, Sendable {
+    enum Input: Sendable {
+        case event(WorkerStateMachine.Event)
+        /// The watchdog asks whether the loop still turns; the loop records the probe's number.
+        case probe(Int)
+    }
+
+    private let config: SupervisorConfig
+    private let link: WorkerLink
+    private let store: StatusStore
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+    private let workerLogger: Logger
+    private let inputs: AsyncStream<Input>
+    private let continuation: AsyncStream<Input>.Continuation
+    private let answeredProbe = Atomic<Int>(0)
+
+    init(config: SupervisorConfig, link: WorkerLink, store: StatusStore, notifier: SystemdNotifier, logger: Logger, workerLogger: Logger) {
+        self.config = config
+        self.link = link
+        self.store = store
+        self.notifier = notifier
+        self.logger = logger
+        self.workerLogger = workerLogger
+        (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
+    }
+
+    /// Feeds an event to the loop; safe from any thread.
+    func send(_ event: WorkerStateMachine.Event) {
+        continuation.yield(.event(event))
+    }
+
+    /// Asks the loop to answer probe `number`; `answered` tells later whether it did.
+    func probe(_ number: Int) { continuation.yield(.probe(number)) }
+    var answered: Int { answeredProbe.load(ordering: .acquiring) }
+
+    func run() async throws {
+        var machine = WorkerStateMachine(
+            settings: .init(heartbeatTimeout: config.worker.heartbeatTimeout, stopGrace: config.worker.stopGrace),
+            policy: RestartPolicy(initialDelay: config.worker.restartDelay, maximumDelay: config.worker.restartDelayMax)
+        )
+        var startedAt: Date?
+        var exitAt: Date?
+        await withDiscardingTaskGroup { timers in
+            await withGracefulShutdownHandler {
+                var finished = false
+                var pending: [WorkerStateMachine.Event] = [.start]
+                var inputs = self.inputs.makeAsyncIterator()
+                while !finished {
+                    if pending.isEmpty {
+                        switch await inputs.next() {
+                        case .event(let event): pending.append(event)
+                        case .probe(let number):
+                            answeredProbe.store(number, ordering: .releasing)
+                            continue
+                        case nil: return
+                        }
+                    }
+                    while !pending.isEmpty {
+                        let event = pending.removeFirst()
+                        self.trace(event, expected: machine.state == .stopping)
+                        switch event {
+                        case .exited, .spawnFailed: exitAt = Date()
+                        default: break
+                        }
+                        for action in machine.handle(event, at: .now) {
+                            switch action {
+                            case .spawn:
+                                do {
+                                    let pid = try await self.spawnWorker()
+                                    startedAt = Date()
+                                    pending.append(.spawned(pid: pid))
+                                } catch {
+                                    pending.append(.spawnFailed(message: "\(error)"))
+                                }
+                            case .requestShutdown(let pid, let reason):
+                                if await !link.send(.shutdown(reason: reason), to: pid) {
+                                    WorkerProcess.signalGroup(pid, SIGTERM)
+                                }
+                            case .signal(let pid, let signal):
+                                logger.info("signalling the worker", metadata: [LogKey.pid: "\(pid)", "signal": "\(ExitStatus.signalName(signal))"])
+                                WorkerProcess.signalGroup(pid, signal)
+                            case .startTimer(let timer, let generation, let delay):
+                                let continuation = self.continuation
+                                timers.addTask {
+                                    guard (try? await Task.sleep(for: delay)) != nil else { return }
+                                    continuation.yield(.event(.timerFired(timer, generation: generation)))
+                                }
+                            case .alert(let severity, let message):
+                                await store.raise(severity, message)
+                            case .firstReady:
+                                notifier.ready(status: "worker ready")
+                            case .finished:
+                                finished = true
+                            }
+                        }
+                    }
+                    await store.publish(worker: Self.publication(machine, startedAt: startedAt, exitAt: exitAt))
+                }
+            } onGracefulShutdown: {
+                self.notifier.stopping(status: "stopping: asking the worker to shut down")
+                self.continuation.yield(.event(.shutdownRequested))
+            }
+            timers.cancelAll()
+        }
+    }
+
+    @MainActor
+    private func spawnWorker() throws -> Int32 {
+        let environment = WorkerProcess.environment(extra: [
+            WorkerProtocol.socketEnvironmentKey: config.workerSocket,
+            WorkerProtocol.supervisorPIDEnvironmentKey: String(getpid()),
+        ])
+        let running = try WorkerProcess.spawn(executable: config.worker.executable, environment: environment)
+        let pid = running.pid
+        logger.info("worker started", metadata: [LogKey.pid: "\(pid)", LogKey.path: "\(config.worker.executable)"])
+        let workerLogger = self.workerLogger
+        for (fd, stream) in [(running.stdout, "stdout"), (running.stderr, "stderr")] {
+            WorkerProcess.readLines(from: fd, name: "\(stream)-\(pid)") { line in
+                let (level, message) = Self.parseLevel(line)
+                workerLogger.log(level: level, "\(message)", metadata: [LogKey.stream: "\(stream)", LogKey.pid: "\(pid)"])
+            }
+        }
+        let continuation = self.continuation
+        WorkerProcess.watch(pid: pid) { status in
+            continuation.yield(.event(.exited(pid: pid, status: status)))
+        }
+        return pid
+    }
+
+    /// The worker writes `LEVEL message` lines; anything else is kept whole at INFO.
+    static func parseLevel(_ line: String) -> (Logger.Level, Substring) {
+        guard let space = line.firstIndex(of: " ") else { return (.info, line[...]) }
+        let level: Logger.Level? = switch line[..<space] {
+        case "DEBUG": .debug
+        case "INFO": .info
+        case "WARNING": .warning
+        case "ERROR": .error
+        case "CRITICAL": .critical
+        default: nil
+        }
+        guard let level else { return (.info, line[...]) }
+        return (level, line[line.index(after: space)...])
+    }
+
+    private func trace(_ event: WorkerStateMachine.Event, expected: Bool) {
+        switch event {
+        case .heartbeat, .timerFired(.heartbeatCheck, _), .connected: return
+        case .exited(let pid, let status):
+            logger.log(level: expected ? .info : .error, "worker exited", metadata: [LogKey.pid: "\(pid)", LogKey.reason: "\(status)"])
+        case .restartRequested(let requester):
+            logger.info("worker restart requested", metadata: ["by": "\(requester)"])
+        case .spawnFailed(let message):
+            logger.error("worker could not be started", metadata: [LogKey.error: "\(message)"])
+        case .fatalReported(let pid, let message):
+            logger.critical("worker reported a fatal configuration error", metadata: [LogKey.pid: "\(pid)", LogKey.error: "\(message)"])
+        default: return
+        }
+    }
+
+    private static func publication(_ machine: WorkerStateMachine, startedAt: Date?, exitAt: Date?) -> StatusStore.WorkerPublication {
+        var nextStartAt: Date?
+        if case .waiting(let until) = machine.phase {
+            let remaining = until - ContinuousClock.now
+            nextStartAt = Date().addingTimeInterval(Double(StatusStore.milliseconds(remaining)) / 1000)
+        }
+        return .init(
+            pid: machine.pid,
+            state: machine.state,
+            restarts: machine.restarts,
+            startedAt: machine.pid == nil ? nil : startedAt,
+            lastHeartbeat: machine.lastHeartbeat,
+            lastExit: machine.lastExit.map { exit in
+                LastExit(code: exit.status?.code, signal: exit.status?.signal, reason: exit.reason, at: Timestamp.string(exitAt ?? Date()))
+            },
+            lastStartup: machine.lastStartup,
+            nextStartAt: nextStartAt,
+            detail: machine.detail
+        )
+    }
+}

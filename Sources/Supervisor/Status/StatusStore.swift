@@ -1,0 +1,144 @@
+import Foundation
+import IPC
+import Logging
+
+/// The one place the status snapshot is assembled from: the supervision loop publishes the
+/// worker's state here, alerts are raised here, and the status socket reads from here.
+/// Every change of the one-line summary goes to systemd as STATUS=.
+actor StatusStore {
+    struct WorkerPublication: Sendable, Equatable {
+        var pid: Int32?
+        var state: WorkerState
+        var restarts: Int
+        var startedAt: Date?
+        var lastHeartbeat: ContinuousClock.Instant?
+        var lastExit: LastExit?
+        var lastStartup: Duration?
+        var nextStartAt: Date?
+        var detail: String?
+    }
+
+    private let pid = getpid()
+    private let startedAt = Date()
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+    private var supervisorState = "starting"
+    private var worker = WorkerPublication(state: .stopped, restarts: 0)
+    private var alerts: [Alert] = []
+    private var summary = ""
+    private var readyWaiters: [UUID: (excluding: Int32?, continuation: CheckedContinuation<Int32?, Never>)] = [:]
+
+    static let alertLimit = 100
+
+    init(notifier: SystemdNotifier, logger: Logger) {
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    func snapshot() -> StatusSnapshot {
+        let now = ContinuousClock.now
+        return StatusSnapshot(
+            supervisor: SupervisorStatus(
+                pid: pid,
+                version: BotVersion.current,
+                startedAt: Timestamp.string(startedAt),
+                state: supervisorState,
+                rssBytes: ProcessStats.residentBytes()
+            ),
+            worker: WorkerStatus(
+                pid: worker.pid,
+                state: worker.state,
+                restarts: worker.restarts,
+                startedAt: worker.startedAt.map { Timestamp.string($0) },
+                lastHeartbeatAgeMs: worker.pid == nil ? nil : worker.lastHeartbeat.map { Self.milliseconds(now - $0) },
+                lastExit: worker.lastExit,
+                lastStartupMs: worker.lastStartup.map(Self.milliseconds),
+                nextStartAt: worker.nextStartAt.map { Timestamp.string($0) },
+                detail: worker.detail
+            ),
+            alerts: alerts
+        )
+    }
+
+    var workerState: WorkerState { worker.state }
+    var workerPid: Int32? { worker.pid }
+
+    func setSupervisorState(_ state: String) {
+        supervisorState = state
+        publishSummary()
+    }
+
+    func publish(worker publication: WorkerPublication) {
+        worker = publication
+        if publication.state == .ready, let pid = publication.pid {
+            for (id, waiter) in readyWaiters where waiter.excluding != pid {
+                readyWaiters[id] = nil
+                waiter.continuation.resume(returning: pid)
+            }
+        }
+        publishSummary()
+    }
+
+    /// Records an alert (newest first) and writes it to the log.
+    func raise(_ severity: AlertSeverity, _ message: String) {
+        alerts.insert(Alert(at: Timestamp.string(), severity: severity, message: message), at: 0)
+        if alerts.count > Self.alertLimit { alerts.removeLast(alerts.count - Self.alertLimit) }
+        let level: Logger.Level = switch severity {
+        case .info: .info
+        case .warning: .warning
+        case .critical: .critical
+        }
+        logger.log(level: level, "alert", metadata: [LogKey.alert: .string(message), LogKey.severity: .string(severity.rawValue)])
+        publishSummary()
+    }
+
+    /// Waits until a worker other than `excluding` is ready; nil after `timeout`.
+    func waitForReady(excluding: Int32?, timeout: Duration) async -> Int32? {
+        if worker.state == .ready, let pid = worker.pid, pid != excluding { return pid }
+        let id = UUID()
+        let deadline = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expireWaiter(id)
+        }
+        defer { deadline.cancel() }
+        return await withCheckedContinuation { continuation in
+            readyWaiters[id] = (excluding, continuation)
+        }
+    }
+
+    private func expireWaiter(_ id: UUID) {
+        readyWaiters.removeValue(forKey: id)?.continuation.resume(returning: nil)
+    }
+
+    /// The one-line summary for `systemctl status` and the top of `bot-supervisor status`.
+    var currentSummary: String { summary }
+
+    private func publishSummary() {
+        let line = Self.summary(supervisorState: supervisorState, worker: worker, newestAlert: alerts.first)
+        guard line != summary else { return }
+        summary = line
+        notifier.status(line)
+    }
+
+    static func summary(supervisorState: String, worker: WorkerPublication, newestAlert: Alert?) -> String {
+        var line: String
+        switch worker.state {
+        case .ready, .starting, .unhealthy, .stopping:
+            line = "worker \(worker.state.rawValue)" + (worker.pid.map { " (pid \($0))" } ?? "")
+        case .backoff, .crashLoop:
+            line = "worker \(worker.state.rawValue)" + (worker.nextStartAt.map { ", next start at \(Timestamp.string($0))" } ?? "")
+        case .failed:
+            line = "worker failed: \(worker.detail ?? "see bot-supervisor status")"
+        case .stopped:
+            line = "worker stopped"
+        }
+        line += ", \(worker.restarts) restart\(worker.restarts == 1 ? "" : "s")"
+        if supervisorState == "stopping" { line = "stopping: " + line }
+        if let newestAlert, newestAlert.severity == .critical { line += "; alert: \(newestAlert.message)" }
+        return line
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+}
