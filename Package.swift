@@ -60,7 +60,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "IPCTests", dependencies: ["IPC"]),
+        .testTarget(
+            name: "IPCTests",
+            dependencies: [
+                "IPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "IPC"]),
     ]
 )

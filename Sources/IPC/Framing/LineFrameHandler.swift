@@ -135,6 +135,8 @@ public final class LineFrameHandler: ChannelInboundHandler, RemovableChannelHand
             handler.timeoutTask = nil
             let seconds = Double(readTimeout.nanoseconds) / 1e9
             handler.fail(.readTimeout(seconds: seconds), context: context)
+            // Consumers such as NIOAsyncChannel deliver what they buffered on read-complete.
+            context.fireChannelReadComplete()
         }
     }
 }

@@ -52,7 +52,7 @@ struct RunCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup.singleton
         let controlServer = ControlServer(
             path: config.statusSocket,
-            readTimeout: .seconds(10),
+            readTimeout: config.controlReadTimeout,
             commands: ControlCommands(
                 store: store,
                 supervisor: supervisor,

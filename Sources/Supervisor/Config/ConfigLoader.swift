@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import IPC
 import SystemPackage
 
 /// A configuration that cannot be used: exit status 2, and a message naming the key.
@@ -16,7 +17,7 @@ enum ConfigLoader {
     /// Every key CONTRACT.md names, plus this project's own. A key in the file that is not here
     /// is reported as a warning (an older release must still start with a newer release's file).
     static let knownKeys: Set<String> = [
-        "dataDir", "runtimeDir", "statusSocket",
+        "dataDir", "runtimeDir", "statusSocket", "control.readTimeoutSeconds",
         "worker.executable", "worker.heartbeatIntervalSeconds", "worker.heartbeatTimeoutSeconds",
         "worker.stopGraceSeconds", "worker.restartDelaySeconds", "worker.restartDelayMaxSeconds",
         "health.intervalSeconds",
@@ -74,11 +75,12 @@ enum ConfigLoader {
         }
         let dataDir = path(r.string(forKey: "dataDir", default: "data"))
         let runtimeDir = path(r.string(forKey: "runtimeDir", default: dataDir + "/run"))
-        let token = r.string(forKey: "discord.token", isSecret: true).flatMap { $0.isEmpty ? nil : $0 }
+        let token = r.string(forKey: "discord.token", isSecret: true).flatMap { $0.isEmpty ? nil : Secret($0) }
         return SupervisorConfig(
             dataDir: dataDir,
             runtimeDir: runtimeDir,
             statusSocket: path(r.string(forKey: "statusSocket", default: runtimeDir + "/supervisor.sock")),
+            controlReadTimeout: seconds("control.readTimeoutSeconds", 10),
             worker: .init(
                 executable: path(r.string(forKey: "worker.executable", default: Self.defaultWorkerExecutable())),
                 heartbeatInterval: seconds("worker.heartbeatIntervalSeconds", 5),
@@ -97,7 +99,7 @@ enum ConfigLoader {
                 dailyAt: r.string(forKey: "backup.dailyAt", default: "04:00"),
                 keepDays: r.int(forKey: "backup.keepDays", default: 7)
             ),
-            alertsWebhookURL: r.string(forKey: "alerts.webhookURL", isSecret: true),
+            alertsWebhookURL: r.string(forKey: "alerts.webhookURL", isSecret: true).map(Secret.init),
             metricsListen: r.string(forKey: "metrics.listen"),
             discord: .init(
                 token: token,
@@ -121,6 +123,7 @@ enum ConfigLoader {
         try require(c.worker.stopGrace >= .zero, "worker.stopGraceSeconds must not be negative")
         try require(c.worker.restartDelay >= .zero, "worker.restartDelaySeconds must not be negative")
         try require(c.worker.restartDelayMax >= c.worker.restartDelay, "worker.restartDelayMaxSeconds must be at least worker.restartDelaySeconds")
+        try require(c.controlReadTimeout > .zero, "control.readTimeoutSeconds must be greater than 0")
         try require(c.health.interval > .zero, "health.intervalSeconds must be greater than 0")
         try require(c.logs.keepDays >= 1, "logs.keepDays must be at least 1")
         try require(c.backup.keepDays >= 1, "backup.keepDays must be at least 1")

@@ -1,15 +1,18 @@
 import Foundation
+import IPC
 
 /// The supervisor's configuration: CONTRACT.md, "Configuration". Paths are absolute once loaded.
 struct SupervisorConfig: Sendable, Equatable {
     var dataDir: String
     var runtimeDir: String
     var statusSocket: String
+    /// How long a status-socket client may take to send a complete request line.
+    var controlReadTimeout: Duration
     var worker: Worker
     var logs: Logs
     var health: Health
     var backup: Backup
-    var alertsWebhookURL: String?
+    var alertsWebhookURL: Secret?
     var metricsListen: String?
     var discord: Discord
 
@@ -39,8 +42,7 @@ struct SupervisorConfig: Sendable, Equatable {
     }
 
     struct Discord: Sendable, Equatable {
-        /// Never logged or printed; `description` of the config leaves it out.
-        var token: String?
+        var token: Secret?
         var mode: String
         var gatewayURL: String?
         var apiBaseURL: String?
