@@ -26,7 +26,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let echo = isatty(STDERR_FILENO) == 1 || ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
         LoggingSystem.bootstrap { label in
-            JSONLogHandler(system: label, files: files, echo: echo && label != "bot-quiet")
+            JSONLogHandler(system: label, files: files, echo: echo)
         }
         let logger = Logger(label: "supervisor")
         for warning in loaded.warnings { logger.warning("config warning", metadata: [LogKey.reason: "\(warning)"]) }

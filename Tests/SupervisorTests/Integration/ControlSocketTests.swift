@@ -46,11 +46,15 @@ import Testing
         try harness.startReady()
         let worker = try harness.status().worker.pid
 
-        let cases: [(String, String)] = [
-            ("garbage\n", "bad-request"),
-            ("{\"type\":\"teleport\"}\n", "bad-request"),
-            (try JSONLine.encode(WorkerMessage.hello(.init(pid: getpid(), version: "x"))), "unknown-worker"),
-            (try JSONLine.encode(WorkerMessage.hello(.init(protocolVersion: 99, pid: getpid(), version: "x"))), "protocol-version"),
+        let cases: [([UInt8], String)] = [
+            (Array("garbage\n".utf8), "bad-request"),
+            (Array("{\"type\":\"teleport\"}\n".utf8), "bad-request"),
+            (Array(try JSONLine.encode(WorkerMessage.hello(.init(pid: getpid(), version: "x"))).utf8), "unknown-worker"),
+            (Array(try JSONLine.encode(WorkerMessage.hello(.init(protocolVersion: 99, pid: getpid(), version: "x"))).utf8), "protocol-version"),
+            ([UInt8](repeating: UInt8(ascii: "{"), count: (1 << 20) + 10), "line-too-long"),
+            ([0x7b, 0xc3, 0x28, 0x7d, 0x0a], "invalid-utf8"),
+            // Half a hello, then silence: cut off after the worker socket's read timeout.
+            (Array("{\"type\":\"hel".utf8), "read-timeout"),
         ]
         for (line, code) in cases {
             let socket = try RawSocket(path: harness.workerSocket)

@@ -19,6 +19,21 @@ import Testing
         #expect(try harness.terminate() == 0)
     }
 
+    @Test func theWatchdogIsPingedAtHalfItsInterval() throws {
+        let harness = try SupervisorHarness()
+        // As systemd would set it for WatchdogSec=0.6s (no WATCHDOG_PID: accepted by sd_watchdog_enabled).
+        try harness.start(environment: ["WATCHDOG_USEC": "600000"])
+        let seen = harness.allNotifications.count
+        try waitUntil(timeout: .seconds(10), "four WATCHDOG=1 pings") {
+            harness.allNotifications.dropFirst(seen).filter { $0 == "WATCHDOG=1" }.count >= 4
+        }
+        // The worker must not inherit the watchdog: it is the supervisor's alone.
+        let worker = try #require(try harness.waitForStatus(timeout: .seconds(10), "ready") { $0.worker.state == .ready }.worker.pid)
+        let environment = try String(contentsOfFile: "/proc/\(worker)/environ", encoding: .utf8)
+        #expect(!environment.contains("WATCHDOG_USEC") && !environment.contains("NOTIFY_SOCKET"))
+        #expect(try harness.terminate() == 0)
+    }
+
     @Test func aKilledWorkerIsReplacedAtOnce() throws {
         let harness = try SupervisorHarness()
         try harness.startReady()

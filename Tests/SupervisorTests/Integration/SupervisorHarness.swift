@@ -63,12 +63,13 @@ final class SupervisorHarness {
         return path
     }
 
-    func start() throws {
+    func start(environment extra: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.supervisorBinary)
         process.arguments = ["run", "--config", configPath]
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = notify.path
+        environment.merge(extra) { $1 }
         process.environment = environment
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         FileManager.default.createFile(atPath: dir + "/stderr.txt", contents: nil)
