@@ -1,6 +1,7 @@
 import ArgumentParser
 import CSupport
-import Foundation
+import FoundationEssentials
+import Glibc
 import IPC
 import Logging
 import NIOPosix
@@ -32,7 +33,7 @@ struct BotWorker: AsyncParsableCommand {
             }
         }
         guard let socketPath = supervisorSocket ?? environment[WorkerProtocol.socketEnvironmentKey] else {
-            FileHandle.standardError.write(Data("bot-worker is started by bot-supervisor, which tells it where to report; run `bot-supervisor run` instead.\n".utf8))
+            StandardError.write("bot-worker is started by bot-supervisor, which tells it where to report; run `bot-supervisor run` instead.\n")
             throw ExitCode(2)
         }
 

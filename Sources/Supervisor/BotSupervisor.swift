@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import IPC
 
 @main
@@ -22,17 +23,17 @@ struct BotSupervisor: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as ExitCode {
-            Foundation.exit(error.rawValue)
+            Glibc.exit(error.rawValue)
         } catch let error as ConfigError {
-            FileHandle.standardError.write(Data("bot-supervisor: \(error)\n".utf8))
-            Foundation.exit(2)
+            StandardError.write("bot-supervisor: \(error)\n")
+            Glibc.exit(2)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
                 exit(withError: error)
             }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+            StandardError.write(fullMessage(for: error) + "\n")
+            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import IPC
 import Logging
 
 /// Writes `LEVEL message key=value …` lines to stderr, which the supervisor copies into bot.log.
@@ -23,7 +24,7 @@ struct StderrLogHandler: LogHandler {
         case .critical: "CRITICAL"
         }
         let detail = fields.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
-        let line = "\(level) \(event.message)\(detail)\n".replacingOccurrences(of: "\n", with: " ", options: [], range: nil)
-        FileHandle.standardError.write(Data((line.trimmingCharacters(in: .whitespaces) + "\n").utf8))
+        // One line per event: the supervisor reads the worker's stderr line by line.
+        StandardError.write("\(level) \(event.message)\(detail)".replacing("\n", with: " ") + "\n")
     }
 }

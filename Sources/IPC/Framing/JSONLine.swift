@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Encodes values as one compact JSON object per line and decodes lines back.
 public enum JSONLine {

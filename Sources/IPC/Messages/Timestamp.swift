@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// ISO 8601 UTC with milliseconds, the one time format of logs, status and messages.
 public enum Timestamp {

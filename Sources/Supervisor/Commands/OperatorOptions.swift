@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import IPC
 
 /// How an operator subcommand finds the supervisor: `--socket PATH`, or the socket named by
@@ -25,7 +25,7 @@ struct OperatorOptions: ParsableArguments {
         do {
             return try body()
         } catch let error as ControlClient.ClientError {
-            FileHandle.standardError.write(Data("bot-supervisor: \(error)\n".utf8))
+            StandardError.write("bot-supervisor: \(error)\n")
             if case .unreachable = error { throw ExitCode(3) }
             throw ExitCode(1)
         }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import IPC
 
 struct RestartWorkerCommand: AsyncParsableCommand {
@@ -15,6 +15,6 @@ struct RestartWorkerCommand: AsyncParsableCommand {
         let result = try options.perform {
             try client.send(ControlRequest(cmd: .restartWorker), expecting: ActionResult.self)
         }
-        print(options.json ? try JSONLine.encode(result).trimmingCharacters(in: .newlines) : result.message)
+        print(options.json ? String(try JSONLine.encode(result).dropLast()) : result.message)
     }
 }

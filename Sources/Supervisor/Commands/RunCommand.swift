@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import IPC
 import Logging
 import NIOPosix
@@ -37,7 +38,7 @@ struct RunCommand: AsyncParsableCommand {
             runtime = try RuntimeDirectory(path: config.runtimeDir, lockFile: config.lockFile, sockets: sockets)
         } catch {
             logger.critical("cannot start", metadata: [LogKey.error: "\(error)"])
-            FileHandle.standardError.write(Data("bot-supervisor: \(error)\n".utf8))
+            StandardError.write("bot-supervisor: \(error)\n")
             throw ExitCode(1)
         }
         defer { runtime.removeSockets(sockets) }

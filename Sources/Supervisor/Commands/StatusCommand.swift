@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import IPC
 
 struct StatusCommand: AsyncParsableCommand {
@@ -14,21 +14,23 @@ struct StatusCommand: AsyncParsableCommand {
         let client = try await options.client(timeoutSeconds: 10)
         let request = try JSONLine.encode(ControlRequest(cmd: .status))
         let line = try options.perform { try client.exchange(request) }
-        guard let envelope = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            FileHandle.standardError.write(Data("bot-supervisor: unreadable answer from the supervisor\n".utf8))
+        // Decoded loosely, so that the fields of a newer supervisor are printed too.
+        guard let envelope = try? JSONLine.decode(JSONValue.self, from: line) else {
+            StandardError.write("bot-supervisor: unreadable answer from the supervisor\n")
             throw ExitCode(1)
         }
-        guard envelope["ok"] as? Bool == true, let result = envelope["result"] else {
-            let error = envelope["error"] as? [String: Any]
-            FileHandle.standardError.write(Data("bot-supervisor: \(error?["message"] ?? "the supervisor refused")\n".utf8))
+        guard envelope["ok"] == .bool(true), let result = envelope["result"] else {
+            let message = if case .string(let text) = envelope["error"]?["message"] { text } else { "the supervisor refused" }
+            StandardError.write("bot-supervisor: \(message)\n")
             throw ExitCode(1)
         }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(result)
         if options.json {
-            let data = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            let snapshot = try JSONDecoder().decode(StatusSnapshot.self, from: JSONSerialization.data(withJSONObject: result))
-            print(StatusTable.render(snapshot), terminator: "")
+            print(StatusTable.render(try JSONDecoder().decode(StatusSnapshot.self, from: data)), terminator: "")
         }
     }
 }
@@ -45,7 +47,7 @@ enum StatusTable {
         if let startedAt = w.startedAt { worker += ", up \(age(since: startedAt, now: now))" }
         worker += ", \(w.restarts) restart\(w.restarts == 1 ? "" : "s")"
         rows.append(("worker", worker))
-        if let ageMs = w.lastHeartbeatAgeMs { rows.append(("  heartbeat", String(format: "%.1f s ago", Double(ageMs) / 1000))) }
+        if let ageMs = w.lastHeartbeatAgeMs { rows.append(("  heartbeat", "\(ageMs / 1000).\(ageMs % 1000 / 100) s ago")) }
         if let startup = w.lastStartupMs { rows.append(("  start-up", "\(startup) ms to ready")) }
         if let next = w.nextStartAt { rows.append(("  next start", next)) }
         if let detail = w.detail { rows.append(("  detail", detail)) }
@@ -73,7 +75,7 @@ enum StatusTable {
         }
 
         let width = rows.map(\.0.count).max() ?? 0
-        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 + "\n" }.joined()
+        return rows.map { $0.0 + String(repeating: " ", count: width - $0.0.count) + "  " + $0.1 + "\n" }.joined()
     }
 
     static func age(since iso: String, now: Date) -> String {
@@ -86,6 +88,7 @@ enum StatusTable {
     }
 
     static func megabytes(_ bytes: Int) -> String {
-        String(format: "%.1f MB", Double(bytes) / 1_048_576)
+        let tenths = bytes * 10 / 1_048_576
+        return "\(tenths / 10).\(tenths % 10) MB"
     }
 }

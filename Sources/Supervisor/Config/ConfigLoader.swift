@@ -1,6 +1,7 @@
 import Configuration
-import Foundation
+import FoundationEssentials
 import IPC
+import Synchronization
 import SystemPackage
 
 /// A configuration that cannot be used: exit status 2, and a message naming the key.
@@ -151,16 +152,16 @@ enum ConfigLoader {
     /// The keys of a JSON file, flattened with dots, that are neither known nor below a known key.
     private static func unknownKeys(inFile path: String) throws -> [String] {
         guard let data = FileManager.default.contents(atPath: path),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+              case .object(let object) = try? JSONDecoder().decode(JSONValue.self, from: data)
         else {
             throw ConfigError(description: "config file \(path) must hold one JSON object, like deploy/config.example.json")
         }
         var unknown: [String] = []
-        func walk(_ object: [String: Any], prefix: String) {
+        func walk(_ object: [String: JSONValue], prefix: String) {
             for (key, value) in object {
                 let full = prefix.isEmpty ? key : prefix + "." + key
                 if knownKeys.contains(full) { continue }
-                if let nested = value as? [String: Any], knownKeys.contains(where: { $0.hasPrefix(full + ".") }) {
+                if case .object(let nested) = value, knownKeys.contains(where: { $0.hasPrefix(full + ".") }) {
                     walk(nested, prefix: full)
                 } else {
                     unknown.append(full)
@@ -184,11 +185,10 @@ enum ConfigLoader {
 }
 
 /// Records every key whose value was present but could not be used.
-private final class ProblemCollector: AccessReporter, @unchecked Sendable {
-    private let lock = NSLock()
-    private var problems: [String] = []
+private final class ProblemCollector: AccessReporter, Sendable {
+    private let problems = Mutex<[String]>([])
 
-    var first: String? { lock.withLock { problems.first } }
+    var first: String? { problems.withLock { $0.first } }
 
     func report(_ event: AccessEvent) {
         let key = event.metadata.key.components.joined(separator: ".")
@@ -202,7 +202,7 @@ private final class ProblemCollector: AccessReporter, @unchecked Sendable {
             message = "config key \"\(key)\" has a value that cannot be used: \(error)"
         }
         if let message {
-            lock.withLock { problems.append(message) }
+            problems.withLock { $0.append(message) }
         }
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import IPC
 
 /// The supervisor's configuration: CONTRACT.md, "Configuration". Paths are absolute once loaded.

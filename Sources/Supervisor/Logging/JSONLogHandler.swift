@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import IPC
 import Logging
 
@@ -36,7 +36,7 @@ struct JSONLogHandler: LogHandler {
             files.append(line, to: "errors")
         }
         if echo {
-            FileHandle.standardError.write(Data(Self.console(level: event.level, system: system, message: "\(event.message)", fields: fields).utf8))
+            StandardError.write(Self.console(level: event.level, system: system, message: "\(event.message)", fields: fields))
         }
     }
 
@@ -51,22 +51,21 @@ struct JSONLogHandler: LogHandler {
     }
 
     static func render(ts: String, level: String, system: String, message: String, fields: Logger.Metadata) -> String {
-        var object: [String: Any] = [:]
+        var object: [String: JSONValue] = [:]
         for (key, value) in fields { object[key] = Self.json(value) }
-        object["ts"] = ts
-        object["level"] = level
-        object["system"] = system
-        object["message"] = message
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
+        object["ts"] = .string(ts)
+        object["level"] = .string(level)
+        object["system"] = .string(system)
+        object["message"] = .string(message)
+        return (try? JSONLine.encode(JSONValue.object(object))) ?? "{\"message\":\"unencodable log line\"}\n"
     }
 
-    private static func json(_ value: Logger.Metadata.Value) -> Any {
+    private static func json(_ value: Logger.Metadata.Value) -> JSONValue {
         switch value {
-        case .string(let string): string
-        case .stringConvertible(let convertible): "\(convertible)"
-        case .array(let array): array.map(json)
-        case .dictionary(let dictionary): dictionary.mapValues(json)
+        case .string(let string): .string(string)
+        case .stringConvertible(let convertible): .string("\(convertible)")
+        case .array(let array): .array(array.map(json))
+        case .dictionary(let dictionary): .object(dictionary.mapValues(json))
         }
     }
 

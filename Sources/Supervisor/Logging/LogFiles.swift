@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import IPC
 import Synchronization
 
 #if canImport(Glibc)
@@ -40,7 +41,7 @@ final class LogFiles: Sendable {
         if !ok, !failureReported.exchange(true, ordering: .relaxed) {
             // Logging degrades instead of taking the supervisor down; say so once.
             let message = "bot-supervisor: cannot write to \(directory)/\(system).log (\(String(cString: strerror(errno)))); logging to files is degraded until the supervisor restarts\n"
-            FileHandle.standardError.write(Data(message.utf8))
+            StandardError.write(message)
         }
     }
 }

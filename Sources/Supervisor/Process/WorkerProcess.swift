@@ -1,5 +1,5 @@
 import CSupport
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -90,9 +90,10 @@ enum WorkerProcess {
     }
 
     /// Blocks a dedicated thread in waitpid(2) until `pid` ends, then calls `onExit` from it.
-    /// This learns of the death from the kernel at once: no polling.
-    static func watch(pid: Int32, onExit: @escaping @Sendable (ExitStatus) -> Void) {
-        let thread = Thread {
+    /// This learns of the death from the kernel at once: no polling. Without a thread for it, the
+    /// worker cannot be supervised: it is killed and reaped, and the spawn fails.
+    static func watch(pid: Int32, onExit: @escaping @Sendable (ExitStatus) -> Void) throws {
+        let started = OSThread.detach {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 {
                 if errno != EINTR {
@@ -103,13 +104,19 @@ enum WorkerProcess {
             }
             onExit(ExitStatus(waitStatus: status))
         }
-        thread.name = "waitpid-\(pid)"
-        thread.start()
+        guard started else {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            throw SpawnError(description: "no thread could be started to watch the worker (system thread limit?)")
+        }
     }
 
     /// Copies lines from `fd` to `onLine` on a dedicated thread until end of file, then closes `fd`.
-    static func readLines(from fd: Int32, name: String, onLine: @escaping @Sendable (String) -> Void) {
-        let thread = Thread {
+    /// Returns false (and closes `fd`) when no thread can be started.
+    @discardableResult
+    static func readLines(from fd: Int32, onLine: @escaping @Sendable (String) -> Void) -> Bool {
+        let started = OSThread.detach {
             var pending = [UInt8]()
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
             while true {
@@ -129,8 +136,8 @@ enum WorkerProcess {
             if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
             close(fd)
         }
-        thread.name = name
-        thread.start()
+        if !started { close(fd) }
+        return started
     }
 
     /// Sends `signal` to the worker's whole process group.

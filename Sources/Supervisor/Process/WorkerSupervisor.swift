@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import IPC
 import Logging
 import ServiceLifecycle
@@ -126,15 +127,22 @@ final class WorkerSupervisor: Service, Sendable {
         let pid = running.pid
         logger.info("worker started", metadata: [LogKey.pid: "\(pid)", LogKey.path: "\(config.worker.executable)"])
         let workerLogger = self.workerLogger
+        let continuation = self.continuation
+        do {
+            try WorkerProcess.watch(pid: pid) { status in
+                continuation.yield(.event(.exited(pid: pid, status: status)))
+            }
+        } catch {
+            close(running.stdout)
+            close(running.stderr)
+            throw error
+        }
         for (fd, stream) in [(running.stdout, "stdout"), (running.stderr, "stderr")] {
-            WorkerProcess.readLines(from: fd, name: "\(stream)-\(pid)") { line in
+            let copied = WorkerProcess.readLines(from: fd) { line in
                 let (level, message) = Self.parseLevel(line)
                 workerLogger.log(level: level, "\(message)", metadata: [LogKey.stream: "\(stream)", LogKey.pid: "\(pid)"])
             }
-        }
-        let continuation = self.continuation
-        WorkerProcess.watch(pid: pid) { status in
-            continuation.yield(.event(.exited(pid: pid, status: status)))
+            if !copied { logger.warning("the worker's output is lost: no thread to copy it", metadata: [LogKey.stream: "\(stream)"]) }
         }
         return pid
     }

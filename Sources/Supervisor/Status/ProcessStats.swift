@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Resource figures of a process, read from /proc.
 enum ProcessStats {

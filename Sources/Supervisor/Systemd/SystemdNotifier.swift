@@ -1,5 +1,5 @@
 import CSystemd
-import Foundation
+import FoundationEssentials
 
 /// sd_notify(3) through libsystemd. Without NOTIFY_SOCKET (not started by systemd) it does nothing.
 struct SystemdNotifier: Sendable {
@@ -29,6 +29,6 @@ struct SystemdNotifier: Sendable {
     }
 
     private static func oneLine(_ text: String) -> String {
-        text.replacingOccurrences(of: "\n", with: " ")
+        text.replacing("\n", with: " ")
     }
 }
