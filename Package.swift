@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // libsystemd, for sd_notify(3). Debian: libsystemd-dev.
@@ -34,10 +36,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The database's identity and the read-only checks both executables make on it.
+        .target(
+            name: "BotData",
+            dependencies: [
+                "IPC",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .executableTarget(
             name: "Supervisor",
             dependencies: [
                 "IPC",
+                "BotData",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 "CSupport",
                 "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -52,6 +65,8 @@ let package = Package(
             name: "BotWorker",
             dependencies: [
                 "IPC",
+                "BotData",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 "CSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -68,6 +83,13 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "IPC"]),
+        .testTarget(
+            name: "SupervisorTests",
+            dependencies: ["Supervisor", "IPC", "BotData", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "BotWorkerTests",
+            dependencies: ["BotWorker", "IPC", "BotData", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
     ]
 )

@@ -55,7 +55,7 @@ struct BotWorker: AsyncParsableCommand {
                 try? await link.send(.fatal(message: refused.description))
                 throw ExitCode(WorkerExitCode.fatalConfiguration)
             }
-            let core = BotCore(link: link, logger: logger)
+            let core = BotCore(link: link, databasePath: welcome.databasePath, logger: logger, databaseLogger: Logger(label: "database"))
             var configuration = ServiceGroupConfiguration(
                 services: [
                     .init(service: core),
@@ -67,9 +67,16 @@ struct BotWorker: AsyncParsableCommand {
             let services = ServiceGroup(configuration: configuration)
             try await withThrowingTaskGroup { group in
                 group.addTask {
-                    try await services.run()
-                    // Stopped by a signal: closing the connection also ends the read below.
-                    outbound.finish()
+                    defer {
+                        // Stopped by a signal or an error: closing the connection also ends the read below.
+                        outbound.finish()
+                    }
+                    do {
+                        try await services.run()
+                    } catch let exit as WorkerExit {
+                        logger.error("worker stopping", metadata: ["reason": "\(exit.description)"])
+                        throw ExitCode(exit.code)
+                    }
                 }
                 // When the supervisor says shut down, or goes away, the whole worker stops.
                 try await link.waitForShutdown(&frames)

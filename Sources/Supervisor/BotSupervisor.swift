@@ -9,7 +9,10 @@ struct BotSupervisor: AsyncParsableCommand {
         commandName: "bot-supervisor",
         abstract: "Runs the Discord bot worker safely: restarts, status, health, backups, deploys.",
         version: BotVersion.current,
-        subcommands: [RunCommand.self, StatusCommand.self, RestartWorkerCommand.self],
+        subcommands: [
+            RunCommand.self, StatusCommand.self, BackupCommand.self, BackupsCommand.self, VerifyCommand.self,
+            RestoreCommand.self, RestartWorkerCommand.self,
+        ],
         defaultSubcommand: RunCommand.self
     )
 

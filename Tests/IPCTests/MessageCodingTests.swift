@@ -8,6 +8,8 @@ import Testing
         .ready,
         .heartbeat(.init(sequence: 7, healthy: false, detail: "gateway reconnecting", rssBytes: 1024)),
         .fatal(message: "Discord rejected the token (close code 4004)"),
+        .migrationsPending(identifiers: ["v2-xp", "v3-rules"]),
+        .corruption(detail: "SQLite error 11: database disk image is malformed"),
     ])
     func workerMessagesRoundTrip(_ message: WorkerMessage) throws {
         let line = try JSONLine.encode(message)
@@ -17,7 +19,8 @@ import Testing
     }
 
     @Test(arguments: [
-        SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000)),
+        SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite")),
+        .migrationBackup(ok: false, message: "disk full"),
         .shutdown(reason: "restart requested\nby operator"),
         .error(ErrorBody(code: "bad-request", message: "not JSON")),
     ])

@@ -1,11 +1,19 @@
+import BotData
 import FoundationEssentials
+import GRDB
 import Glibc
 import IPC
 import Logging
 import ServiceLifecycle
 
-/// The bot's main work. The Discord connection, the database and the features plug in here in
-/// later versions; for now it starts, reports ready, and answers health reports until shutdown.
+/// How the worker ends when it cannot go on; `BotWorker` turns it into the exit code.
+struct WorkerExit: Error, CustomStringConvertible {
+    var code: Int32
+    var description: String
+}
+
+/// The bot's main work: opens the database (migrating it after the supervisor's pre-migration
+/// backup), then runs until shutdown. The Discord connection and the features plug in here.
 actor BotCore: Service {
     struct HealthReport: Sendable {
         var healthy: Bool
@@ -14,17 +22,70 @@ actor BotCore: Service {
     }
 
     private let link: SupervisorLink
+    private let databasePath: String
     private let logger: Logger
+    private let databaseLogger: Logger
+    private(set) var database: SafeDatabase?
 
-    init(link: SupervisorLink, logger: Logger) {
+    init(link: SupervisorLink, databasePath: String, logger: Logger, databaseLogger: Logger) {
         self.link = link
+        self.databasePath = databasePath
         self.logger = logger
+        self.databaseLogger = databaseLogger
     }
 
     func run() async throws {
+        database = try await openDatabase()
         try await link.send(.ready)
         logger.info("worker ready", metadata: ["pid": "\(getpid())"])
         try? await gracefulShutdown()
+    }
+
+    private func openDatabase() async throws -> SafeDatabase {
+        let link = self.link
+        let path = databasePath
+        do {
+            let pool = try AppDatabase.openPool(path: path)
+            let database = SafeDatabase(writer: pool, logger: databaseLogger) { detail in
+                try? await link.send(.corruption(detail: detail))
+            }
+            let migrator = AppDatabase.migrator()
+            let plan = try AppDatabase.plan(migrator, pool, path: path)
+            if !plan.pending.isEmpty {
+                if !plan.isFresh {
+                    logger.info("migrations pending; asking the supervisor for a pre-migration backup", metadata: ["pending": "\(plan.pending.joined(separator: ","))"])
+                    let reply = try await link.requestMigrationBackup(pending: plan.pending)
+                    guard reply.ok else {
+                        throw WorkerExit(code: 1, description: "no pre-migration backup, so no migration: \(reply.message)")
+                    }
+                }
+                let started = ContinuousClock.now
+                // Off this actor, so that heartbeats go on during a long migration.
+                try await Task.detached { try AppDatabase.migrate(migrator, pool) }.value
+                databaseLogger.info("migrations applied", metadata: [
+                    "applied": "\(plan.pending.joined(separator: ","))", "duration": "\(ContinuousClock.now - started)",
+                ])
+            }
+            let pid = Int(getpid())
+            try await database.write("core.record-start") { db in
+                try db.execute(
+                    sql: "INSERT INTO worker_starts (started_at, pid, version) VALUES (?, ?, ?)",
+                    arguments: [Timestamp.string(), pid, BotVersion.current]
+                )
+            }
+            return database
+        } catch let error as AppDatabase.OpenError {
+            try? await link.send(.fatal(message: error.description))
+            throw WorkerExit(code: WorkerExitCode.fatalConfiguration, description: error.description)
+        } catch let error where DatabaseInspector.isCorruption(error) {
+            let detail = "opening \(path): \(DatabaseInspector.describe(error))"
+            try? await link.send(.corruption(detail: detail))
+            throw WorkerExit(code: 1, description: "the database is damaged (\(detail)); the supervisor restores it")
+        } catch let error as WorkerExit {
+            throw error
+        } catch {
+            throw WorkerExit(code: 1, description: "cannot open the database \(path): \(DatabaseInspector.describe(error))")
+        }
     }
 
     func healthReport() -> HealthReport {

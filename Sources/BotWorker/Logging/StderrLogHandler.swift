@@ -1,8 +1,9 @@
-import FoundationEssentials
 import IPC
 import Logging
 
-/// Writes `LEVEL message key=value …` lines to stderr, which the supervisor copies into bot.log.
+/// Writes each event as one JSON log line (`LogLine`) to stderr. The supervisor reads the
+/// worker's stderr and appends each line to the file of its `system` (`bot.log`, `database.log`,
+/// …), so only one process ever writes the log files.
 struct StderrLogHandler: LogHandler {
     let system: String
     var logLevel: Logger.Level = .info
@@ -23,8 +24,6 @@ struct StderrLogHandler: LogHandler {
         case .error: "ERROR"
         case .critical: "CRITICAL"
         }
-        let detail = fields.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
-        // One line per event: the supervisor reads the worker's stderr line by line.
-        StandardError.write("\(level) \(event.message)\(detail)".replacing("\n", with: " ") + "\n")
+        StandardError.write(LogLine.render(level: level, system: system, message: "\(event.message)", fields: fields.mapValues(JSONValue.init)))
     }
 }

@@ -3,15 +3,23 @@ import Glibc
 import IPC
 import Logging
 import NIOCore
+import Synchronization
 
 /// The worker's end of its connection to the supervisor.
-struct SupervisorLink: Sendable {
+final class SupervisorLink: Sendable {
     struct Refused: Error, CustomStringConvertible {
         var description: String
     }
 
     let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     let logger: Logger
+    /// The one request that waits for an answer: the pre-migration backup.
+    private let backupReply = Mutex<AsyncStream<(ok: Bool, message: String)>.Continuation?>(nil)
+
+    init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, logger: Logger) {
+        self.outbound = outbound
+        self.logger = logger
+    }
 
     func send(_ message: WorkerMessage) async throws {
         try await outbound.writeLine(message)
@@ -29,13 +37,31 @@ struct SupervisorLink: Sendable {
         switch try JSONLine.decode(SupervisorMessage.self, from: line) {
         case .welcome(let welcome): return welcome
         case .error(let body): throw Refused(description: "the supervisor refused this worker: \(body)")
-        case .shutdown: throw Refused(description: "the supervisor asked to shut down before its welcome")
+        default: throw Refused(description: "the supervisor answered the hello with something else than a welcome")
+        }
+    }
+
+    /// Asks the supervisor for a `pre-migration` backup and waits for its answer.
+    func requestMigrationBackup(pending: [String]) async throws -> (ok: Bool, message: String) {
+        let (replies, continuation) = AsyncStream.makeStream(of: (ok: Bool, message: String).self)
+        backupReply.withLock { $0 = continuation }
+        try await send(.migrationsPending(identifiers: pending))
+        for await reply in replies { return reply }
+        return (false, "the connection to the supervisor closed before its answer")
+    }
+
+    private func deliverBackupReply(ok: Bool, message: String) {
+        backupReply.withLock { pending in
+            pending?.yield((ok, message))
+            pending?.finish()
+            pending = nil
         }
     }
 
     /// Reads what the supervisor sends until it says `shutdown` or the connection closes: either
     /// way the worker must stop, because a worker never runs without its supervisor.
     func waitForShutdown(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator) async throws {
+        defer { deliverBackupReply(ok: false, message: "the connection to the supervisor closed") }
         while let frame = try await frames.next() {
             switch frame {
             case .failure(let error):
@@ -46,6 +72,8 @@ struct SupervisorLink: Sendable {
                 case .shutdown(let reason):
                     logger.info("shutdown requested by the supervisor", metadata: ["reason": "\(reason)"])
                     return
+                case .migrationBackup(let ok, let message):
+                    deliverBackupReply(ok: ok, message: message)
                 case .error(let body):
                     logger.warning("the supervisor reported an error", metadata: ["error": "\(body)"])
                 case .welcome, nil:

@@ -65,6 +65,12 @@ public struct ControlResponse<Result: Codable & Sendable>: Codable, Sendable {
     public var result: Result?
     public var error: ErrorBody?
 
+    public init(ok: Bool, result: Result?, error: ErrorBody?) {
+        self.ok = ok
+        self.result = result
+        self.error = error
+    }
+
     public static func success(_ result: Result) -> Self { .init(ok: true, result: result, error: nil) }
     public static func failure(_ error: ErrorBody) -> Self { .init(ok: false, result: nil, error: error) }
 
@@ -73,7 +79,9 @@ public struct ControlResponse<Result: Codable & Sendable>: Codable, Sendable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(ok, forKey: .ok)
-        if ok { try container.encode(result, forKey: .result) } else { try container.encode(error, forKey: .error) }
+        // A failure may carry a result too (the report of a verification that found problems).
+        if ok || result != nil { try container.encode(result, forKey: .result) }
+        if !ok { try container.encode(error, forKey: .error) }
     }
 }
 

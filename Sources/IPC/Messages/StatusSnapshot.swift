@@ -10,11 +10,14 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     public var health: HealthStatus?
     /// Newest first.
     public var alerts: [Alert]
+    /// A long operation running now (backup, restore, verify), with its progress.
+    public var operation: OperationStatus?
 
     public init(
         supervisor: SupervisorStatus, worker: WorkerStatus, database: DatabaseStatus? = nil,
-        backups: BackupsStatus? = nil, health: HealthStatus? = nil, alerts: [Alert] = []
+        backups: BackupsStatus? = nil, health: HealthStatus? = nil, alerts: [Alert] = [], operation: OperationStatus? = nil
     ) {
+        self.operation = operation
         self.supervisor = supervisor
         self.worker = worker
         self.database = database
@@ -31,6 +34,7 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
         try c.encode(backups, forKey: .backups)
         try c.encode(health, forKey: .health)
         try c.encode(alerts, forKey: .alerts)
+        try c.encode(operation, forKey: .operation)
     }
 }
 
@@ -141,6 +145,16 @@ public struct DatabaseStatus: Codable, Sendable, Equatable {
     public struct Check: Codable, Sendable, Equatable {
         public var at: String
         public var result: String
+        public init(at: String, result: String) {
+            self.at = at
+            self.result = result
+        }
+    }
+
+    public init(path: String, sizeBytes: Int?, lastCheck: Check?) {
+        self.path = path
+        self.sizeBytes = sizeBytes
+        self.lastCheck = lastCheck
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -161,6 +175,18 @@ public struct BackupsStatus: Codable, Sendable, Equatable {
         public var reason: String
         public var verified: Bool
         public var locations: [String]
+        public init(id: String, at: String, reason: String, verified: Bool, locations: [String]) {
+            self.id = id
+            self.at = at
+            self.reason = reason
+            self.verified = verified
+            self.locations = locations
+        }
+    }
+
+    public init(count: Int, last: Last?) {
+        self.count = count
+        self.last = last
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -206,5 +232,20 @@ public struct Alert: Codable, Sendable, Equatable {
         self.at = at
         self.severity = severity
         self.message = message
+    }
+}
+
+public struct OperationStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var startedAt: String
+    public var phase: String
+    /// 0 to 1.
+    public var progress: Double
+
+    public init(name: String, startedAt: String, phase: String, progress: Double) {
+        self.name = name
+        self.startedAt = startedAt
+        self.phase = phase
+        self.progress = progress
     }
 }

@@ -28,6 +28,11 @@ public enum WorkerMessage: Sendable, Equatable {
     case heartbeat(Heartbeat)
     /// Sent just before exiting with `WorkerExitCode.fatalConfiguration`: what is wrong and what to do.
     case fatal(message: String)
+    /// The database has migrations to apply: the worker waits for `migrationBackup` before it
+    /// applies them, so that a `pre-migration` backup exists.
+    case migrationsPending(identifiers: [String])
+    /// SQLite said SQLITE_CORRUPT or SQLITE_NOTADB: the supervisor stops the worker and restores.
+    case corruption(detail: String)
 
     public struct Hello: Codable, Sendable, Equatable {
         public var protocolVersion: Int
@@ -61,13 +66,18 @@ public enum SupervisorMessage: Sendable, Equatable {
     case welcome(Welcome)
     case shutdown(reason: String)
     case error(ErrorBody)
+    /// The answer to `migrationsPending`: whether the `pre-migration` backup was taken.
+    case migrationBackup(ok: Bool, message: String)
 
     public struct Welcome: Codable, Sendable, Equatable {
         public var protocolVersion: Int
         public var heartbeatIntervalMs: Int
-        public init(protocolVersion: Int = WorkerProtocol.version, heartbeatIntervalMs: Int) {
+        /// The live database, `<dataDir>/bot.sqlite`.
+        public var databasePath: String
+        public init(protocolVersion: Int = WorkerProtocol.version, heartbeatIntervalMs: Int, databasePath: String) {
             self.protocolVersion = protocolVersion
             self.heartbeatIntervalMs = heartbeatIntervalMs
+            self.databasePath = databasePath
         }
     }
 }
@@ -75,7 +85,7 @@ public enum SupervisorMessage: Sendable, Equatable {
 // MARK: - Codable: {"type": "...", ...fields}
 
 private enum TypeKey: String, CodingKey { case type }
-private enum FieldKey: String, CodingKey { case message, reason, code }
+private enum FieldKey: String, CodingKey { case message, reason, code, identifiers, detail, ok }
 
 extension WorkerMessage: Codable {
     public init(from decoder: any Decoder) throws {
@@ -86,6 +96,10 @@ extension WorkerMessage: Codable {
         case "heartbeat": self = .heartbeat(try Heartbeat(from: decoder))
         case "fatal":
             self = .fatal(message: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .message))
+        case "migrationsPending":
+            self = .migrationsPending(identifiers: try decoder.container(keyedBy: FieldKey.self).decode([String].self, forKey: .identifiers))
+        case "corruption":
+            self = .corruption(detail: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .detail))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
         }
     }
@@ -105,6 +119,14 @@ extension WorkerMessage: Codable {
             try container.encode("fatal", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(message, forKey: .message)
+        case .migrationsPending(let identifiers):
+            try container.encode("migrationsPending", forKey: .type)
+            var fields = encoder.container(keyedBy: FieldKey.self)
+            try fields.encode(identifiers, forKey: .identifiers)
+        case .corruption(let detail):
+            try container.encode("corruption", forKey: .type)
+            var fields = encoder.container(keyedBy: FieldKey.self)
+            try fields.encode(detail, forKey: .detail)
         }
     }
 }
@@ -117,6 +139,9 @@ extension SupervisorMessage: Codable {
         case "shutdown":
             self = .shutdown(reason: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .reason))
         case "error": self = .error(try ErrorBody(from: decoder))
+        case "migrationBackup":
+            let fields = try decoder.container(keyedBy: FieldKey.self)
+            self = .migrationBackup(ok: try fields.decode(Bool.self, forKey: .ok), message: try fields.decode(String.self, forKey: .message))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
         }
     }
@@ -134,6 +159,11 @@ extension SupervisorMessage: Codable {
         case .error(let body):
             try container.encode("error", forKey: .type)
             try body.encode(to: encoder)
+        case .migrationBackup(let ok, let message):
+            try container.encode("migrationBackup", forKey: .type)
+            var fields = encoder.container(keyedBy: FieldKey.self)
+            try fields.encode(ok, forKey: .ok)
+            try fields.encode(message, forKey: .message)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BotData
 import FoundationEssentials
 import Glibc
 import IPC
@@ -46,9 +47,11 @@ struct RunCommand: AsyncParsableCommand {
         let notifier = SystemdNotifier()
         let store = StatusStore(notifier: notifier, logger: logger)
         let link = WorkerLink()
+        let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
+        await keeper.prepare()
         let supervisor = WorkerSupervisor(
-            config: config, link: link, store: store, notifier: notifier,
-            logger: logger, workerLogger: Logger(label: "bot")
+            config: config, link: link, store: store, keeper: keeper, notifier: notifier,
+            logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"))
         )
         let group = MultiThreadedEventLoopGroup.singleton
         let controlServer = ControlServer(
@@ -56,6 +59,7 @@ struct RunCommand: AsyncParsableCommand {
             readTimeout: config.controlReadTimeout,
             commands: ControlCommands(
                 store: store,
+                keeper: keeper,
                 supervisor: supervisor,
                 restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
                 audit: Logger(label: "audit")
@@ -67,14 +71,19 @@ struct RunCommand: AsyncParsableCommand {
             path: config.workerSocket,
             heartbeatInterval: config.worker.heartbeatInterval,
             readTimeout: config.worker.heartbeatTimeout,
+            databasePath: config.dataDir + "/" + BotDatabase.fileName,
             link: link,
+            keeper: keeper,
             events: { [supervisor] in supervisor.send($0) },
             group: group,
             logger: logger
         )
+        let dailyAt = config.backup.dailyAt.split(separator: ":").compactMap { Int($0) }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: controlServer),
             .init(service: linkServer),
+            .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, logger: logger)),
+            .init(service: DatabaseCheckService(interval: config.health.interval, keeper: keeper, supervisor: supervisor, store: store, logger: logger)),
         ]
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(interval: interval, supervisor: supervisor, notifier: notifier, logger: logger)))

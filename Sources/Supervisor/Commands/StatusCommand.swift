@@ -53,6 +53,9 @@ enum StatusTable {
         if let detail = w.detail { rows.append(("  detail", detail)) }
         if let exit = w.lastExit { rows.append(("  last exit", "\(exit.reason) (\(exit.at))")) }
 
+        if let operation = s.operation {
+            rows.append(("operation", "\(operation.name): \(operation.phase) \(Int(operation.progress * 100))% (since \(operation.startedAt))"))
+        }
         rows.append(("database", s.database.map { db in
             "\(db.path)" + (db.sizeBytes.map { ", \(megabytes($0))" } ?? "") + (db.lastCheck.map { ", check \($0.result) at \($0.at)" } ?? "")
         } ?? "-"))
@@ -76,6 +79,15 @@ enum StatusTable {
 
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0 + String(repeating: " ", count: width - $0.0.count) + "  " + $0.1 + "\n" }.joined()
+    }
+
+    /// Left-aligned columns separated by two spaces, one row per line.
+    static func columns(_ rows: [[String]]) -> String {
+        let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  ")
+                .replacing(/\s+$/, with: "") + "\n"
+        }.joined()
     }
 
     static func age(since iso: String, now: Date) -> String {

@@ -10,6 +10,7 @@ import Logging
 /// to `audit.log` with the peer's uid and pid.
 struct ControlCommands: Sendable {
     let store: StatusStore
+    let keeper: DataKeeper
     let supervisor: WorkerSupervisor
     let restartTimeout: Duration
     let audit: Logger
@@ -31,10 +32,28 @@ struct ControlCommands: Sendable {
         let response: String
         switch request.cmd {
         case .status:
-            response = Self.line(ControlResponse.success(await store.snapshot()))
+            var snapshot = await store.snapshot()
+            snapshot.database = await keeper.databaseStatus()
+            snapshot.backups = await keeper.backupsStatus()
+            snapshot.operation = keeper.tracker.status
+            response = Self.line(ControlResponse.success(snapshot))
         case .restartWorker:
             response = await restartWorker(requester: "uid \(peer.uid) pid \(peer.pid)")
-        case .health, .backup, .backups, .verify, .restore, .deploy, .rollback:
+        case .backup:
+            response = switch await keeper.backup(reason: .manual) {
+            case .success(let report): Self.line(ControlResponse.success(report))
+            case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
+            }
+        case .backups:
+            response = Self.line(ControlResponse.success(await keeper.backupList()))
+        case .verify:
+            let report = await keeper.verifyAll()
+            response = report.ok
+                ? Self.line(ControlResponse.success(report))
+                : Self.line(ControlResponse<DataKeeper.VerifyReport>(ok: false, result: report, error: ErrorBody(code: "verification-failed", message: Self.describeFailures(report))))
+        case .restore:
+            response = await restore(backupID: request.backup, requester: "uid \(peer.uid) pid \(peer.pid)")
+        case .health, .deploy, .rollback:
             response = Self.line(ControlResponse<Ignored>.failure(ErrorBody(
                 code: "not-available",
                 message: "`\(request.cmd.rawValue)` is not available in bot-supervisor \(BotVersion.current) yet"
@@ -58,6 +77,24 @@ struct ControlCommands: Sendable {
         }
         let message = old.map { "worker restarted: pid \($0) → pid \(pid), ready" } ?? "worker started: pid \(pid), ready"
         return Self.line(ControlResponse.success(ActionResult(message: message, workerPid: pid)))
+    }
+
+    private func restore(backupID: String?, requester: String) async -> String {
+        let outcomes = await keeper.nextRestoreOutcome()
+        supervisor.send(.maintenanceRequested(.restore(backupID: backupID, requestedBy: requester)))
+        for await outcome in outcomes {
+            guard outcome.succeeded else {
+                return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: outcome.message)))
+            }
+            let pid = await store.waitForReady(excluding: nil, timeout: restartTimeout)
+            return Self.line(ControlResponse.success(ActionResult(message: outcome.message, workerPid: pid)))
+        }
+        return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: "the restore did not report back")))
+    }
+
+    private static func describeFailures(_ report: DataKeeper.VerifyReport) -> String {
+        let failed = ([report.live] + report.backups).filter { !$0.ok }
+        return "\(failed.count) of \(report.backups.count + 1) checks failed: " + failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
     }
 
     static func line(_ value: some Encodable) -> String {

@@ -51,22 +51,7 @@ struct JSONLogHandler: LogHandler {
     }
 
     static func render(ts: String, level: String, system: String, message: String, fields: Logger.Metadata) -> String {
-        var object: [String: JSONValue] = [:]
-        for (key, value) in fields { object[key] = Self.json(value) }
-        object["ts"] = .string(ts)
-        object["level"] = .string(level)
-        object["system"] = .string(system)
-        object["message"] = .string(message)
-        return (try? JSONLine.encode(JSONValue.object(object))) ?? "{\"message\":\"unencodable log line\"}\n"
-    }
-
-    private static func json(_ value: Logger.Metadata.Value) -> JSONValue {
-        switch value {
-        case .string(let string): .string(string)
-        case .stringConvertible(let convertible): .string("\(convertible)")
-        case .array(let array): .array(array.map(json))
-        case .dictionary(let dictionary): .object(dictionary.mapValues(json))
-        }
+        LogLine.render(level: level, system: system, message: message, fields: fields.mapValues(JSONValue.init), ts: ts)
     }
 
     private static func console(level: Logger.Level, system: String, message: String, fields: Logger.Metadata) -> String {

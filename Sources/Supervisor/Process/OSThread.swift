@@ -27,3 +27,17 @@ enum OSThread {
         return true
     }
 }
+
+/// Runs blocking work (file copies, SQLite checks of a large file) on a thread of its own, so that
+/// Swift concurrency's few cooperative threads (one per core) stay free for the supervision loop,
+/// the status store and the watchdog.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let started = OSThread.detach {
+            continuation.resume(with: Result { try work() })
+        }
+        if !started {
+            continuation.resume(throwing: WorkerProcess.SpawnError(description: "no thread could be started for blocking work"))
+        }
+    }
+}

@@ -14,7 +14,9 @@ struct WorkerLinkServer: Service {
     let path: String
     let heartbeatInterval: Duration
     let readTimeout: Duration
+    let databasePath: String
     let link: WorkerLink
+    let keeper: DataKeeper
     let events: @Sendable (WorkerStateMachine.Event) -> Void
     let group: any EventLoopGroup
     let logger: Logger
@@ -45,17 +47,26 @@ struct WorkerLinkServer: Service {
                 await link.attach(pid: pid, writer: outbound)
                 events(.connected(pid: pid))
                 defer { Task { await link.detach(pid: pid) } }
-                while let frame = try await frames.next() {
-                    switch Self.decode(frame) {
-                    case .success(.ready): events(.ready(pid: pid))
-                    case .success(.heartbeat(let beat)): events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail))
-                    case .success(.fatal(let message)): events(.fatalReported(pid: pid, message: message))
-                    case .success(.hello):
-                        try await reject(.badRequest("hello was already received on this connection"), outbound, pid: pid)
-                        return
-                    case .failure(let error):
-                        try await reject(error, outbound, pid: pid)
-                        return
+                try await withThrowingDiscardingTaskGroup { requests in
+                    defer { requests.cancelAll() }
+                    while let frame = try await frames.next() {
+                        switch Self.decode(frame) {
+                        case .success(.ready): events(.ready(pid: pid))
+                        case .success(.heartbeat(let beat)): events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail))
+                        case .success(.fatal(let message)): events(.fatalReported(pid: pid, message: message))
+                        case .success(.corruption(let detail)):
+                            logger.critical("the worker reports a damaged database", metadata: [LogKey.pid: "\(pid)", LogKey.error: "\(detail)"])
+                            events(.maintenanceRequested(.repair(reason: "the worker reported a damaged database (\(detail))")))
+                        case .success(.migrationsPending(let identifiers)):
+                            // In a task of its own: heartbeats keep flowing during the backup.
+                            requests.addTask { await self.preMigrationBackup(for: pid, pending: identifiers) }
+                        case .success(.hello):
+                            try await reject(.badRequest("hello was already received on this connection"), outbound, pid: pid)
+                            return
+                        case .failure(let error):
+                            try await reject(error, outbound, pid: pid)
+                            return
+                        }
                     }
                 }
             }
@@ -94,9 +105,18 @@ struct WorkerLinkServer: Service {
             return nil
         }
         let intervalMs = Int(StatusStore.milliseconds(heartbeatInterval))
-        try await outbound.writeLine(SupervisorMessage.welcome(.init(heartbeatIntervalMs: intervalMs)))
+        try await outbound.writeLine(SupervisorMessage.welcome(.init(heartbeatIntervalMs: intervalMs, databasePath: databasePath)))
         logger.info("worker connected", metadata: [LogKey.pid: "\(hello.pid)", "version": "\(hello.version)"])
         return hello.pid
+    }
+
+    private func preMigrationBackup(for pid: Int32, pending: [String]) async {
+        logger.info("the worker has migrations to apply; taking a pre-migration backup", metadata: [LogKey.pid: "\(pid)", "pending": "\(pending.joined(separator: ","))"])
+        let reply: SupervisorMessage = switch await keeper.backup(reason: .preMigration) {
+        case .success(let report): .migrationBackup(ok: true, message: "backup \(report.id) taken")
+        case .failure(let error): .migrationBackup(ok: false, message: error.message)
+        }
+        _ = await link.send(reply, to: pid)
     }
 
     private func reject(_ error: ErrorBody, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, pid: Int32) async throws {

@@ -29,10 +29,45 @@ enum WorkerProcess {
         var stderr: Int32
     }
 
-    /// Spawns `executable`. Must run on the main thread: Linux delivers PR_SET_PDEATHSIG when the
-    /// *thread* that forked the child exits, and the main thread lives as long as the supervisor.
-    @MainActor
-    static func spawn(executable: String, arguments: [String] = [], environment: [String: String]) throws -> Running {
+    /// Spawns `executable` from a thread of its own, which then waits in waitpid(2) for the child's
+    /// end and calls `onExit`: the kernel tells of the death at once, nothing polls.
+    ///
+    /// The thread matters: Linux delivers the worker's PR_SET_PDEATHSIG when the *thread* that
+    /// forked it exits, not the process. Swift concurrency's threads come and go (even the main
+    /// thread exits under dispatch_main), so the forking thread is one that lives exactly as long
+    /// as the worker.
+    static func spawn(
+        executable: String,
+        arguments: [String] = [],
+        environment: [String: String],
+        onExit: @escaping @Sendable (_ pid: Int32, ExitStatus) -> Void
+    ) async throws -> Running {
+        try await withCheckedThrowingContinuation { continuation in
+            let started = OSThread.detach {
+                let running: Running
+                do {
+                    running = try spawnHere(executable: executable, arguments: arguments, environment: environment)
+                } catch {
+                    continuation.resume(throwing: error)
+                    return
+                }
+                continuation.resume(returning: running)
+                var status: Int32 = 0
+                while waitpid(running.pid, &status, 0) < 0 {
+                    if errno != EINTR {
+                        onExit(running.pid, .signaled(signal: SIGKILL))
+                        return
+                    }
+                }
+                onExit(running.pid, ExitStatus(waitStatus: status))
+            }
+            if !started {
+                continuation.resume(throwing: SpawnError(description: "no thread could be started to run the worker (system thread limit?)"))
+            }
+        }
+    }
+
+    private static func spawnHere(executable: String, arguments: [String], environment: [String: String]) throws -> Running {
         guard access(executable, X_OK) == 0 else {
             throw SpawnError(description: "\(executable) is not an executable file (\(String(cString: strerror(errno)))); set worker.executable or rebuild with `swift build`")
         }
@@ -87,29 +122,6 @@ enum WorkerProcess {
         var environment = ProcessInfo.processInfo.environment.filter { !withheldEnvironment.contains($0.key) }
         environment.merge(extra) { $1 }
         return environment
-    }
-
-    /// Blocks a dedicated thread in waitpid(2) until `pid` ends, then calls `onExit` from it.
-    /// This learns of the death from the kernel at once: no polling. Without a thread for it, the
-    /// worker cannot be supervised: it is killed and reaped, and the spawn fails.
-    static func watch(pid: Int32, onExit: @escaping @Sendable (ExitStatus) -> Void) throws {
-        let started = OSThread.detach {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 {
-                if errno != EINTR {
-                    // Not our child any more (cannot happen while we spawned it); report it gone.
-                    onExit(.signaled(signal: SIGKILL))
-                    return
-                }
-            }
-            onExit(ExitStatus(waitStatus: status))
-        }
-        guard started else {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            throw SpawnError(description: "no thread could be started to watch the worker (system thread limit?)")
-        }
     }
 
     /// Copies lines from `fd` to `onLine` on a dedicated thread until end of file, then closes `fd`.

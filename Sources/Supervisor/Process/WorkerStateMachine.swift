@@ -26,6 +26,7 @@ struct WorkerStateMachine: Sendable {
         case hung(silentFor: Duration)
         case restartRequested(by: String)
         case shutdown
+        case maintenance(MaintenanceTask)
     }
 
     enum Event: Sendable, Equatable {
@@ -40,6 +41,9 @@ struct WorkerStateMachine: Sendable {
         case timerFired(Timer, generation: Int)
         case restartRequested(by: String)
         case shutdownRequested
+        /// Work on the database that needs the worker stopped (a check, a restore).
+        case maintenanceRequested(MaintenanceTask)
+        case maintenanceFinished(MaintenanceOutcome)
     }
 
     enum Action: Sendable, Equatable {
@@ -54,6 +58,8 @@ struct WorkerStateMachine: Sendable {
         case firstReady
         /// The worker is down for good after a shutdown request: the supervision loop may end.
         case finished
+        /// Run the task (the worker is stopped), then report `maintenanceFinished`.
+        case performMaintenance(MaintenanceTask)
     }
 
     enum Phase: Sendable, Equatable {
@@ -62,6 +68,7 @@ struct WorkerStateMachine: Sendable {
         case running(pid: Int32, since: ContinuousClock.Instant)
         case stopping(pid: Int32, reason: StopReason)
         case waiting(until: ContinuousClock.Instant)
+        case maintenance(MaintenanceTask)
         case failed(message: String)
         case stopped
     }
@@ -101,6 +108,8 @@ struct WorkerStateMachine: Sendable {
         case .running: healthy ? .ready : .unhealthy
         case .stopping: .stopping
         case .waiting: inCrashLoop ? .crashLoop : .backoff
+        case .maintenance(.startupCheck): .starting
+        case .maintenance: .stopped
         case .failed: .failed
         }
     }
@@ -115,6 +124,7 @@ struct WorkerStateMachine: Sendable {
     var detail: String? {
         switch phase {
         case .failed(let message): message
+        case .maintenance(let task): task.summary
         case .running where !healthy: healthDetail
         case .waiting, .starting:
             inCrashLoop ? "\(policy.recentFailures.count) failures in the last 10 minutes; last: \(lastExit?.reason ?? "unknown")" : nil
@@ -131,6 +141,29 @@ struct WorkerStateMachine: Sendable {
             case .idle, .stopped, .failed, .waiting: return shuttingDown ? [] : spawn()
             default: return []
             }
+
+        case .maintenanceRequested(let task):
+            switch phase {
+            case .starting, .running:
+                return stop(.maintenance(task))
+            case .stopping(let pid, let reason):
+                if reason != .shutdown { phase = .stopping(pid: pid, reason: .maintenance(task)) }
+                return []
+            case .idle, .waiting, .failed, .stopped:
+                guard !shuttingDown else { return [] }
+                cancel(.restart)
+                phase = .maintenance(task)
+                return [.performMaintenance(task)]
+            case .maintenance:
+                return []
+            }
+
+        case .maintenanceFinished(let outcome):
+            guard case .maintenance = phase else { return [] }
+            if shuttingDown { return finish() }
+            if outcome.startWorker { return spawn() }
+            phase = .failed(message: outcome.message)
+            return []
 
         case .spawned(let pid):
             phase = .starting(pid: pid, since: now)
@@ -183,7 +216,7 @@ struct WorkerStateMachine: Sendable {
             switch phase {
             case .starting, .running: return stop(.restartRequested(by: requester))
             case .waiting, .failed, .stopped, .idle: return shuttingDown ? [] : spawn()
-            case .stopping: return []
+            case .stopping, .maintenance: return []
             }
 
         case .shutdownRequested:
@@ -193,6 +226,9 @@ struct WorkerStateMachine: Sendable {
                 return stop(.shutdown)
             case .stopping(let pid, _):
                 phase = .stopping(pid: pid, reason: .shutdown)
+                return []
+            case .maintenance:
+                // Finishes when the task reports back; a half-done restore is never abandoned.
                 return []
             case .idle, .waiting, .failed, .stopped:
                 phase = .stopped
@@ -235,6 +271,8 @@ struct WorkerStateMachine: Sendable {
             return [.requestShutdown(pid: pid, reason: "restart requested by \(requester)"), kill]
         case .shutdown:
             return [.requestShutdown(pid: pid, reason: "the supervisor is shutting down"), kill]
+        case .maintenance(let task):
+            return [.requestShutdown(pid: pid, reason: task.summary), kill]
         }
     }
 
@@ -252,6 +290,11 @@ struct WorkerStateMachine: Sendable {
                 return shuttingDown ? finish() : spawn()
             case .hung(let silence):
                 return failure(Exit(status: status, reason: "hung: no heartbeat for \(Self.seconds(silence)); \(status) after SIGTERM"), at: now)
+            case .maintenance(let task):
+                lastExit = Exit(status: status, reason: "stopped for \(task.summary); \(status)")
+                if shuttingDown { return finish() }
+                phase = .maintenance(task)
+                return [.performMaintenance(task)]
             }
         }
         if shuttingDown {

@@ -20,20 +20,22 @@ final class WorkerSupervisor: Service, Sendable {
     private let config: SupervisorConfig
     private let link: WorkerLink
     private let store: StatusStore
+    private let keeper: DataKeeper
     private let notifier: SystemdNotifier
     private let logger: Logger
-    private let workerLogger: Logger
+    private let output: WorkerOutput
     private let inputs: AsyncStream<Input>
     private let continuation: AsyncStream<Input>.Continuation
     private let answeredProbe = Atomic<Int>(0)
 
-    init(config: SupervisorConfig, link: WorkerLink, store: StatusStore, notifier: SystemdNotifier, logger: Logger, workerLogger: Logger) {
+    init(config: SupervisorConfig, link: WorkerLink, store: StatusStore, keeper: DataKeeper, notifier: SystemdNotifier, logger: Logger, output: WorkerOutput) {
+        self.keeper = keeper
         self.config = config
         self.link = link
         self.store = store
         self.notifier = notifier
         self.logger = logger
-        self.workerLogger = workerLogger
+        self.output = output
         (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
     }
 
@@ -53,10 +55,11 @@ final class WorkerSupervisor: Service, Sendable {
         )
         var startedAt: Date?
         var exitAt: Date?
-        await withDiscardingTaskGroup { timers in
+        await withDiscardingTaskGroup { children in
             await withGracefulShutdownHandler {
                 var finished = false
-                var pending: [WorkerStateMachine.Event] = [.start]
+                // The database is checked (and restored if need be) before the first start.
+                var pending: [WorkerStateMachine.Event] = [.maintenanceRequested(.startupCheck)]
                 var inputs = self.inputs.makeAsyncIterator()
                 while !finished {
                     if pending.isEmpty {
@@ -73,6 +76,7 @@ final class WorkerSupervisor: Service, Sendable {
                         self.trace(event, expected: machine.state == .stopping)
                         switch event {
                         case .exited, .spawnFailed: exitAt = Date()
+                        case .shutdownRequested: await store.setSupervisorState("stopping")
                         default: break
                         }
                         for action in machine.handle(event, at: .now) {
@@ -94,7 +98,7 @@ final class WorkerSupervisor: Service, Sendable {
                                 WorkerProcess.signalGroup(pid, signal)
                             case .startTimer(let timer, let generation, let delay):
                                 let continuation = self.continuation
-                                timers.addTask {
+                                children.addTask {
                                     guard (try? await Task.sleep(for: delay)) != nil else { return }
                                     continuation.yield(.event(.timerFired(timer, generation: generation)))
                                 }
@@ -104,6 +108,8 @@ final class WorkerSupervisor: Service, Sendable {
                                 notifier.ready(status: "worker ready")
                             case .finished:
                                 finished = true
+                            case .performMaintenance(let task):
+                                children.addTask { await self.maintain(task) }
                             }
                         }
                     }
@@ -113,53 +119,52 @@ final class WorkerSupervisor: Service, Sendable {
                 self.notifier.stopping(status: "stopping: asking the worker to shut down")
                 self.continuation.yield(.event(.shutdownRequested))
             }
-            timers.cancelAll()
+            children.cancelAll()
         }
     }
 
-    @MainActor
-    private func spawnWorker() throws -> Int32 {
+    /// Runs a maintenance task while the loop goes on turning; during the start-up check it keeps
+    /// extending systemd's start timeout, since a restore of a large database takes a while.
+    private func maintain(_ task: MaintenanceTask) async {
+        logger.info("maintenance", metadata: [LogKey.reason: "\(task.summary)"])
+        let outcome = await withTaskGroup(of: MaintenanceOutcome?.self) { group in
+            group.addTask { await self.keeper.perform(task) }
+            group.addTask {
+                while !Task.isCancelled {
+                    self.notifier.extendTimeout(.seconds(30))
+                    guard (try? await Task.sleep(for: .seconds(10))) != nil else { break }
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let result { return result }
+            }
+            return MaintenanceOutcome(startWorker: false, succeeded: false, message: "maintenance was cancelled")
+        }
+        logger.log(level: outcome.succeeded ? .info : .error, "maintenance finished", metadata: [LogKey.outcome: "\(outcome.message)"])
+        continuation.yield(.event(.maintenanceFinished(outcome)))
+    }
+
+    private func spawnWorker() async throws -> Int32 {
         let environment = WorkerProcess.environment(extra: [
             WorkerProtocol.socketEnvironmentKey: config.workerSocket,
             WorkerProtocol.supervisorPIDEnvironmentKey: String(getpid()),
         ])
-        let running = try WorkerProcess.spawn(executable: config.worker.executable, environment: environment)
+        let continuation = self.continuation
+        let running = try await WorkerProcess.spawn(executable: config.worker.executable, environment: environment) { pid, status in
+            continuation.yield(.event(.exited(pid: pid, status: status)))
+        }
         let pid = running.pid
         logger.info("worker started", metadata: [LogKey.pid: "\(pid)", LogKey.path: "\(config.worker.executable)"])
-        let workerLogger = self.workerLogger
-        let continuation = self.continuation
-        do {
-            try WorkerProcess.watch(pid: pid) { status in
-                continuation.yield(.event(.exited(pid: pid, status: status)))
-            }
-        } catch {
-            close(running.stdout)
-            close(running.stderr)
-            throw error
-        }
+        let output = self.output
         for (fd, stream) in [(running.stdout, "stdout"), (running.stderr, "stderr")] {
             let copied = WorkerProcess.readLines(from: fd) { line in
-                let (level, message) = Self.parseLevel(line)
-                workerLogger.log(level: level, "\(message)", metadata: [LogKey.stream: "\(stream)", LogKey.pid: "\(pid)"])
+                output.accept(line, stream: stream, pid: pid)
             }
             if !copied { logger.warning("the worker's output is lost: no thread to copy it", metadata: [LogKey.stream: "\(stream)"]) }
         }
         return pid
-    }
-
-    /// The worker writes `LEVEL message` lines; anything else is kept whole at INFO.
-    static func parseLevel(_ line: String) -> (Logger.Level, Substring) {
-        guard let space = line.firstIndex(of: " ") else { return (.info, line[...]) }
-        let level: Logger.Level? = switch line[..<space] {
-        case "DEBUG": .debug
-        case "INFO": .info
-        case "WARNING": .warning
-        case "ERROR": .error
-        case "CRITICAL": .critical
-        default: nil
-        }
-        guard let level else { return (.info, line[...]) }
-        return (level, line[line.index(after: space)...])
     }
 
     private func trace(_ event: WorkerStateMachine.Event, expected: Bool) {

@@ -22,6 +22,12 @@ struct SystemdNotifier: Sendable {
     func status(_ text: String) { send("STATUS=\(Self.oneLine(text))") }
     func watchdog() { send("WATCHDOG=1") }
     func stopping(status: String) { send("STOPPING=1\nSTATUS=\(Self.oneLine(status))") }
+    /// Before the first READY=1 only, systemd's start timeout (TimeoutStartSec) is extended by
+    /// `duration`; later it is a no-op, which is harmless.
+    func extendTimeout(_ duration: Duration) {
+        let usec = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        send("EXTEND_TIMEOUT_USEC=\(usec)")
+    }
 
     private func send(_ assignments: String) {
         guard isEnabled else { return }

@@ -13,7 +13,9 @@ import Testing
         #expect(status.worker.pid != nil)
         #expect(status.worker.restarts == 0)
         #expect(status.supervisor.pid == harness.process?.processIdentifier)
-        #expect(status.database == nil && status.backups == nil && status.health == nil)
+        #expect(status.database?.path == harness.dataDir + "/bot.sqlite")
+        #expect(status.backups?.count == 0)
+        #expect(status.health == nil)
         let notifications = harness.allNotifications
         #expect(notifications.contains { $0.hasPrefix("STATUS=worker ready (pid \(status.worker.pid!))") })
         #expect(try harness.terminate() == 0)
