@@ -1,89 +1,13 @@
 import ArgumentParser
-import CSupport
-import FoundationEssentials
-import Glibc
 import IPC
-import Logging
-import NIOPosix
-import ServiceLifecycle
 
 @main
 struct BotWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bot-worker",
         abstract: "The Discord bot. Normally started only by bot-supervisor, which it reports to.",
-        version: BotVersion.current
+        version: BotVersion.current,
+        subcommands: [RunCommand.self, MigrateCommand.self],
+        defaultSubcommand: RunCommand.self
     )
-
-    @Option(name: .long, help: "The supervisor's worker socket (default: $\(WorkerProtocol.socketEnvironmentKey)).")
-    var supervisorSocket: String?
-
-    func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        LoggingSystem.bootstrap { label in StderrLogHandler(system: label) }
-        let logger = Logger(label: "bot")
-
-        // Never outlive the supervisor: the kernel kills us when it dies. If it died before this
-        // line ran, our parent is already someone else.
-        if let expected = environment[WorkerProtocol.supervisorPIDEnvironmentKey].flatMap(Int32.init) {
-            _ = csupport_set_parent_death_signal(SIGKILL)
-            guard getppid() == expected else {
-                logger.error("the supervisor that started this worker is gone; exiting")
-                throw ExitCode(1)
-            }
-        }
-        guard let socketPath = supervisorSocket ?? environment[WorkerProtocol.socketEnvironmentKey] else {
-            StandardError.write("bot-worker is started by bot-supervisor, which tells it where to report; run `bot-supervisor run` instead.\n")
-            throw ExitCode(2)
-        }
-
-        let connection: LineConnection
-        do {
-            connection = try await UnixLineSocket.connect(path: socketPath, group: MultiThreadedEventLoopGroup.singleton, readTimeout: nil)
-        } catch {
-            logger.error("cannot reach the supervisor", metadata: ["path": "\(socketPath)", "error": "\(error)"])
-            throw ExitCode(1)
-        }
-        try await connection.channel.executeThenClose { inbound, outbound in
-            var frames = inbound.makeAsyncIterator()
-            let link = SupervisorLink(outbound: outbound, logger: logger)
-            let welcome: SupervisorMessage.Welcome
-            do {
-                welcome = try await link.greet(&frames)
-            } catch let refused as SupervisorLink.Refused {
-                logger.critical("\(refused)")
-                try? await link.send(.fatal(message: refused.description))
-                throw ExitCode(WorkerExitCode.fatalConfiguration)
-            }
-            let core = BotCore(link: link, databasePath: welcome.databasePath, logger: logger, databaseLogger: Logger(label: "database"))
-            var configuration = ServiceGroupConfiguration(
-                services: [
-                    .init(service: core),
-                    .init(service: HeartbeatService(interval: .milliseconds(welcome.heartbeatIntervalMs), core: core, link: link)),
-                ],
-                logger: logger
-            )
-            configuration.gracefulShutdownSignals = [.sigterm, .sigint]
-            let services = ServiceGroup(configuration: configuration)
-            try await withThrowingTaskGroup { group in
-                group.addTask {
-                    defer {
-                        // Stopped by a signal or an error: closing the connection also ends the read below.
-                        outbound.finish()
-                    }
-                    do {
-                        try await services.run()
-                    } catch let exit as WorkerExit {
-                        logger.error("worker stopping", metadata: ["reason": "\(exit.description)"])
-                        throw ExitCode(exit.code)
-                    }
-                }
-                // When the supervisor says shut down, or goes away, the whole worker stops.
-                try await link.waitForShutdown(&frames)
-                await services.triggerGracefulShutdown()
-                try await group.waitForAll()
-            }
-        }
-        logger.info("worker stopped")
-    }
 }

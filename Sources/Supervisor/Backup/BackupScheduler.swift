@@ -3,15 +3,19 @@ import Glibc
 import Logging
 import ServiceLifecycle
 
-/// Takes the daily backup at `backup.dailyAt` local time. At start it takes one at once when the
-/// newest verified backup is more than a day old (the supervisor was down at the usual time).
+/// Takes the daily backup at `backup.dailyAt` local time. Once the worker is first ready, it takes
+/// one at once when the newest verified backup is more than a day old (a new installation, or the
+/// supervisor was down at the usual time).
 struct BackupScheduler: Service {
     let dailyAt: (hour: Int, minute: Int)
     let keeper: DataKeeper
+    let store: StatusStore
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            // After the first start, so that a database the worker just created is included.
+            _ = await store.waitForReady(excluding: nil, timeout: .seconds(600))
             if await keeper.isWorthBackingUp(), (await keeper.newestVerifiedBackupDate()).map({ Date().timeIntervalSince($0) > 86_400 }) ?? true {
                 logger.info("no verified backup from the last 24 hours; taking one now")
                 _ = await keeper.backup(reason: .daily)

@@ -82,7 +82,7 @@ struct RunCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: controlServer),
             .init(service: linkServer),
-            .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, logger: logger)),
+            .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, store: store, logger: logger)),
             .init(service: DatabaseCheckService(interval: config.health.interval, keeper: keeper, supervisor: supervisor, store: store, logger: logger)),
         ]
         if let interval = notifier.watchdogInterval {

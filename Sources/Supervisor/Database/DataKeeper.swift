@@ -174,6 +174,7 @@ actor DataKeeper {
             await store.raise(.critical, drop)
         }
         criticalBaseline = inspection.criticalRows
+        rememberDatabase(inspection)
         return .healthy
     }
 
@@ -209,10 +210,11 @@ actor DataKeeper {
         let markerPath = self.markerPath
         var inspection = (try? await onOwnThread { DatabaseInspector.inspect(path: livePath, check: .quick) })
             ?? DatabaseInspector.inspect(path: livePath, check: .none)
-        if !inspection.isHealthy, !inspection.isDamaged, !inspection.isMissing {
-            // A -wal without its -shm cannot be read read-only; the worker is stopped, so a
-            // read-write connection may rebuild the index (it writes no data).
-            inspection = (try? await onOwnThread { DatabaseInspector.inspect(path: livePath, check: .quick, readOnly: false) }) ?? inspection
+        if !inspection.isHealthy, !inspection.isDamaged, !inspection.isMissing,
+           FileManager.default.fileExists(atPath: livePath + "-wal") {
+            // A -wal without its -shm cannot be read by a read-only connection. Look at a copy
+            // with a read-write one, which rebuilds the index: the live files stay untouched.
+            inspection = (try? await onOwnThread { try Self.inspectCopy(of: livePath) }) ?? inspection
         }
         lastCheck = .init(at: Timestamp.string(), result: inspection.isHealthy ? "ok" : inspection.problems.joined(separator: "; "))
 
@@ -220,13 +222,14 @@ actor DataKeeper {
             let existedBefore = FileManager.default.fileExists(atPath: markerPath)
             let candidates = BackupCatalog.scan(config.backup.locations).candidates(for: nil)
             if !existedBefore, candidates.isEmpty {
+                lastCheck = .init(at: Timestamp.string(), result: "no database yet: the worker creates it")
                 return MaintenanceOutcome(startWorker: true, succeeded: true, message: "no database yet: the worker creates it")
             }
             return await restore(from: candidates, reason: "the database file \(livePath) is missing", keepLiveIfNoBackup: false)
         }
         if inspection.isHealthy {
             criticalBaseline = inspection.criticalRows
-            if let id = inspection.databaseID { try? DurableFile.write(Data((id + "\n").utf8), to: markerPath) }
+            rememberDatabase(inspection)
             if let reason {
                 await store.raise(.warning, "\(reason); but the database passes its checks with the worker stopped, so it was not restored")
             }
@@ -241,6 +244,26 @@ actor DataKeeper {
         let why = (reason.map { $0 + "; " } ?? "") + inspection.problems.joined(separator: "; ")
         let candidates = BackupCatalog.scan(config.backup.locations).candidates(for: nil)
         return await restore(from: candidates, reason: "the database is damaged: \(why)", keepLiveIfNoBackup: false)
+    }
+
+    /// From the first time a healthy database is seen, a missing file is a loss to repair.
+    private func rememberDatabase(_ inspection: DatabaseInspection) {
+        guard let id = inspection.databaseID, !FileManager.default.fileExists(atPath: markerPath) else { return }
+        try? DurableFile.write(Data((id + "\n").utf8), to: markerPath)
+    }
+
+    /// Inspects a scratch copy of the database and its -wal, as `path` would read once opened.
+    private static func inspectCopy(of path: String) throws -> DatabaseInspection {
+        var template = Array((DurableFile.directory(of: path) + "/.inspect-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw DurableFile.Failure(description: "mkdtemp: \(DurableFile.errorText())") }
+        let scratch = String(cString: made)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let copy = scratch + "/" + BotDatabase.fileName
+        _ = try DurableFile.copy(path, to: copy)
+        _ = try DurableFile.copy(path + "-wal", to: copy + "-wal")
+        var inspection = DatabaseInspector.inspect(path: copy, check: .quick, readOnly: false)
+        inspection.path = path
+        return inspection
     }
 
     /// - Parameter keepLiveIfNoBackup: an operator's restore that finds no usable backup leaves the

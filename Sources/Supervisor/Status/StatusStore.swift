@@ -93,7 +93,7 @@ actor StatusStore {
         publishSummary()
     }
 
-    /// Waits until a worker other than `excluding` is ready; nil after `timeout`.
+    /// Waits until a worker other than `excluding` is ready; nil after `timeout` or when cancelled.
     func waitForReady(excluding: Int32?, timeout: Duration) async -> Int32? {
         if worker.state == .ready, let pid = worker.pid, pid != excluding { return pid }
         let id = UUID()
@@ -102,8 +102,17 @@ actor StatusStore {
             await self?.expireWaiter(id)
         }
         defer { deadline.cancel() }
-        return await withCheckedContinuation { continuation in
-            readyWaiters[id] = (excluding, continuation)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume(returning: nil)
+                } else {
+                    readyWaiters[id] = (excluding, continuation)
+                }
+            }
+        } onCancel: {
+            deadline.cancel()
+            Task { await self.expireWaiter(id) }
         }
     }
 
