@@ -80,6 +80,14 @@ struct ControlCommands: Sendable {
     }
 
     private func restore(backupID: String?, requester: String) async -> String {
+        let backups = await keeper.backupList()
+        if let backupID, !backups.contains(where: { $0.id == backupID }) {
+            // Refused before the worker is stopped.
+            return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: "there is no backup \(backupID); `bot-supervisor backups` lists them. Nothing was done.")))
+        }
+        if backupID == nil, !backups.contains(where: \.verified) {
+            return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: "there is no verified backup to restore. Nothing was done.")))
+        }
         let outcomes = await keeper.nextRestoreOutcome()
         supervisor.send(.maintenanceRequested(.restore(backupID: backupID, requestedBy: requester)))
         for await outcome in outcomes {

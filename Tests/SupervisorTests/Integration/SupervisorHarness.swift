@@ -274,3 +274,57 @@ final class RawSocket {
         return false
     }
 }
+
+extension SupervisorHarness {
+    /// Edits the config file (the JSON written at init) as text.
+    func rewriteConfig(_ edit: (String) -> String) throws {
+        let text = try String(contentsOfFile: configPath, encoding: .utf8)
+        try edit(text).write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+}
+
+/// A Python helper process (a concurrent SQLite writer, a fixture maker), read line by line.
+final class PythonScript {
+    private let process: Process
+    private let output: FileHandle
+    private var buffer = Data()
+
+    private init(process: Process, output: FileHandle) {
+        self.process = process
+        self.output = output
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+
+    static func start(_ source: String, arguments: [String]) throws -> PythonScript {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let lines = source.split(separator: "\n", omittingEmptySubsequences: false)
+        let indent = lines.filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            .map { $0.prefix(while: { $0 == " " }).count }.min() ?? 0
+        let dedented = lines.map { String($0.dropFirst(min(indent, $0.prefix(while: { $0 == " " }).count))) }.joined(separator: "\n")
+        process.arguments = ["python3", "-c", dedented] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        return PythonScript(process: process, output: pipe.fileHandleForReading)
+    }
+
+    /// The next line of output, or nil at its end (a 60 s deadline guards the test).
+    func readLine() -> String? {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            let chunk = output.availableData
+            if chunk.isEmpty { return nil }
+            buffer.append(chunk)
+        }
+        return nil
+    }
+}
