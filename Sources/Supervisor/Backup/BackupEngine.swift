@@ -24,6 +24,9 @@ struct BackupEngine: Sendable {
         var reason: String
         var sizeBytes: Int
         var durationMs: Int
+        /// Where the time went in the first location: the online copy (with its fsync), the
+        /// integrity_check, the SHA-256.
+        var phasesMs: [String: Int]
         var results: [LocationResult]
         var succeeded: Bool { results.contains(where: \.ok) }
         var failures: [LocationResult] { results.filter { !$0.ok } }
@@ -49,6 +52,7 @@ struct BackupEngine: Sendable {
         let id = BackupManifest.makeID(at: now, reason: reason)
         var results: [LocationResult] = []
         var primary: (file: String, manifest: BackupManifest)?
+        var phases: [String: Int] = [:]
 
         for location in locations {
             do {
@@ -58,7 +62,7 @@ struct BackupEngine: Sendable {
                 if let primary {
                     manifest = try copy(primary.file, manifest: primary.manifest, into: location, id: id) { progress("copying to \(location)", $0) }
                 } else {
-                    manifest = try snapshot(into: location, id: id, reason: reason, now: now, source: source, progress: progress)
+                    manifest = try snapshot(into: location, id: id, reason: reason, now: now, source: source, phases: &phases, progress: progress)
                     primary = (final, manifest)
                 }
                 results.append(LocationResult(location: location, ok: true, message: "verified, \(manifest.sizeBytes) bytes"))
@@ -70,15 +74,20 @@ struct BackupEngine: Sendable {
         }
         return Report(
             id: id, createdAt: Timestamp.string(now), reason: reason.rawValue, sizeBytes: primary?.manifest.sizeBytes ?? 0,
-            durationMs: StatusStore.milliseconds(ContinuousClock.now - started), results: results
+            durationMs: StatusStore.milliseconds(ContinuousClock.now - started), phasesMs: phases, results: results
         )
     }
 
     /// The online backup from the live file into `location`, then its verification.
     private func snapshot(
         into location: String, id: String, reason: BackupManifest.Reason, now: Date,
-        source: DatabaseInspection, progress: @escaping @Sendable (String, Double) -> Void
+        source: DatabaseInspection, phases: inout [String: Int], progress: @escaping @Sendable (String, Double) -> Void
     ) throws -> BackupManifest {
+        var clock = ContinuousClock.now
+        func lap(_ phase: String) {
+            phases[phase] = StatusStore.milliseconds(ContinuousClock.now - clock)
+            clock = ContinuousClock.now
+        }
         let temporary = location + "/" + BackupCatalog.temporaryPrefix + id + ".sqlite"
         var readOnly = Configuration()
         readOnly.readonly = true
@@ -112,10 +121,13 @@ struct BackupEngine: Sendable {
             throw Failure(description: "the online backup failed: \(DatabaseInspector.describe(error))")
         }
         try DurableFile.fsync(path: temporary)
+        lap("copy")
         progress("verifying", 0)
         let checked = try verify(temporary, expecting: source)
+        lap("verify")
         progress("hashing", 0)
         let sha = try DurableFile.sha256(of: temporary)
+        lap("sha256")
         let manifest = BackupManifest(
             id: id, createdAt: Timestamp.string(now), reason: reason, sizeBytes: checked.sizeBytes,
             pageSize: checked.pageSize, pageCount: checked.pageCount, schemaVersion: checked.schemaVersion,
