@@ -22,20 +22,10 @@ struct WorkerLinkServer: Service {
     let logger: Logger
 
     func run() async throws {
-        let server = try await UnixLineSocket.bind(path: path, group: group, readTimeout: .init(readTimeout))
-        try RuntimeDirectory.setMode(0o600, of: path)
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingDiscardingTaskGroup { group in
-                    try await server.executeThenClose { connections in
-                        for try await connection in connections {
-                            group.addTask { await self.serve(connection) }
-                        }
-                    }
-                }
+        try await cancelWhenGracefulShutdown {
+            try await UnixLineServer.run(path: path, mode: 0o600, group: group, readTimeout: .init(readTimeout)) { connection in
+                await self.serve(connection)
             }
-        } catch is CancellationError {
-            // Graceful shutdown: the listening socket is closed.
         }
     }
 
