@@ -1,0 +1,56 @@
+import IPC
+
+/// The envelope of every Gateway message: `{"op": int, "d": any?, "s": int?, "t": string?}`.
+/// `d` stays loosely typed here; events decode it once they know what `t` says it is, and an
+/// unknown `t` or field is skipped, never an error (Discord adds them without notice).
+struct GatewayPayload: Codable, Sendable, Equatable {
+    var op: Int
+    var d: JSONValue?
+    var s: Int?
+    var t: String?
+
+    init(op: Int, d: JSONValue? = nil, s: Int? = nil, t: String? = nil) {
+        self.op = op
+        self.d = d
+        self.s = s
+        self.t = t
+    }
+
+    enum Opcode: Int {
+        case dispatch = 0
+        case heartbeat = 1
+        case identify = 2
+        case presenceUpdate = 3
+        case resume = 6
+        case reconnect = 7
+        case requestGuildMembers = 8
+        case invalidSession = 9
+        case hello = 10
+        case heartbeatAck = 11
+    }
+}
+
+/// What Discord's close codes mean to a bot (developers/topics/opcodes-and-status-codes).
+enum GatewayCloseCode {
+    enum Meaning: Equatable {
+        /// Reconnect and resume the session.
+        case resume
+        /// Reconnect with a fresh Identify: the session is gone (4007 invalid seq, 4009 timed out).
+        case identify
+        /// Stop: no reconnect can succeed until the configuration changes.
+        case fatal(String)
+    }
+
+    static func meaning(of code: Int?) -> Meaning {
+        switch code {
+        case 4004: .fatal("Discord rejected the token (close code 4004): put a valid bot token in DISCORD_TOKEN (Developer Portal → Bot → Reset Token)")
+        case 4010: .fatal("Discord refused the shard (close code 4010): check the shard settings")
+        case 4011: .fatal("Discord requires sharding for this bot (close code 4011): configure shards")
+        case 4012: .fatal("Discord refused the API version (close code 4012): this build speaks v10")
+        case 4013: .fatal("Discord refused the intents (close code 4013): the intents value is invalid")
+        case 4014: .fatal("Discord refused privileged intents (close code 4014): enable Server Members Intent (and Message Content Intent if a feature needs it) in the Developer Portal → Bot")
+        case 4007, 4009: .identify
+        default: .resume
+        }
+    }
+}
