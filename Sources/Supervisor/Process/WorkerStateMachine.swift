@@ -313,9 +313,11 @@ struct WorkerStateMachine: Sendable {
     private mutating func failure(_ exit: Exit, at now: ContinuousClock.Instant) -> [Action] {
         lastExit = exit
         if shuttingDown { return finish() }
+        // One alert when the failures first exceed the threshold, not one per further failure.
+        let wasLooping = policy.isCrashLoop
         let decision = policy.recordFailure(at: now)
         var actions: [Action] = []
-        if decision.isCrashLoop, !inCrashLoop {
+        if decision.isCrashLoop, !wasLooping {
             actions.append(.alert(.critical, "worker is crash-looping: \(policy.recentFailures.count) failures in 10 minutes; last: \(exit.reason); restarting with backoff (now \(Self.seconds(decision.delay)))"))
         }
         inCrashLoop = decision.isCrashLoop

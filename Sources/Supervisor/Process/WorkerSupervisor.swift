@@ -71,6 +71,7 @@ final class WorkerSupervisor: Service, Sendable {
                         case nil: return
                         }
                     }
+                    var alerts: [(AlertSeverity, String)] = []
                     while !pending.isEmpty {
                         let event = pending.removeFirst()
                         self.trace(event, expected: machine.state == .stopping)
@@ -103,7 +104,7 @@ final class WorkerSupervisor: Service, Sendable {
                                     continuation.yield(.event(.timerFired(timer, generation: generation)))
                                 }
                             case .alert(let severity, let message):
-                                await store.raise(severity, message)
+                                alerts.append((severity, message))
                             case .firstReady:
                                 notifier.ready(status: "worker ready")
                             case .finished:
@@ -113,7 +114,10 @@ final class WorkerSupervisor: Service, Sendable {
                             }
                         }
                     }
+                    // The new state first, then its alerts: the summary line never pairs an alert
+                    // with the state before it.
                     await store.publish(worker: Self.publication(machine, startedAt: startedAt, exitAt: exitAt))
+                    for (severity, message) in alerts { await store.raise(severity, message) }
                 }
             } onGracefulShutdown: {
                 self.notifier.stopping(status: "stopping: asking the worker to shut down")

@@ -36,6 +36,18 @@ import Testing
         #expect(try harness.terminate() == 0)
     }
 
+    @Test func aStalledNotifySocketNeverStallsTheSupervisor() throws {
+        // Nobody reads NOTIFY_SOCKET: its queue (10 datagrams) fills up after a few changes.
+        let harness = try SupervisorHarness(drainNotify: false)
+        try harness.start()
+        try harness.waitForStatus(timeout: .seconds(20), "ready") { $0.worker.state == .ready }
+        for _ in 0..<6 {
+            #expect(try SupervisorHarness.cli(["restart-worker", "--socket", harness.statusSocket]).status == 0)
+        }
+        #expect(try harness.status().worker.restarts == 6)
+        #expect(try harness.terminate(timeout: .seconds(10)) == 0)
+    }
+
     @Test func aKilledWorkerIsReplacedAtOnce() throws {
         let harness = try SupervisorHarness()
         try harness.startReady()

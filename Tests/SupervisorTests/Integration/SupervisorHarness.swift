@@ -27,14 +27,15 @@ final class SupervisorHarness {
     private(set) var process: Process?
 
     /// `config` is merged over fast test defaults (short heartbeat timings).
-    init(config: [String: Any] = [:]) throws {
+    /// - Parameter drainNotify: false leaves NOTIFY_SOCKET unread, like a stalled systemd.
+    init(config: [String: Any] = [:], drainNotify: Bool = true) throws {
         var template = Array("/tmp/bsXXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw Timeout(description: "mkdtemp failed") }
         dir = String(cString: made)
         chmod(dir, 0o755)
         dataDir = dir + "/data"
         configPath = dir + "/config.json"
-        notify = try NotifyListener(path: dir + "/notify.sock")
+        notify = try NotifyListener(path: dir + "/notify.sock", drain: drainNotify)
         var merged: [String: Any] = [
             "dataDir": dataDir,
             "worker": ["heartbeatIntervalSeconds": 0.2, "heartbeatTimeoutSeconds": 1.5, "stopGraceSeconds": 1, "restartDelaySeconds": 0.1],
@@ -182,7 +183,7 @@ final class NotifyListener: @unchecked Sendable {
     private var received: [String] = []
     private var consumed = 0
 
-    init(path: String) throws {
+    init(path: String, drain: Bool = true) throws {
         self.path = path
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.fd = fd
@@ -193,6 +194,7 @@ final class NotifyListener: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0 else { throw SupervisorHarness.Timeout(description: "bind \(path): \(String(cString: strerror(errno)))") }
+        guard drain else { return }
         Thread { [weak self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
@@ -227,7 +229,7 @@ final class NotifyListener: @unchecked Sendable {
 final class RawSocket {
     private let fd: Int32
 
-    init(path: String) throws {
+    init(path: String, drain: Bool = true) throws {
         fd = try ControlClient(socketPath: path, timeoutSeconds: 5).connectOnly()
     }
 

@@ -91,6 +91,19 @@ import Testing
         #expect(m.inCrashLoop)
     }
 
+    @Test func aCrashLoopIsAlertedOnceEvenWhenTheWorkerComesUpBetweenFailures() {
+        var m = WorkerStateMachine(settings: settings, policy: RestartPolicy(initialDelay: .zero, maximumDelay: .zero))
+        var alerts = 0
+        _ = m.handle(.start, at: t0)
+        for pid in Int32(1)...12 {
+            _ = m.handle(.spawned(pid: pid), at: t0)
+            _ = m.handle(.ready(pid: pid), at: t0)
+            let actions = m.handle(.exited(pid: pid, status: .signaled(signal: SIGKILL)), at: t0)
+            alerts += actions.filter { if case .alert(.critical, _) = $0 { true } else { false } }.count
+        }
+        #expect(alerts == 1)
+    }
+
     @Test func fatalConfigurationExitFailsWithoutRestart() {
         var m = machine()
         running(&m, pid: 10, at: t0)
