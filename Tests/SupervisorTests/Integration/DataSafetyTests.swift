@@ -157,6 +157,23 @@ import Testing
         #expect(try harness.terminate() == 0)
     }
 
+    @Test func whatACrashMidBackupLeftIsNeverABackupAndIsRemovedAtStart() throws {
+        let (harness, backup) = try preparedHarness()
+        let location = harness.dataDir + "/backups"
+        // A supervisor killed mid-backup leaves its temporary files behind.
+        for name in [".tmp-20261126T040000000Z-daily.sqlite", ".tmp-20261126T040000000Z-daily.json"] {
+            FileManager.default.createFile(atPath: location + "/" + name, contents: Data("half".utf8))
+        }
+        try harness.startReady()
+        let names = try FileManager.default.contentsOfDirectory(atPath: location)
+        #expect(!names.contains { $0.hasPrefix(".tmp-") })
+        let listed = try SupervisorHarness.cli(["backups", "--json", "--config", harness.configPath])
+        #expect(listed.stdout.contains(backup))
+        #expect(!listed.stdout.contains("20261126T040000000Z"))
+        #expect(harness.log("supervisor").contains { $0["message"] as? String == "removed the leftover of an unfinished backup" })
+        #expect(try harness.terminate() == 0)
+    }
+
     @Test func verifyFindsADamagedBackupCopy() throws {
         let harness = try SupervisorHarness()
         try harness.startReady()
