@@ -26,6 +26,7 @@ actor BotCore: Service {
     private let logger: Logger
     private let databaseLogger: Logger
     private(set) var database: SafeDatabase?
+    private var features: [any Feature] = []
 
     init(link: SupervisorLink, databasePath: String, logger: Logger, databaseLogger: Logger) {
         self.link = link
@@ -35,10 +36,32 @@ actor BotCore: Service {
     }
 
     func run() async throws {
-        database = try await openDatabase()
+        let database = try await openDatabase()
+        self.database = database
+        try await startFeatures(database)
         try await link.send(.ready)
-        logger.info("worker ready", metadata: ["pid": "\(getpid())"])
+        logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(features.count)"])
         try? await gracefulShutdown()
+        for feature in features.reversed() {
+            await feature.cleanup()
+        }
+    }
+
+    /// Each feature of the catalog: set up, its database checked, its settings loaded.
+    private func startFeatures(_ database: SafeDatabase) async throws {
+        let events = EventBus(logger: logger)
+        for type in FeatureCatalog.all {
+            let feature = type.init(context: FeatureContext(
+                database: database, logger: Logger(label: type.name), audit: Logger(label: "audit"), events: events
+            ))
+            try await feature.setup()
+            let problems = try await database.read("\(type.name).verify-database") { try feature.verifyDatabase($0) }
+            guard problems.isEmpty else {
+                throw WorkerExit(code: 1, description: "feature \(type.name): \(problems.joined(separator: "; "))")
+            }
+            try await feature.loadSettings()
+            features.append(feature)
+        }
     }
 
     private func openDatabase() async throws -> SafeDatabase {

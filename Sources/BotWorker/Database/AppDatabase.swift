@@ -40,9 +40,12 @@ enum AppDatabase {
 
     /// Every migration of this release, core first, then each feature's. Identifiers are never
     /// renamed and migrations never edited once released: add a new one instead.
-    static func migrator() -> DatabaseMigrator {
+    static func migrator(features: [any Feature.Type] = FeatureCatalog.all) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         CoreSchema.register(in: &migrator)
+        for feature in features {
+            feature.registerMigrations(in: &migrator)
+        }
         return migrator
     }
 

@@ -1,0 +1,24 @@
+import FoundationEssentials
+
+/// What the features need to know of a guild member, from GUILD_MEMBER_ADD/UPDATE or the REST
+/// member list.
+struct Member: Sendable, Equatable {
+    var guild: GuildID
+    var user: UserID
+    var roles: Set<RoleID>
+    /// Membership screening not passed yet: nothing may be granted while this is true.
+    var pending: Bool
+    var joinedAt: Date?
+    var isBot: Bool
+}
+
+/// A message, from MESSAGE_CREATE; `content` is empty unless the MESSAGE_CONTENT intent is on.
+struct Message: Sendable, Equatable {
+    var id: MessageID
+    var guild: GuildID?
+    var channel: ChannelID
+    var author: UserID
+    var authorIsBot: Bool
+    var authorRoles: Set<RoleID>
+    var content: String
+}

@@ -1,0 +1,28 @@
+/// The typed events the core publishes. Features never import each other: what one does that
+/// another may care about (a member verified, a level reached) travels as one of these.
+enum BotEvent: Sendable, Equatable {
+    case memberJoined(Member)
+    case memberUpdated(Member)
+    case memberLeft(guild: GuildID, user: UserID)
+    case messageCreated(Message)
+    /// Published by the verification feature.
+    case memberVerified(guild: GuildID, user: UserID)
+    /// Published by the XP feature.
+    case levelReached(guild: GuildID, user: UserID, level: Int)
+
+    /// The event's kind, which subscribers filter on.
+    var kind: Kind {
+        switch self {
+        case .memberJoined: .memberJoined
+        case .memberUpdated: .memberUpdated
+        case .memberLeft: .memberLeft
+        case .messageCreated: .messageCreated
+        case .memberVerified: .memberVerified
+        case .levelReached: .levelReached
+        }
+    }
+
+    enum Kind: Sendable, Hashable, CaseIterable {
+        case memberJoined, memberUpdated, memberLeft, messageCreated, memberVerified, levelReached
+    }
+}

@@ -1,0 +1,44 @@
+import GRDB
+import Logging
+
+/// What the core gives a feature: its database access, its own logger (its own log file), the
+/// event bus, and the audit log for admin actions.
+struct FeatureContext: Sendable {
+    let database: SafeDatabase
+    let logger: Logger
+    let audit: Logger
+    let events: EventBus
+}
+
+/// One feature of the bot (verification, role connections, XP…), following one template; see
+/// docs/feature-template.md. A feature owns its tables and migrations, logs to its own file,
+/// and talks to the others only through `BotEvent`s.
+protocol Feature: Sendable {
+    /// Its name: its log file (`<name>.log`), its migrations' prefix, its tables' `feature` in
+    /// `bot_tables`.
+    static var name: String { get }
+
+    /// Its migrations, applied after the core's. Identifiers start with the feature's name and
+    /// are never edited once released; a change is a new migration.
+    static func registerMigrations(in migrator: inout DatabaseMigrator)
+
+    init(context: FeatureContext)
+
+    /// Registers its event handlers (and, with the Discord client, its slash commands).
+    func setup() async throws
+
+    /// Problems with its tables and critical rows; empty when all is there.
+    func verifyDatabase(_ db: Database) throws -> [String]
+
+    /// Reads its settings (per-guild configuration) from the database.
+    func loadSettings() async throws
+
+    /// Releases what it holds before the worker stops.
+    func cleanup() async
+}
+
+/// Every feature of this build, in start order. Adding a feature is adding its module and one
+/// line here.
+enum FeatureCatalog {
+    static let all: [any Feature.Type] = []
+}
