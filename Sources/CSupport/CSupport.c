@@ -12,3 +12,7 @@ int csupport_set_parent_death_signal(int signal) {
 int csupport_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }
+
+int csupport_start_writeback(int fd) {
+    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}

@@ -18,4 +18,8 @@ int csupport_set_parent_death_signal(int signal);
 /// pipe2(fds, O_CLOEXEC), which Glibc declares only under _GNU_SOURCE.
 int csupport_pipe_cloexec(int fds[2]);
 
+/// Starts write-back of every dirty page of `fd` without waiting for it
+/// (sync_file_range(SYNC_FILE_RANGE_WRITE), declared only under _GNU_SOURCE).
+int csupport_start_writeback(int fd);
+
 #endif

@@ -1,4 +1,5 @@
 import BotData
+import CSupport
 import FoundationEssentials
 import GRDB
 import Glibc
@@ -100,8 +101,9 @@ struct BackupEngine: Sendable {
         // The copy is made durable by the fsyncs below, not by SQLite's at its commit.
         destinationConfiguration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
         let destination = try DatabaseQueue(path: temporary, configuration: destinationConfiguration)
-        // Flushing the copy as it grows (every 64 MiB) keeps the final fsync short: one large
-        // flush at the end stalls the worker's own commits on the same disk for hundreds of ms.
+        // Writing the copy back as it grows (every 64 MiB, without waiting) keeps the final fsync
+        // short: one large flush at the end stalls the worker's commits on the same disk for
+        // hundreds of ms.
         let flusher = open(temporary, O_RDONLY | O_CLOEXEC)
         defer { if flusher >= 0 { close(flusher) } }
         let bytesPerStep = 4096 * max(source.pageSize, 512)
@@ -117,7 +119,7 @@ struct BackupEngine: Sendable {
                             progress("copying", step.totalPageCount == 0 ? 1 : Double(step.completedPageCount) / Double(step.totalPageCount))
                             unflushedSteps += 1
                             if unflushedSteps * bytesPerStep >= 64 << 20, flusher >= 0 {
-                                fdatasync(flusher)
+                                _ = csupport_start_writeback(flusher)
                                 unflushedSteps = 0
                             }
                         }
