@@ -18,18 +18,26 @@ public enum LogLine {
 
     /// A line the worker wrote, if it is a well-formed log line of one of `workerSystems`.
     public struct Parsed: Sendable {
+        public var ts: String
         public var system: String
         public var level: String
         public var message: String
+        /// The other fields, rendered as `key=value` pairs sorted by key.
+        public var details: String
     }
 
     public static func parse(_ line: String) -> Parsed? {
         guard line.hasPrefix("{"), let value = try? JSONLine.decode(JSONValue.self, from: line),
               case .string(let system) = value["system"], workerSystems.contains(system),
               case .string(let level) = value["level"], levels.contains(level),
-              case .string(let message) = value["message"], case .string = value["ts"]
+              case .string(let message) = value["message"], case .string(let ts) = value["ts"],
+              case .object(let fields) = value
         else { return nil }
-        return Parsed(system: system, level: level, message: message)
+        let details = fields.filter { !["ts", "level", "system", "message"].contains($0.key) }
+            .sorted { $0.key < $1.key }
+            .map { "\($0.key)=\($0.value.stringValue ?? "\($0.value)")" }
+            .joined(separator: " ")
+        return Parsed(ts: ts, system: system, level: level, message: message, details: details)
     }
 }
 
@@ -44,5 +52,12 @@ extension JSONValue {
         case .array(let array): self = .array(array.map(JSONValue.init))
         case .dictionary(let dictionary): self = .object(dictionary.mapValues(JSONValue.init))
         }
+    }
+}
+
+extension JSONValue {
+    /// The string, when this is one.
+    public var stringValue: String? {
+        if case .string(let value) = self { value } else { nil }
     }
 }

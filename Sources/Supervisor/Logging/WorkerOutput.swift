@@ -19,7 +19,8 @@ struct WorkerOutput: Sendable {
             files.append(line + "\n", to: "errors")
         }
         if echo {
-            StandardError.write("\(parsed.level) worker \(parsed.system): \(parsed.message)\n")
+            let details = parsed.details.isEmpty ? "" : " " + parsed.details
+            StandardError.write("\(parsed.ts) \(parsed.level) worker \(parsed.system): \(parsed.message)\(details)\n")
         }
     }
 }

@@ -245,8 +245,4 @@ extension JSONValue {
         default: nil
         }
     }
-
-    var stringValue: String? {
-        if case .string(let value) = self { value } else { nil }
-    }
 }
