@@ -1,0 +1,177 @@
+import AsyncHTTPClient
+import FoundationEssentials
+import IPC
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Discord's REST API v10, for the calls the features make, within Discord's rate limits.
+///
+/// Every request carries `Authorization: Bot <token>` and a `User-Agent: DiscordBot (url,
+/// version)`, and goes to `<apiBaseURL>` (Discord's `/api/v10`, or the sandbox's). `RateLimiter`
+/// decides when each may go; a 429 is waited out and retried.
+actor DiscordREST {
+    struct Failure: Error, CustomStringConvertible, Equatable {
+        var route: String
+        var status: Int
+        /// Discord's JSON error code (10007 unknown member, 50013 missing permissions, …).
+        var code: Int?
+        var message: String
+
+        var description: String {
+            "\(route): Discord answered \(status)\(code.map { " (code \($0))" } ?? ""): \(message)"
+        }
+    }
+
+    static let discordAPI = "https://discord.com/api/v10"
+    static let userAgent = "DiscordBot (https://github.com/discord-bot-supervisor, \(BotVersion.current))"
+
+    let baseURL: String
+    private let token: Secret
+    private let http: HTTPClient
+    private let logger: Logger
+    private var limiter = RateLimiter()
+    let maximumAttempts = 3
+
+    init(baseURL: String = DiscordREST.discordAPI, token: Secret, http: HTTPClient = .shared, logger: Logger) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.token = token
+        self.http = http
+        self.logger = logger
+    }
+
+    /// 401/403/429 responses in the last 10 minutes, and requests left in this second.
+    func headroom() -> (invalidRequests: Int, globalRemaining: Int) {
+        let now = ContinuousClock.now
+        return (limiter.invalidRequestCount(at: now), limiter.globalHeadroom(at: now))
+    }
+
+    /// Sends one request and returns the decoded JSON body (nil for 204).
+    @discardableResult
+    func send(_ route: RateLimiter.Route, path: String, body: JSONValue? = nil, auditReason: String? = nil) async throws -> JSONValue? {
+        var attempt = 0
+        while true {
+            switch limiter.decide(route, at: .now) {
+            case .go: break
+            case .wait(let delay):
+                try await Task.sleep(for: delay)
+                continue
+            case .refuse(let why):
+                throw Failure(route: route.description, status: 0, code: nil, message: why)
+            }
+            attempt += 1
+            limiter.willSend(route, at: .now)
+            var request = HTTPClientRequest(url: baseURL + path)
+            request.method = HTTPMethod(rawValue: route.method)
+            request.headers.add(name: "Authorization", value: "Bot " + token.reveal())
+            request.headers.add(name: "User-Agent", value: Self.userAgent)
+            if let auditReason {
+                request.headers.add(name: "X-Audit-Log-Reason", value: Self.percentEncoded(String(auditReason.prefix(512))))
+            }
+            if let body {
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+            }
+            let response = try await http.execute(request, timeout: .seconds(15))
+            let bytes = try await response.body.collect(upTo: 8 << 20)
+            let status = Int(response.status.code)
+            let headers = Dictionary(response.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { $1 })
+            let json = bytes.readableBytes == 0 ? nil : try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
+
+            if status == 429 {
+                let retryAfter = json?["retry_after"]?.doubleValue ?? headers["retry-after"].flatMap(Double.init) ?? 1
+                let global = json?["global"] == .bool(true) || headers["x-ratelimit-global"] == "true"
+                limiter.didReceive(route, status: status, headers: headers, retryAfter: retryAfter, global: global, at: .now)
+                logger.warning("rate limited by Discord", metadata: ["route": "\(route)", "retry_after": "\(retryAfter)", "global": "\(global)"])
+                if attempt < maximumAttempts { continue }
+            } else {
+                limiter.didReceive(route, status: status, headers: headers, at: .now)
+            }
+            guard (200..<300).contains(status) else {
+                throw Failure(
+                    route: route.description, status: status, code: json?["code"]?.intValue,
+                    message: json?["message"]?.stringValue ?? HTTPResponseStatus(statusCode: status).reasonPhrase
+                )
+            }
+            return json
+        }
+    }
+
+    // MARK: - The calls the features make
+
+    func addRole(guild: GuildID, user: UserID, role: RoleID, reason: String?) async throws {
+        try await send(.init(method: "PUT", template: "/guilds/{guild}/members/{user}/roles/{role}", major: "\(guild)"),
+                       path: "/guilds/\(guild)/members/\(user)/roles/\(role)", auditReason: reason)
+    }
+
+    func removeRole(guild: GuildID, user: UserID, role: RoleID, reason: String?) async throws {
+        try await send(.init(method: "DELETE", template: "/guilds/{guild}/members/{user}/roles/{role}", major: "\(guild)"),
+                       path: "/guilds/\(guild)/members/\(user)/roles/\(role)", auditReason: reason)
+    }
+
+    func member(guild: GuildID, user: UserID) async throws -> JSONValue? {
+        try await send(.init(method: "GET", template: "/guilds/{guild}/members/{user}", major: "\(guild)"),
+                       path: "/guilds/\(guild)/members/\(user)")
+    }
+
+    /// One page of members (1 to 1000), after `after`; page on with the last user id.
+    func members(guild: GuildID, after: UserID?, limit: Int = 1000) async throws -> [JSONValue] {
+        let page = try await send(.init(method: "GET", template: "/guilds/{guild}/members", major: "\(guild)"),
+                                  path: "/guilds/\(guild)/members?limit=\(min(max(limit, 1), 1000))&after=\(after?.description ?? "0")")
+        if case .array(let members) = page { return members }
+        return []
+    }
+
+    @discardableResult
+    func createMessage(channel: ChannelID, _ message: JSONValue) async throws -> JSONValue? {
+        try await send(.init(method: "POST", template: "/channels/{channel}/messages", major: "\(channel)"),
+                       path: "/channels/\(channel)/messages", body: message)
+    }
+
+    /// The first answer to an interaction (within 3 s); not bound by the global limit.
+    func respond(to interaction: InteractionID, token: String, _ response: JSONValue) async throws {
+        try await send(.init(method: "POST", template: "/interactions/{interaction}/{token}/callback", major: nil, exemptFromGlobal: true),
+                       path: "/interactions/\(interaction)/\(token)/callback", body: response)
+    }
+
+    @discardableResult
+    func followUp(application: ApplicationID, token: String, _ message: JSONValue) async throws -> JSONValue? {
+        try await send(.init(method: "POST", template: "/webhooks/{application}/{token}", major: "\(application)"),
+                       path: "/webhooks/\(application)/\(token)", body: message)
+    }
+
+    func overwriteGuildCommands(application: ApplicationID, guild: GuildID, _ commands: JSONValue) async throws {
+        try await send(.init(method: "PUT", template: "/applications/{application}/guilds/{guild}/commands", major: "\(guild)"),
+                       path: "/applications/\(application)/guilds/\(guild)/commands", body: commands)
+    }
+
+    func executeWebhook(id: String, token: Secret, _ message: JSONValue) async throws {
+        try await send(.init(method: "POST", template: "/webhooks/{webhook}/{token}", major: id),
+                       path: "/webhooks/\(id)/\(token.reveal())?wait=true", body: message)
+    }
+
+    /// RFC 3986 percent-encoding, as Discord wants the audit-log reason.
+    static func percentEncoded(_ text: String) -> String {
+        let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
+        let digits = Array("0123456789ABCDEF".utf8)
+        var bytes: [UInt8] = []
+        for byte in text.utf8 {
+            if unreserved.contains(byte) {
+                bytes.append(byte)
+            } else {
+                bytes += [UInt8(ascii: "%"), digits[Int(byte >> 4)], digits[Int(byte & 0xf)]]
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension JSONValue {
+    var doubleValue: Double? {
+        switch self {
+        case .integer(let value): Double(value)
+        case .number(let value): value
+        default: nil
+        }
+    }
+}
