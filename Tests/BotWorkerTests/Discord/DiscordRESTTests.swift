@@ -28,7 +28,7 @@ import Testing
 
     @Test func anExhaustedBucketWaitsForItsReset() async throws {
         let server = try await ScriptedHTTPServer { _, _ in
-            .init(status: 204, headers: ["X-RateLimit-Bucket": "b1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "0.3"])
+            .init(status: 204, headers: ["X-RateLimit-Bucket": "b1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.0"])
         }
         let rest = client(server)
         try await rest.addRole(guild: guild, user: user, role: role, reason: nil)
@@ -36,8 +36,8 @@ import Testing
         try await rest.addRole(guild: guild, user: user, role: role, reason: nil)
         let requests = server.requests
         #expect(requests.count == 3)
-        #expect(requests[2].at - requests[0].at >= .milliseconds(280))
-        #expect(requests[1].at - requests[0].at < .milliseconds(200))
+        #expect(requests[2].at - requests[0].at >= .milliseconds(980))
+        #expect(requests[1].at - requests[0].at < .milliseconds(900))
         try await server.close()
     }
 
@@ -70,18 +70,22 @@ import Testing
         #expect(held[1].at - held[0].at >= .milliseconds(380))
         // While a global hold lasts, another route waits as well.
         let server2 = try await ScriptedHTTPServer { _, index in
-            index == 0
+            index == 0  // the role change: the message request is sent only after it arrived
                 ? .init(status: 429, headers: ["X-RateLimit-Global": "true"], body: #"{"message": "global", "retry_after": 0.4, "global": true}"#)
                 : .init(status: 204)
         }
         let rest2 = client(server2)
         async let first: Void = rest2.addRole(guild: guild, user: user, role: role, reason: nil)
-        try await Task.sleep(for: .milliseconds(100))
+        // Once the 429 has been answered (a deadline, not a sleep, orders the two requests)…
+        let deadline = ContinuousClock.now + .seconds(10)
+        while server2.requests.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        try await Task.sleep(for: .milliseconds(50))
         try await rest2.createMessage(channel: ChannelID(7), .object(["content": .string("x")]))
         try await first
         let requests = server2.requests
+        let limited = try #require(requests.first { $0.uri.contains("/guilds/") })
         let message = try #require(requests.first { $0.uri.contains("/channels/") })
-        #expect(message.at - requests[0].at >= .milliseconds(380))
+        #expect(message.at - limited.at >= .milliseconds(380))
         try await server.close()
         try await server2.close()
     }
