@@ -120,9 +120,6 @@ actor StatusStore {
         readyWaiters.removeValue(forKey: id)?.continuation.resume(returning: nil)
     }
 
-    /// The one-line summary for `systemctl status` and the top of `bot-supervisor status`.
-    var currentSummary: String { summary }
-
     private func publishSummary() {
         let line = Self.summary(supervisorState: supervisorState, worker: worker, newestAlert: alerts.first)
         guard line != summary else { return }
