@@ -32,10 +32,13 @@ struct BackupManifest: Codable, Sendable, Equatable {
 
     var isVerified: Bool { verification.result == "ok" }
 
+    /// 20261126T154900123Z-daily: sorts by time, safe in a file name.
     static func makeID(at date: Date, reason: Reason) -> String {
-        // 20261126T154900123Z-daily: sorts by time, safe in a file name.
-        let text = Timestamp.string(date)  // 2026-11-26T15:49:00.123Z
-        let compact = text.filter { $0 != "-" && $0 != ":" && $0 != "." }
-        return "\(compact)-\(reason.rawValue)"
+        "\(compactTimestamp(date))-\(reason.rawValue)"
+    }
+
+    /// 2026-11-26T15:49:00.123Z as 20261126T154900123Z.
+    static func compactTimestamp(_ date: Date) -> String {
+        Timestamp.string(date).filter { $0 != "-" && $0 != ":" && $0 != "." }
     }
 }

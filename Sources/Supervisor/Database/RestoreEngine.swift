@@ -71,8 +71,7 @@ struct RestoreEngine: Sendable {
         let files = ([""] + BotDatabase.sidecarSuffixes).map { livePath + $0 }.filter { FileManager.default.fileExists(atPath: $0) }
         guard !files.isEmpty else { return nil }
         let slug = String(reason.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
-        let stamp = BackupManifest.makeID(at: now, reason: .manual).split(separator: "-").first.map(String.init) ?? "now"
-        let folder = dataDir + "/quarantine/" + stamp + "-" + slug
+        let folder = dataDir + "/quarantine/" + BackupManifest.compactTimestamp(now) + "-" + slug
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         for file in files {
             let name = file.split(separator: "/").last.map(String.init) ?? BotDatabase.fileName
