@@ -1,0 +1,161 @@
+import FoundationEssentials
+import IPC
+import Logging
+import NIOCore
+import NIOWebSocket
+import WSClient
+
+/// The Gateway connection: a WebSocket (swift-websocket's client, frames up to 16 MiB since READY
+/// and GUILD_CREATE are far over the 16 KiB default) driven by `GatewaySession`, reconnecting and
+/// resuming until a fatal close code.
+actor GatewayClient {
+    struct Fatal: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private enum Event: Sendable {
+        case text(String)
+        case heartbeatDue(generation: Int)
+    }
+
+    static let maximumMessageSize = 1 << 24
+
+    private var session: GatewaySession
+    private var sendLimiter = GatewaySendLimiter()
+    private let logger: Logger
+    private let jitter: @Sendable () -> Double
+    private let onDispatch: @Sendable (String, JSONValue) async -> Void
+
+    /// - Parameter jitter: a random number in [0, 1) at each call (injected by tests).
+    init(
+        identity: GatewaySession.Identity,
+        gatewayURL: String,
+        logger: Logger,
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        onDispatch: @escaping @Sendable (String, JSONValue) async -> Void
+    ) {
+        session = GatewaySession(identity: identity, gatewayURL: gatewayURL)
+        self.logger = logger
+        self.jitter = jitter
+        self.onDispatch = onDispatch
+    }
+
+    var state: GatewaySession.Phase { session.phase }
+    var latency: Duration? { session.latency }
+    var lastEventAt: ContinuousClock.Instant? { session.lastEventAt }
+
+    /// Connects and stays connected until cancelled; throws `Fatal` when Discord refuses the
+    /// configuration (a bad token, disallowed intents).
+    func run() async throws {
+        var actions = session.start()
+        while !Task.isCancelled {
+            guard let action = actions.first else { return }
+            actions.removeFirst()
+            switch action {
+            case .connect(let url):
+                let code = await connection(to: url)
+                actions = session.closed(code: code, jitter: jitter())
+            case .scheduleReconnect(let delay):
+                logger.info("gateway reconnecting", metadata: ["delay": "\(delay)", "attempt": "\(session.failedAttempts)"])
+                try await Task.sleep(for: delay)
+                actions = session.reconnectDue()
+            case .fatal(let message):
+                logger.critical("gateway closed for good", metadata: ["error": "\(message)"])
+                throw Fatal(description: message)
+            default:
+                break
+            }
+        }
+    }
+
+    /// One WebSocket connection, from open to close; returns Discord's close code, if any.
+    private func connection(to url: String) async -> Int? {
+        let separator = url.contains("?") ? "&" : "?"
+        do {
+            let close = try await WebSocketClient.connect(
+                url: url + separator + "v=10&encoding=json",
+                configuration: .init(maxFrameSize: Self.maximumMessageSize),
+                logger: logger
+            ) { inbound, outbound, _ in
+                try await self.serve(inbound: inbound, outbound: outbound)
+            }
+            return close.map { Self.number(of: $0.closeCode) }
+        } catch {
+            logger.warning("gateway connection failed", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        _ = session.opened()
+        let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await message in inbound.messages(maxSize: Self.maximumMessageSize) {
+                    if case .text(let text) = message { continuation.yield(.text(text)) }
+                }
+                continuation.finish()
+            }
+            defer { group.cancelAll() }
+            for await event in events {
+                let actions: [GatewaySession.Action]
+                switch event {
+                case .text(let text):
+                    guard let payload = try? JSONLine.decode(GatewayPayload.self, from: text) else {
+                        logger.debug("gateway message skipped: not a payload")
+                        continue
+                    }
+                    actions = session.received(payload, at: .now, jitter: jitter())
+                case .heartbeatDue(let generation):
+                    actions = session.heartbeatDue(generation: generation, at: .now)
+                }
+                for action in actions {
+                    switch action {
+                    case .send(let payload):
+                        try await send(payload, on: outbound)
+                    case .scheduleHeartbeat(let delay, let generation):
+                        group.addTask {
+                            try await Task.sleep(for: delay)
+                            continuation.yield(.heartbeatDue(generation: generation))
+                        }
+                    case .close(let code):
+                        try await outbound.close(.unknown(UInt16(code)), reason: nil)
+                    case .dispatch(let type, let data):
+                        await onDispatch(type, data)
+                    case .connect, .scheduleReconnect, .fatal:
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    /// At most 120 sends a minute (heartbeats keep a reserve), each at most 4096 bytes.
+    private func send(_ payload: GatewayPayload, on outbound: WebSocketOutboundWriter) async throws {
+        let isHeartbeat = payload.op == GatewayPayload.Opcode.heartbeat.rawValue
+        let wait = sendLimiter.delay(isHeartbeat: isHeartbeat, at: .now)
+        if wait > .zero { try await Task.sleep(for: wait) }
+        let text = String(try JSONLine.encode(payload).dropLast())
+        guard text.utf8.count <= 4096 else {
+            logger.error("gateway payload over 4096 bytes not sent", metadata: ["op": "\(payload.op)"])
+            return
+        }
+        sendLimiter.record(at: .now)
+        try await outbound.write(.text(text))
+    }
+
+    static func number(of code: WebSocketErrorCode) -> Int {
+        switch code {
+        case .normalClosure: 1000
+        case .goingAway: 1001
+        case .protocolError: 1002
+        case .unacceptableData: 1003
+        case .dataInconsistentWithMessage: 1007
+        case .policyViolation: 1008
+        case .messageTooLarge: 1009
+        case .missingExtension: 1010
+        case .unexpectedServerError: 1011
+        case .unknown(let number): Int(number)
+        }
+    }
+}
