@@ -11,10 +11,7 @@ struct RestartWorkerCommand: AsyncParsableCommand {
     @OptionGroup var options: OperatorOptions
 
     func run() async throws {
-        let client = try await options.client(timeoutSeconds: 120)
-        let result = try options.perform {
-            try client.send(ControlRequest(cmd: .restartWorker), expecting: ActionResult.self)
-        }
-        print(options.json ? String(try JSONLine.encode(result).dropLast()) : result.message)
+        let envelope = try await options.request(ControlRequest(cmd: .restartWorker), timeoutSeconds: 120, showsProgress: false)
+        try options.finish(envelope, as: ActionResult.self) { $0.message + "\n" }
     }
 }

@@ -11,27 +11,8 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var options: OperatorOptions
 
     func run() async throws {
-        let client = try await options.client(timeoutSeconds: 10)
-        let request = try JSONLine.encode(ControlRequest(cmd: .status))
-        let line = try options.perform { try client.exchange(request) }
-        // Decoded loosely, so that the fields of a newer supervisor are printed too.
-        guard let envelope = try? JSONLine.decode(JSONValue.self, from: line) else {
-            StandardError.write("bot-supervisor: unreadable answer from the supervisor\n")
-            throw ExitCode(1)
-        }
-        guard envelope["ok"] == .bool(true), let result = envelope["result"] else {
-            let message = if case .string(let text) = envelope["error"]?["message"] { text } else { "the supervisor refused" }
-            StandardError.write("bot-supervisor: \(message)\n")
-            throw ExitCode(1)
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(result)
-        if options.json {
-            print(String(decoding: data, as: UTF8.self))
-        } else {
-            print(StatusTable.render(try JSONDecoder().decode(StatusSnapshot.self, from: data)), terminator: "")
-        }
+        let envelope = try await options.request(ControlRequest(cmd: .status), timeoutSeconds: 10, showsProgress: false)
+        try options.finish(envelope, as: StatusSnapshot.self) { StatusTable.render($0) }
     }
 }
 
