@@ -112,13 +112,6 @@ actor BotCore: Service {
     }
 
     func healthReport() -> HealthReport {
-        HealthReport(healthy: true, detail: nil, rssBytes: Self.residentBytes())
-    }
-
-    private static func residentBytes() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
-              let pages = text.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
-        else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        HealthReport(healthy: true, detail: nil, rssBytes: ProcessStats.residentBytes())
     }
 }

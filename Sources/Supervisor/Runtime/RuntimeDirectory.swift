@@ -12,7 +12,7 @@ import Glibc
 /// supervisor's lifetime, so a second supervisor on the same directory stops at once. A socket
 /// file left by a killed supervisor is removed only after a connect to it fails.
 final class RuntimeDirectory {
-    struct AlreadyRunning: Error, CustomStringConvertible {
+    struct Refusal: Error, CustomStringConvertible {
         var description: String
     }
 
@@ -26,12 +26,12 @@ final class RuntimeDirectory {
 
         let fd = open(lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw AlreadyRunning(description: "cannot open \(lockFile): \(String(cString: strerror(errno)))")
+            throw Refusal(description: "cannot open \(lockFile): \(String(cString: strerror(errno)))")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let holder = (try? String(contentsOfFile: lockFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             close(fd)
-            throw AlreadyRunning(description: "another bot-supervisor (pid \(holder ?? "unknown")) is already running on \(path); stop it first (`systemctl stop bot-supervisor`) or use another dataDir")
+            throw Refusal(description: "another bot-supervisor (pid \(holder ?? "unknown")) is already running on \(path); stop it first (`systemctl stop bot-supervisor`) or use another dataDir")
         }
         ftruncate(fd, 0)
         let pidText = "\(getpid())\n"
@@ -40,7 +40,7 @@ final class RuntimeDirectory {
 
         for socket in sockets where FileManager.default.fileExists(atPath: socket) {
             if Self.isAnswering(socket) {
-                throw AlreadyRunning(description: "something is already listening on \(socket); stop it first or use another runtimeDir")
+                throw Refusal(description: "something is already listening on \(socket); stop it first or use another runtimeDir")
             }
             unlink(socket)
         }
@@ -57,7 +57,7 @@ final class RuntimeDirectory {
 
     static func setMode(_ mode: mode_t, of path: String) throws {
         guard chmod(path, mode) == 0 else {
-            throw AlreadyRunning(description: "cannot set the mode of \(path): \(String(cString: strerror(errno)))")
+            throw Refusal(description: "cannot set the mode of \(path): \(String(cString: strerror(errno)))")
         }
     }
 

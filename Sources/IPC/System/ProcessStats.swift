@@ -1,9 +1,9 @@
 import FoundationEssentials
 
 /// Resource figures of a process, read from /proc.
-enum ProcessStats {
+public enum ProcessStats {
     /// Resident set size in bytes (VmRSS of /proc/PID/status); nil when unreadable.
-    static func residentBytes(pid: Int32? = nil) -> Int? {
+    public static func residentBytes(pid: Int32? = nil) -> Int? {
         let path = "/proc/\(pid.map(String.init) ?? "self")/status"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
@@ -14,7 +14,7 @@ enum ProcessStats {
     }
 
     /// The parent pid of `pid` (field 4 of /proc/PID/stat); nil when the process is gone.
-    static func parentPid(of pid: Int32) -> Int32? {
+    public static func parentPid(of pid: Int32) -> Int32? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = text.lastIndex(of: ")")
         else { return nil }
