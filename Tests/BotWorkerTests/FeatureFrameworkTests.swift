@@ -57,7 +57,7 @@ private struct GreeterFeature: Feature {
         let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
         try AppDatabase.migrate(AppDatabase.migrator(features: [GreeterFeature.self]), pool)
         try pool.read { (db: Database) throws in
-            #expect(try AppDatabase.migrator(features: [GreeterFeature.self]).appliedMigrations(db) == ["v1-core", "greeter-v1"])
+            #expect(try AppDatabase.migrator(features: [GreeterFeature.self]).appliedMigrations(db) == ["v1-core", "v2-core-gateway", "greeter-v1"])
         }
         let inspection = DatabaseInspector.inspect(path: directory + "/bot.sqlite", check: .integrity)
         #expect(inspection.isHealthy)
@@ -70,7 +70,7 @@ private struct GreeterFeature: Feature {
         try AppDatabase.migrate(AppDatabase.migrator(features: [GreeterFeature.self]), pool)
         let database = SafeDatabase(writer: pool, logger: Logger(label: "database")) { _ in }
         let events = EventBus(logger: Logger(label: "bot"))
-        let feature = GreeterFeature(context: FeatureContext(database: database, logger: Logger(label: "greeter"), audit: Logger(label: "audit"), events: events))
+        let feature = GreeterFeature(context: FeatureContext(database: database, logger: Logger(label: "greeter"), audit: Logger(label: "audit"), events: events, writes: WriteBatcher(database: database, logger: Logger(label: "database")), commands: CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"))))
         try await feature.setup()
         #expect(try await database.read("verify") { try feature.verifyDatabase($0) }.isEmpty)
 

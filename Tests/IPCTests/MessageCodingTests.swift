@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test(arguments: [
-        SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite")),
+        SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite", discord: DiscordSettings(mode: .discord, token: Secret("t0ken"), guildIDs: ["1"]))),
         .migrationBackup(ok: false, message: "disk full"),
         .shutdown(reason: "restart requested\nby operator"),
         .error(ErrorBody(code: "bad-request", message: "not JSON")),

@@ -19,18 +19,30 @@ actor BotCore: Service {
         var healthy: Bool
         var detail: String?
         var rssBytes: Int?
+        var discord: DiscordReport?
+        var events: EventReport?
     }
 
     private let link: SupervisorLink
     private let databasePath: String
+    private let discordSettings: DiscordSettings
     private let logger: Logger
     private let databaseLogger: Logger
     private(set) var database: SafeDatabase?
     private var features: [any Feature] = []
+    private var events: EventBus?
+    private var writes: WriteBatcher?
+    private var commands: CommandRouter?
+    private var discord: DiscordConnection?
 
-    init(link: SupervisorLink, databasePath: String, logger: Logger, databaseLogger: Logger) {
+    /// How long the worker waits for the Gateway's READY before it reports ready anyway (and
+    /// unhealthy): a Discord outage must not hold the whole service in `starting`.
+    static let connectTimeout = Duration.seconds(20)
+
+    init(link: SupervisorLink, databasePath: String, discord: DiscordSettings, logger: Logger, databaseLogger: Logger) {
         self.link = link
         self.databasePath = databasePath
+        discordSettings = discord
         self.logger = logger
         self.databaseLogger = databaseLogger
     }
@@ -38,21 +50,61 @@ actor BotCore: Service {
     func run() async throws {
         let database = try await openDatabase()
         self.database = database
-        try await startFeatures(database)
-        try await link.send(.ready)
-        logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(features.count)"])
-        try? await gracefulShutdown()
+        let events = EventBus(logger: logger)
+        let writes = WriteBatcher(database: database, logger: databaseLogger)
+        let commands = CommandRouter(logger: logger, audit: Logger(label: "audit"))
+        self.events = events
+        self.writes = writes
+        self.commands = commands
+        try await startFeatures(database, events: events, writes: writes, commands: commands)
+        let discord = DiscordConnection(
+            settings: discordSettings, needsMessageContent: FeatureCatalog.all.contains { $0.needsMessageContent },
+            database: database, events: events, commands: commands, logger: logger
+        )
+        self.discord = discord
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await cancelWhenGracefulShutdown { try await discord.run() }
+                    } catch where Task.isShuttingDownGracefully {
+                        // Stopping: whatever the connection said on its way down is not a failure.
+                    }
+                }
+                let connected = await discord.waitUntilConnected(timeout: Self.connectTimeout)
+                if !connected {
+                    logger.warning("no Gateway session yet; reporting ready and retrying in the background")
+                }
+                try await link.send(.ready)
+                logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(features.count)", "gateway": "\(connected ? "connected" : "not connected")"])
+                try await group.waitForAll()
+            }
+        } catch let fatal as DiscordConnection.Fatal {
+            logger.critical("Discord refused the configuration; the worker stops and must not be restarted", metadata: ["error": "\(fatal.description)"])
+            try? await link.send(.fatal(message: fatal.description))
+            await stopFeatures(writes)
+            throw WorkerExit(code: WorkerExitCode.fatalConfiguration, description: fatal.description)
+        } catch let ended as DiscordConnection.SandboxEnded {
+            await stopFeatures(writes)
+            throw WorkerExit(code: 1, description: ended.description)
+        }
+        await stopFeatures(writes)
+    }
+
+    /// Features clean up in reverse order; every queued write is committed before the exit.
+    private func stopFeatures(_ writes: WriteBatcher) async {
         for feature in features.reversed() {
             await feature.cleanup()
         }
+        await writes.drain()
     }
 
     /// Each feature of the catalog: set up, its database checked, its settings loaded.
-    private func startFeatures(_ database: SafeDatabase) async throws {
-        let events = EventBus(logger: logger)
+    private func startFeatures(_ database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter) async throws {
         for type in FeatureCatalog.all {
             let feature = type.init(context: FeatureContext(
-                database: database, logger: Logger(label: type.name), audit: Logger(label: "audit"), events: events
+                database: database, logger: Logger(label: type.name), audit: Logger(label: "audit"), events: events,
+                writes: writes, commands: commands
             ))
             try await feature.setup()
             let problems = try await database.read("\(type.name).verify-database") { try feature.verifyDatabase($0) }
@@ -111,7 +163,26 @@ actor BotCore: Service {
         }
     }
 
-    func healthReport() -> HealthReport {
-        HealthReport(healthy: true, detail: nil, rssBytes: ProcessStats.residentBytes())
+    func healthReport() async -> HealthReport {
+        var report = HealthReport(healthy: true, detail: nil, rssBytes: ProcessStats.residentBytes())
+        if let discord {
+            let connection = await discord.report()
+            report.discord = connection.report
+            report.healthy = connection.healthy
+            report.detail = connection.detail
+        }
+        if let writes {
+            let percentiles = await writes.latencyPercentiles
+            report.events = EventReport(
+                received: await discord?.received ?? 0,
+                failed: await (events?.failures ?? 0) + writes.failed,
+                writesCommitted: await writes.committed,
+                writeLatencyP50Ms: percentiles.map { ($0.p50 * 100).rounded() / 100 },
+                writeLatencyP99Ms: percentiles.map { ($0.p99 * 100).rounded() / 100 },
+                commandsSucceeded: await commands?.succeeded ?? 0,
+                commandsFailed: await commands?.failed ?? 0
+            )
+        }
+        return report
     }
 }

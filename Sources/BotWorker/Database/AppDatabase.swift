@@ -111,5 +111,15 @@ enum CoreSchema {
             try AppDatabase.registerTable(db, name: BotDatabase.tablesTable, feature: "core", critical: true)
             try AppDatabase.registerTable(db, name: "worker_starts", feature: "core", critical: false)
         }
+        // Every Identify the bot sends, so that restarts (which each cost one) are paced against
+        // Discord's 1000 a day even though each worker process starts afresh.
+        migrator.registerMigration("v2-core-gateway") { db in
+            try db.create(table: "gateway_identifies") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .double).notNull().indexed()
+                t.column("mode", .text).notNull()
+            }
+            try AppDatabase.registerTable(db, name: "gateway_identifies", feature: "core", critical: false)
+        }
     }
 }

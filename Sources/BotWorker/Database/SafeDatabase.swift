@@ -77,11 +77,14 @@ final class SafeDatabase: Sendable {
     ///     try db.execute(sql: "UPDATE xp_members SET xp = xp + ? WHERE user_id = ?", arguments: [15, user])
     /// }
     /// ```
+    /// - Parameter logLevel: of the line an operation that succeeded at once writes to
+    ///   `database.log` (a group commit, many a second, logs at debug); failures always log.
     /// - Parameter verify: for critical writes: checked in a new read after the commit; `false`
     ///   throws `verificationFailed` (the data is committed but not what was meant).
     @discardableResult
     func write<Value: Sendable>(
         _ operation: String,
+        logLevel: Logger.Level = .info,
         verify: (@Sendable (Database) throws -> Bool)? = nil,
         _ body: @escaping @Sendable (Database) throws -> Value
     ) async throws -> WriteResult<Value> {
@@ -100,7 +103,7 @@ final class SafeDatabase: Sendable {
                     log(operation, started: started, rows: result.rowsChanged, outcome: "verification-failed", level: .error)
                     throw SafeDatabaseError.verificationFailed(operation: operation)
                 }
-                log(operation, started: started, rows: result.rowsChanged, outcome: attempt == 1 ? "ok" : "ok-after-\(attempt)-attempts", level: .info)
+                log(operation, started: started, rows: result.rowsChanged, outcome: attempt == 1 ? "ok" : "ok-after-\(attempt)-attempts", level: attempt == 1 ? logLevel : .info)
                 return result
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < maximumAttempts {
                 logger.debug("database busy, retrying", metadata: ["operation": "\(operation)", "attempt": "\(attempt)"])

@@ -1,6 +1,8 @@
 /// The typed events the core publishes. Features never import each other: what one does that
 /// another may care about (a member verified, a level reached) travels as one of these.
 enum BotEvent: Sendable, Equatable {
+    /// A guild the bot serves became available (GUILD_CREATE), with the members Discord sent.
+    case guildAvailable(guild: GuildID, members: [Member])
     case memberJoined(Member)
     case memberUpdated(Member)
     case memberLeft(guild: GuildID, user: UserID)
@@ -13,6 +15,7 @@ enum BotEvent: Sendable, Equatable {
     /// The event's kind, which subscribers filter on.
     var kind: Kind {
         switch self {
+        case .guildAvailable: .guildAvailable
         case .memberJoined: .memberJoined
         case .memberUpdated: .memberUpdated
         case .memberLeft: .memberLeft
@@ -23,6 +26,6 @@ enum BotEvent: Sendable, Equatable {
     }
 
     enum Kind: Sendable, Hashable, CaseIterable {
-        case memberJoined, memberUpdated, memberLeft, messageCreated, memberVerified, levelReached
+        case guildAvailable, memberJoined, memberUpdated, memberLeft, messageCreated, memberVerified, levelReached
     }
 }

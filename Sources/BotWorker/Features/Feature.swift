@@ -8,6 +8,10 @@ struct FeatureContext: Sendable {
     let logger: Logger
     let audit: Logger
     let events: EventBus
+    /// Group commit, for the writes events cause at a high rate.
+    let writes: WriteBatcher
+    /// Where it registers its slash commands and component handlers.
+    let commands: CommandRouter
 }
 
 /// One feature of the bot (verification, role connections, XP…), following one template; see
@@ -21,6 +25,10 @@ protocol Feature: Sendable {
     /// Its migrations, applied after the core's. Identifiers start with the feature's name and
     /// are never edited once released; a change is a new migration.
     static func registerMigrations(in migrator: inout DatabaseMigrator)
+
+    /// Whether it reads message text, which needs the privileged MESSAGE_CONTENT intent (to be
+    /// enabled in the Developer Portal). Default: no.
+    static var needsMessageContent: Bool { get }
 
     init(context: FeatureContext)
 
@@ -37,8 +45,14 @@ protocol Feature: Sendable {
     func cleanup() async
 }
 
+extension Feature {
+    static var needsMessageContent: Bool { false }
+}
+
 /// Every feature of this build, in start order. Adding a feature is adding its module and one
 /// line here.
 enum FeatureCatalog {
-    static let all: [any Feature.Type] = []
+    static let all: [any Feature.Type] = [
+        XPFeature.self,
+    ]
 }

@@ -20,7 +20,9 @@ struct HeartbeatService: Service {
                     sequence: sequence,
                     healthy: report.healthy,
                     detail: report.detail,
-                    rssBytes: report.rssBytes
+                    rssBytes: report.rssBytes,
+                    discord: report.discord,
+                    events: report.events
                 )))
                 guard (try? await Task.sleep(for: interval)) != nil else { return }
             }

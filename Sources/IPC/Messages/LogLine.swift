@@ -5,7 +5,7 @@ public enum LogLine {
     public static let levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
     /// The systems whose lines the worker may send through its stderr; each has its own file.
-    public static let workerSystems: Set<String> = ["bot", "database", "role_connections", "verification", "xp", "audit"]
+    public static let workerSystems: Set<String> = ["bot", "database", "role_connections", "verification", "xp", "audit", "sandbox"]
 
     public static func render(level: String, system: String, message: String, fields: [String: JSONValue], ts: String = Timestamp.string()) -> String {
         var object = fields

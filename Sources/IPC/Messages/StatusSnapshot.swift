@@ -84,12 +84,20 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var nextStartAt: String?
     /// Why the worker is `failed` or `unhealthy`, in words.
     public var detail: String?
+    /// The worker's own report from its last heartbeat.
+    public var rssBytes: Int?
+    public var discord: DiscordReport?
+    public var events: EventReport?
 
     public init(
         pid: Int32? = nil, state: WorkerState, restarts: Int = 0, startedAt: String? = nil,
         lastHeartbeatAgeMs: Int? = nil, lastExit: LastExit? = nil, lastStartupMs: Int? = nil,
-        nextStartAt: String? = nil, detail: String? = nil
+        nextStartAt: String? = nil, detail: String? = nil, rssBytes: Int? = nil,
+        discord: DiscordReport? = nil, events: EventReport? = nil
     ) {
+        self.rssBytes = rssBytes
+        self.discord = discord
+        self.events = events
         self.pid = pid
         self.state = state
         self.restarts = restarts
@@ -112,6 +120,9 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
         try c.encode(lastStartupMs, forKey: .lastStartupMs)
         try c.encode(nextStartAt, forKey: .nextStartAt)
         try c.encode(detail, forKey: .detail)
+        try c.encode(rssBytes, forKey: .rssBytes)
+        try c.encode(discord, forKey: .discord)
+        try c.encode(events, forKey: .events)
     }
 }
 

@@ -52,12 +52,126 @@ public enum WorkerMessage: Sendable, Equatable {
         public var healthy: Bool
         public var detail: String?
         public var rssBytes: Int?
-        public init(sequence: Int, healthy: Bool = true, detail: String? = nil, rssBytes: Int? = nil) {
+        /// The Discord connection, once the worker has one.
+        public var discord: DiscordReport?
+        /// Events handled and the writes they made.
+        public var events: EventReport?
+        public init(
+            sequence: Int, healthy: Bool = true, detail: String? = nil, rssBytes: Int? = nil,
+            discord: DiscordReport? = nil, events: EventReport? = nil
+        ) {
             self.sequence = sequence
             self.healthy = healthy
             self.detail = detail
             self.rssBytes = rssBytes
+            self.discord = discord
+            self.events = events
         }
+    }
+}
+
+/// The worker's Discord connection, as it reports it with each heartbeat (and the status
+/// snapshot shows it as `worker.discord`).
+public struct DiscordReport: Codable, Sendable, Equatable {
+    /// `discord` or `sandbox`.
+    public var mode: String
+    /// connecting, identifying, resuming, connected, waiting-to-reconnect, waiting-to-identify, failed.
+    public var gatewayState: String
+    /// Time from our last heartbeat to Discord's ACK.
+    public var latencyMs: Int?
+    /// Time since the last message from the Gateway.
+    public var lastEventAgeMs: Int?
+    public var guilds: Int
+    /// Identifies left today as Discord counts them (`session_start_limit.remaining`), and its total.
+    public var sessionStartRemaining: Int?
+    public var sessionStartTotal: Int?
+    /// Identifies this bot made in the last 24 hours, from the worker's own record (which
+    /// survives restarts).
+    public var identifiesLast24h: Int
+    /// When the next Identify may go, when the worker is holding one back.
+    public var nextIdentifyAt: String?
+    /// REST requests left in the current second of the 50/s global limit.
+    public var restGlobalRemaining: Int
+    /// 401, 403 and 429 answers in the last 10 minutes (Discord bans at 10,000).
+    public var restInvalidRequests: Int
+    public var lastError: String?
+    /// Sandbox mode: the sandbox's base URL (its control API is under `/sandbox`).
+    public var sandboxURL: String?
+
+    public init(
+        mode: String, gatewayState: String, latencyMs: Int? = nil, lastEventAgeMs: Int? = nil, guilds: Int = 0,
+        sessionStartRemaining: Int? = nil, sessionStartTotal: Int? = nil, identifiesLast24h: Int = 0,
+        nextIdentifyAt: String? = nil, restGlobalRemaining: Int = 50, restInvalidRequests: Int = 0, lastError: String? = nil,
+        sandboxURL: String? = nil
+    ) {
+        self.sandboxURL = sandboxURL
+        self.mode = mode
+        self.gatewayState = gatewayState
+        self.latencyMs = latencyMs
+        self.lastEventAgeMs = lastEventAgeMs
+        self.guilds = guilds
+        self.sessionStartRemaining = sessionStartRemaining
+        self.sessionStartTotal = sessionStartTotal
+        self.identifiesLast24h = identifiesLast24h
+        self.nextIdentifyAt = nextIdentifyAt
+        self.restGlobalRemaining = restGlobalRemaining
+        self.restInvalidRequests = restInvalidRequests
+        self.lastError = lastError
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(gatewayState, forKey: .gatewayState)
+        try c.encode(latencyMs, forKey: .latencyMs)
+        try c.encode(lastEventAgeMs, forKey: .lastEventAgeMs)
+        try c.encode(guilds, forKey: .guilds)
+        try c.encode(sessionStartRemaining, forKey: .sessionStartRemaining)
+        try c.encode(sessionStartTotal, forKey: .sessionStartTotal)
+        try c.encode(identifiesLast24h, forKey: .identifiesLast24h)
+        try c.encode(nextIdentifyAt, forKey: .nextIdentifyAt)
+        try c.encode(restGlobalRemaining, forKey: .restGlobalRemaining)
+        try c.encode(restInvalidRequests, forKey: .restInvalidRequests)
+        try c.encode(lastError, forKey: .lastError)
+        try c.encode(sandboxURL, forKey: .sandboxURL)
+    }
+}
+
+/// What the worker did with the events it received, as it reports it with each heartbeat.
+public struct EventReport: Codable, Sendable, Equatable {
+    public var received: Int
+    /// Handler failures (each also logged with its feature and event).
+    public var failed: Int
+    /// Writes committed through the group commit, and how long they took from the event's
+    /// arrival to their commit (over the last few thousand).
+    public var writesCommitted: Int
+    public var writeLatencyP50Ms: Double?
+    public var writeLatencyP99Ms: Double?
+    public var commandsSucceeded: Int
+    public var commandsFailed: Int
+
+    public init(
+        received: Int = 0, failed: Int = 0, writesCommitted: Int = 0, writeLatencyP50Ms: Double? = nil,
+        writeLatencyP99Ms: Double? = nil, commandsSucceeded: Int = 0, commandsFailed: Int = 0
+    ) {
+        self.received = received
+        self.failed = failed
+        self.writesCommitted = writesCommitted
+        self.writeLatencyP50Ms = writeLatencyP50Ms
+        self.writeLatencyP99Ms = writeLatencyP99Ms
+        self.commandsSucceeded = commandsSucceeded
+        self.commandsFailed = commandsFailed
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(received, forKey: .received)
+        try c.encode(failed, forKey: .failed)
+        try c.encode(writesCommitted, forKey: .writesCommitted)
+        try c.encode(writeLatencyP50Ms, forKey: .writeLatencyP50Ms)
+        try c.encode(writeLatencyP99Ms, forKey: .writeLatencyP99Ms)
+        try c.encode(commandsSucceeded, forKey: .commandsSucceeded)
+        try c.encode(commandsFailed, forKey: .commandsFailed)
     }
 }
 
@@ -74,11 +188,79 @@ public enum SupervisorMessage: Sendable, Equatable {
         public var heartbeatIntervalMs: Int
         /// The live database, `<dataDir>/bot.sqlite`.
         public var databasePath: String
-        public init(protocolVersion: Int = WorkerProtocol.version, heartbeatIntervalMs: Int, databasePath: String) {
+        public var discord: DiscordSettings
+        public init(protocolVersion: Int = WorkerProtocol.version, heartbeatIntervalMs: Int, databasePath: String, discord: DiscordSettings) {
             self.protocolVersion = protocolVersion
             self.heartbeatIntervalMs = heartbeatIntervalMs
             self.databasePath = databasePath
+            self.discord = discord
         }
+    }
+}
+
+/// How the worker reaches Discord, from the supervisor's configuration (`discord.*`).
+///
+/// The token travels only here, over the worker socket to a peer the supervisor checked is its
+/// own child: never in the worker's environment or arguments, where `ps e` and /proc show it.
+public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvertible {
+    public enum Mode: String, Codable, Sendable {
+        /// Discord itself, with the token.
+        case discord
+        /// The built-in local sandbox (`discord-sandbox`), which the worker starts.
+        case sandbox
+    }
+
+    public var mode: Mode
+    public var token: Secret?
+    public var gatewayURL: String?
+    public var apiBaseURL: String?
+    /// The guilds the bot serves; empty for all.
+    public var guildIDs: [String]
+    /// Sandbox only: simulated members and how many actions they take a minute.
+    public var sandboxMembers: Int
+    public var sandboxActivityPerMinute: Int
+
+    public init(
+        mode: Mode, token: Secret? = nil, gatewayURL: String? = nil, apiBaseURL: String? = nil, guildIDs: [String] = [],
+        sandboxMembers: Int = 40, sandboxActivityPerMinute: Int = 30
+    ) {
+        self.mode = mode
+        self.token = token
+        self.gatewayURL = gatewayURL
+        self.apiBaseURL = apiBaseURL
+        self.guildIDs = guildIDs
+        self.sandboxMembers = sandboxMembers
+        self.sandboxActivityPerMinute = sandboxActivityPerMinute
+    }
+
+    public var description: String {
+        "DiscordSettings(mode: \(mode.rawValue), token: \(token == nil ? "none" : "<redacted>"), gatewayURL: \(gatewayURL ?? "default"), apiBaseURL: \(apiBaseURL ?? "default"), guildIDs: \(guildIDs))"
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case mode, token, gatewayURL, apiBaseURL, guildIDs, sandboxMembers, sandboxActivityPerMinute
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        mode = try c.decode(Mode.self, forKey: .mode)
+        token = try c.decodeIfPresent(String.self, forKey: .token).map(Secret.init)
+        gatewayURL = try c.decodeIfPresent(String.self, forKey: .gatewayURL)
+        apiBaseURL = try c.decodeIfPresent(String.self, forKey: .apiBaseURL)
+        guildIDs = try c.decodeIfPresent([String].self, forKey: .guildIDs) ?? []
+        sandboxMembers = try c.decodeIfPresent(Int.self, forKey: .sandboxMembers) ?? 40
+        sandboxActivityPerMinute = try c.decodeIfPresent(Int.self, forKey: .sandboxActivityPerMinute) ?? 30
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(mode, forKey: .mode)
+        try c.encodeIfPresent(token?.reveal(), forKey: .token)
+        try c.encodeIfPresent(gatewayURL, forKey: .gatewayURL)
+        try c.encodeIfPresent(apiBaseURL, forKey: .apiBaseURL)
+        try c.encode(guildIDs, forKey: .guildIDs)
+        try c.encode(sandboxMembers, forKey: .sandboxMembers)
+        try c.encode(sandboxActivityPerMinute, forKey: .sandboxActivityPerMinute)
     }
 }
 

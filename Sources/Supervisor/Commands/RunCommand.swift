@@ -72,8 +72,10 @@ struct RunCommand: AsyncParsableCommand {
             heartbeatInterval: config.worker.heartbeatInterval,
             readTimeout: config.worker.heartbeatTimeout,
             databasePath: config.dataDir + "/" + BotDatabase.fileName,
+            discord: config.discord.settings,
             link: link,
             keeper: keeper,
+            status: store,
             events: { [supervisor] in supervisor.send($0) },
             group: group,
             logger: logger

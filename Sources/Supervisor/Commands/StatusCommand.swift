@@ -33,6 +33,26 @@ enum StatusTable {
         if let next = w.nextStartAt { rows.append(("  next start", next)) }
         if let detail = w.detail { rows.append(("  detail", detail)) }
         if let exit = w.lastExit { rows.append(("  last exit", "\(exit.reason) (\(exit.at))")) }
+        if let rss = w.rssBytes { rows.append(("  memory", "RSS \(megabytes(rss))")) }
+        if let d = w.discord {
+            var gateway = "\(d.gatewayState) (\(d.mode)), \(d.guilds) guild\(d.guilds == 1 ? "" : "s")"
+            if let latency = d.latencyMs { gateway += ", latency \(latency) ms" }
+            if let age = d.lastEventAgeMs { gateway += ", last event \(age / 1000).\(age % 1000 / 100) s ago" }
+            rows.append(("  gateway", gateway))
+            var identifies = "\(d.identifiesLast24h) in 24 h"
+            if let remaining = d.sessionStartRemaining, let total = d.sessionStartTotal { identifies += ", \(remaining) of \(total) left today" }
+            if let next = d.nextIdentifyAt { identifies += ", next held until \(next)" }
+            rows.append(("  identifies", identifies))
+            rows.append(("  REST", "\(d.restGlobalRemaining)/s headroom, \(d.restInvalidRequests) invalid (401/403/429) in 10 min"))
+            if let error = d.lastError { rows.append(("  Discord error", error)) }
+            if let sandbox = d.sandboxURL { rows.append(("  sandbox", "\(sandbox) (state: \(sandbox)/sandbox/state)")) }
+        }
+        if let e = w.events {
+            var events = "\(e.received) received, \(e.writesCommitted) writes committed, \(e.failed) failed"
+            if let p50 = e.writeLatencyP50Ms, let p99 = e.writeLatencyP99Ms { events += ", event→commit p50 \(p50) ms p99 \(p99) ms" }
+            rows.append(("  events", events))
+            rows.append(("  commands", "\(e.commandsSucceeded) answered, \(e.commandsFailed) failed"))
+        }
 
         if let operation = s.operation {
             rows.append(("operation", "\(operation.name): \(operation.phase) \(Int(operation.progress * 100))% (since \(operation.startedAt))"))

@@ -26,6 +26,7 @@ enum ConfigLoader {
         "logs.dir", "logs.keepDays",
         "alerts.webhookURL", "metrics.listen",
         "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
+        "sandbox.members", "sandbox.activityPerMinute",
     ]
 
     struct Loaded {
@@ -107,7 +108,9 @@ enum ConfigLoader {
                 mode: r.string(forKey: "discord.mode", default: token == nil ? "sandbox" : "discord"),
                 gatewayURL: r.string(forKey: "discord.gatewayURL"),
                 apiBaseURL: r.string(forKey: "discord.apiBaseURL"),
-                guildIDs: r.stringArray(forKey: "discord.guildIDs", default: [])
+                guildIDs: r.stringArray(forKey: "discord.guildIDs", default: []),
+                sandboxMembers: r.int(forKey: "sandbox.members", default: 40),
+                sandboxActivityPerMinute: r.int(forKey: "sandbox.activityPerMinute", default: 30)
             )
         )
     }
@@ -135,6 +138,16 @@ enum ConfigLoader {
             c.discord.mode == "sandbox" || c.discord.token != nil,
             "discord.mode is \"discord\" but no token is set: put it in DISCORD_TOKEN (or discord.token), or set discord.mode to \"sandbox\""
         )
+        try require((1...5000).contains(c.discord.sandboxMembers), "sandbox.members must be between 1 and 5000; got \(c.discord.sandboxMembers)")
+        try require(c.discord.sandboxActivityPerMinute >= 0, "sandbox.activityPerMinute must not be negative (0 turns the simulated members off)")
+        for id in c.discord.guildIDs where UInt64(id) == nil {
+            throw ConfigError(description: "discord.guildIDs: \"\(id)\" is not a Discord id (a number such as \"1187654321098765432\")")
+        }
+        for (key, url) in [("discord.gatewayURL", c.discord.gatewayURL), ("discord.apiBaseURL", c.discord.apiBaseURL)] {
+            if let url, !(url.hasPrefix("ws://") || url.hasPrefix("wss://") || url.hasPrefix("http://") || url.hasPrefix("https://")) {
+                throw ConfigError(description: "\(key): \"\(url)\" is not a URL; give a full URL such as wss://gateway.discord.gg or https://discord.com/api/v10")
+            }
+        }
         // sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
         for (key, socket) in [("statusSocket", c.statusSocket), ("runtimeDir", c.workerSocket)] where socket.utf8.count > 107 {
             throw ConfigError(description: "\(key): the socket path \(socket) is longer than 107 bytes, the limit of a Unix socket path; choose a shorter directory")

@@ -47,6 +47,16 @@ struct SupervisorConfig: Sendable, Equatable {
         var gatewayURL: String?
         var apiBaseURL: String?
         var guildIDs: [String]
+        var sandboxMembers: Int = 40
+        var sandboxActivityPerMinute: Int = 30
+
+        /// What the worker is told in its welcome.
+        var settings: DiscordSettings {
+            DiscordSettings(
+                mode: mode == "discord" ? .discord : .sandbox, token: token, gatewayURL: gatewayURL, apiBaseURL: apiBaseURL,
+                guildIDs: guildIDs, sandboxMembers: sandboxMembers, sandboxActivityPerMinute: sandboxActivityPerMinute
+            )
+        }
     }
 
     /// The worker's socket: internal, not part of the contract.

@@ -15,8 +15,10 @@ struct WorkerLinkServer: Service {
     let heartbeatInterval: Duration
     let readTimeout: Duration
     let databasePath: String
+    let discord: DiscordSettings
     let link: WorkerLink
     let keeper: DataKeeper
+    let status: StatusStore
     let events: @Sendable (WorkerStateMachine.Event) -> Void
     let group: any EventLoopGroup
     let logger: Logger
@@ -42,7 +44,9 @@ struct WorkerLinkServer: Service {
                     while let frame = try await frames.next() {
                         switch Self.decode(frame) {
                         case .success(.ready): events(.ready(pid: pid))
-                        case .success(.heartbeat(let beat)): events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail))
+                        case .success(.heartbeat(let beat)):
+                            events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail))
+                            await status.record(report: beat, from: pid)
                         case .success(.fatal(let message)): events(.fatalReported(pid: pid, message: message))
                         case .success(.corruption(let detail)):
                             logger.critical("the worker reports a damaged database", metadata: [LogKey.pid: "\(pid)", LogKey.error: "\(detail)"])
@@ -95,7 +99,7 @@ struct WorkerLinkServer: Service {
             return nil
         }
         let intervalMs = Int(StatusStore.milliseconds(heartbeatInterval))
-        try await outbound.writeLine(SupervisorMessage.welcome(.init(heartbeatIntervalMs: intervalMs, databasePath: databasePath)))
+        try await outbound.writeLine(SupervisorMessage.welcome(.init(heartbeatIntervalMs: intervalMs, databasePath: databasePath, discord: discord)))
         logger.info("worker connected", metadata: [LogKey.pid: "\(hello.pid)", "version": "\(hello.version)"])
         return hello.pid
     }

@@ -1,5 +1,6 @@
 import CSupport
 import FoundationEssentials
+import IPC
 import Synchronization
 
 #if canImport(Glibc)
@@ -20,7 +21,12 @@ enum WorkerProcess {
 
     /// Variables the worker must not inherit: the notify socket and watchdog belong to the
     /// supervisor (systemd hears only the main pid under NotifyAccess=main).
-    static let withheldEnvironment: Set<String> = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]
+    /// systemd's variables are the supervisor's alone; the secrets reach the worker through its
+    /// welcome, never its environment (readable in /proc by any process of the same user).
+    static let withheldEnvironment: Set<String> = [
+        "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+        "DISCORD_TOKEN", "ALERTS_WEBHOOK_URL",
+    ]
 
     struct Running: Sendable {
         var pid: Int32
@@ -158,11 +164,4 @@ enum WorkerProcess {
             kill(pid, signal)
         }
     }
-}
-
-private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for pointer in pointers { free(pointer) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }

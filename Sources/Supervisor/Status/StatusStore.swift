@@ -26,6 +26,8 @@ actor StatusStore {
     private var supervisorState = "starting"
     private var worker = WorkerPublication(state: .stopped, restarts: 0)
     private var alerts: [Alert] = []
+    /// The worker's report from its last heartbeat, and which worker sent it.
+    private var report: (pid: Int32, heartbeat: WorkerMessage.Heartbeat)?
     private var summary = ""
     private var readyWaiters: [UUID: (excluding: Int32?, continuation: CheckedContinuation<Int32?, Never>)] = [:]
 
@@ -55,10 +57,23 @@ actor StatusStore {
                 lastExit: worker.lastExit,
                 lastStartupMs: worker.lastStartup.map(Self.milliseconds),
                 nextStartAt: worker.nextStartAt.map { Timestamp.string($0) },
-                detail: worker.detail
+                detail: worker.detail,
+                rssBytes: currentReport?.rssBytes,
+                discord: currentReport?.discord,
+                events: currentReport?.events
             ),
             alerts: alerts
         )
+    }
+
+    /// The last report of the worker that runs now; nothing once it is gone.
+    private var currentReport: WorkerMessage.Heartbeat? {
+        guard let report, report.pid == worker.pid else { return nil }
+        return report.heartbeat
+    }
+
+    func record(report heartbeat: WorkerMessage.Heartbeat, from pid: Int32) {
+        report = (pid, heartbeat)
     }
 
     var workerState: WorkerState { worker.state }

@@ -1,5 +1,6 @@
 import CSystemd
 import FoundationEssentials
+import IPC
 import Glibc
 import Synchronization
 

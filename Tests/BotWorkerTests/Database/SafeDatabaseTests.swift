@@ -144,7 +144,7 @@ import Testing
         let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
         try AppDatabase.migrate(AppDatabase.migrator(), pool)
         var failing = AppDatabase.migrator()
-        failing.registerMigration("v2-broken") { db in
+        failing.registerMigration("v3-broken") { db in
             try db.create(table: "half_done") { $0.column("x", .integer) }
             try db.execute(sql: "INSERT INTO half_done (x) VALUES (1)")
             try db.execute(sql: "THIS IS NOT SQL")
@@ -152,7 +152,7 @@ import Testing
         #expect(throws: DatabaseError.self) { try AppDatabase.migrate(failing, pool) }
         try pool.read { (db: Database) throws in
             #expect(try db.tableExists("half_done") == false)
-            #expect(try failing.appliedMigrations(db) == ["v1-core"])
+            #expect(try failing.appliedMigrations(db) == ["v1-core", "v2-core-gateway", "xp-v1"])
         }
         #expect(DatabaseInspector.inspect(path: directory + "/bot.sqlite", check: .integrity).isHealthy)
     }
@@ -160,12 +160,12 @@ import Testing
     @Test func theMigrationPlanTellsFreshFromPending() throws {
         let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
         let fresh = try AppDatabase.plan(AppDatabase.migrator(), pool, path: "bot.sqlite")
-        #expect(fresh.isFresh && fresh.pending == ["v1-core"])
+        #expect(fresh.isFresh && fresh.pending == ["v1-core", "v2-core-gateway", "xp-v1"])
         try AppDatabase.migrate(AppDatabase.migrator(), pool)
         var next = AppDatabase.migrator()
-        next.registerMigration("v2-next") { _ in }
+        next.registerMigration("v3-next") { _ in }
         let pending = try AppDatabase.plan(next, pool, path: "bot.sqlite")
-        #expect(!pending.isFresh && pending.pending == ["v2-next"])
+        #expect(!pending.isFresh && pending.pending == ["v3-next"])
     }
 
     @Test func aDatabaseFromANewerReleaseIsRefused() throws {
@@ -195,7 +195,7 @@ import Testing
         let before = DurableSize.of(path)
         let report = try MigrateCommand.dryRun(database: path)
         #expect(report.ok, "\(report.problems)")
-        #expect(report.applied == ["v1-core"])
+        #expect(report.applied == ["v1-core", "v2-core-gateway", "xp-v1"])
         #expect(report.integrity == "ok")
         #expect(DurableSize.of(path) == before)
         let untouched = try DatabaseQueue(path: path)

@@ -58,8 +58,8 @@ import Testing
             connection.close(code: 4004)
         }
         let dispatched = Mutex<[String]>([])
-        let client = GatewayClient(identity: identity, gatewayURL: server.url, logger: Logger(label: "test"), jitter: { 0.5 }) { type, _ in
-            dispatched.withLock { $0.append(type) }
+        let client = GatewayClient(identity: identity, gatewayURL: server.url, logger: Logger(label: "test"), jitter: { 0.5 }) { dispatch in
+            dispatched.withLock { $0.append(dispatch.type) }
         }
         let error = await run(client)
         #expect((error as? GatewayClient.Fatal)?.description.contains("4004") == true)
@@ -99,8 +99,8 @@ import Testing
         }
         serverBox.withLock { $0 = server.url }
         let dispatched = Mutex<[String]>([])
-        let client = GatewayClient(identity: identity, gatewayURL: server.url, logger: Logger(label: "test"), jitter: { 0 }) { type, _ in
-            dispatched.withLock { $0.append(type) }
+        let client = GatewayClient(identity: identity, gatewayURL: server.url, logger: Logger(label: "test"), jitter: { 0 }) { dispatch in
+            dispatched.withLock { $0.append(dispatch.type) }
         }
         let error = await run(client)
         #expect((error as? GatewayClient.Fatal)?.description.contains("4014") == true)

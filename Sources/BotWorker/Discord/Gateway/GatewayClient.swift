@@ -24,25 +24,33 @@ actor GatewayClient {
     private var sendLimiter = GatewaySendLimiter()
     private let logger: Logger
     private let jitter: @Sendable () -> Double
-    private let onDispatch: @Sendable (String, JSONValue) async -> Void
+    private let identifyPermit: @Sendable () async throws -> Void
+    private let onDispatch: @Sendable (GatewayDispatch) async -> Void
+    private(set) var waitingForIdentifyPermit = false
 
-    /// - Parameter jitter: a random number in [0, 1) at each call (injected by tests).
+    /// - Parameters:
+    ///   - jitter: a random number in [0, 1) at each call (injected by tests).
+    ///   - identifyPermit: awaited before every connection that will Identify (not Resume): where
+    ///     the bot paces its identifies against `session_start_limit`.
     init(
         identity: GatewaySession.Identity,
         gatewayURL: String,
         logger: Logger,
         jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-        onDispatch: @escaping @Sendable (String, JSONValue) async -> Void
+        identifyPermit: @escaping @Sendable () async throws -> Void = {},
+        onDispatch: @escaping @Sendable (GatewayDispatch) async -> Void
     ) {
         session = GatewaySession(identity: identity, gatewayURL: gatewayURL)
         self.logger = logger
         self.jitter = jitter
+        self.identifyPermit = identifyPermit
         self.onDispatch = onDispatch
     }
 
     var state: GatewaySession.Phase { session.phase }
     var latency: Duration? { session.latency }
     var lastEventAt: ContinuousClock.Instant? { session.lastEventAt }
+    var sequence: Int? { session.sequence }
 
     /// Connects and stays connected until cancelled; throws `Fatal` when Discord refuses the
     /// configuration (a bad token, disallowed intents).
@@ -53,6 +61,11 @@ actor GatewayClient {
             actions.removeFirst()
             switch action {
             case .connect(let url):
+                if !session.canResume {
+                    waitingForIdentifyPermit = true
+                    defer { waitingForIdentifyPermit = false }
+                    try await identifyPermit()
+                }
                 let code = await connection(to: url)
                 actions = session.closed(code: code, jitter: jitter())
             case .scheduleReconnect(let delay):
@@ -99,13 +112,16 @@ actor GatewayClient {
             defer { group.cancelAll() }
             for await event in events {
                 let actions: [GatewaySession.Action]
+                var received: (payload: GatewayPayload, at: ContinuousClock.Instant)?
                 switch event {
                 case .text(let text):
+                    let now = ContinuousClock.now
                     guard let payload = try? JSONLine.decode(GatewayPayload.self, from: text) else {
                         logger.debug("gateway message skipped: not a payload")
                         continue
                     }
-                    actions = session.received(payload, at: .now, jitter: jitter())
+                    received = (payload, now)
+                    actions = session.received(payload, at: now, jitter: jitter())
                 case .heartbeatDue(let generation):
                     actions = session.heartbeatDue(generation: generation, at: .now)
                 }
@@ -120,8 +136,11 @@ actor GatewayClient {
                         }
                     case .close(let code):
                         try await outbound.close(.unknown(UInt16(code)), reason: nil)
-                    case .dispatch(let type, let data):
-                        await onDispatch(type, data)
+                    case .dispatch(let type, _):
+                        await onDispatch(GatewayDispatch(
+                            type: type, sequence: received?.payload.s, event: received?.payload.event ?? .other,
+                            receivedAt: received?.at ?? .now
+                        ))
                     case .connect, .scheduleReconnect, .fatal:
                         break
                     }

@@ -1,19 +1,48 @@
 import IPC
 
 /// The envelope of every Gateway message: `{"op": int, "d": any?, "s": int?, "t": string?}`.
-/// `d` stays loosely typed here; events decode it once they know what `t` says it is, and an
-/// unknown `t` or field is skipped, never an error (Discord adds them without notice).
+///
+/// For the dispatches the bot acts on (`GatewayEvent.typed`), `d` is decoded straight into
+/// `event` and left nil here (READY keeps both: the session reads it). Other payloads keep `d` as
+/// loose JSON; an unknown `t` or field is skipped, never an error (Discord adds them without notice).
 struct GatewayPayload: Codable, Sendable, Equatable {
     var op: Int
     var d: JSONValue?
     var s: Int?
     var t: String?
+    /// The typed dispatch, when `t` is one the bot handles; never encoded.
+    var event: GatewayEvent?
 
     init(op: Int, d: JSONValue? = nil, s: Int? = nil, t: String? = nil) {
         self.op = op
         self.d = d
         self.s = s
         self.t = t
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case op, d, s, t
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        op = try c.decode(Int.self, forKey: .op)
+        s = try c.decodeIfPresent(Int.self, forKey: .s)
+        t = try c.decodeIfPresent(String.self, forKey: .t)
+        if op == Opcode.dispatch.rawValue, let t, GatewayEvent.typed.contains(t) {
+            event = GatewayEvent.decode(type: t, from: c, key: .d)
+            d = t == "READY" ? try? c.decodeIfPresent(JSONValue.self, forKey: .d) : nil
+        } else {
+            d = try c.decodeIfPresent(JSONValue.self, forKey: .d)
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(op, forKey: .op)
+        try c.encode(d ?? .null, forKey: .d)
+        try c.encodeIfPresent(s, forKey: .s)
+        try c.encodeIfPresent(t, forKey: .t)
     }
 
     enum Opcode: Int {

@@ -21,4 +21,6 @@ struct Message: Sendable, Equatable {
     var authorIsBot: Bool
     var authorRoles: Set<RoleID>
     var content: String
+    /// When its Gateway frame was read: where the latency of what it causes starts.
+    var receivedAt: ContinuousClock.Instant = .now
 }

@@ -99,6 +99,24 @@ actor DiscordREST {
 
     // MARK: - The calls the features make
 
+    /// Where to connect and how many identifies are left today (`GET /gateway/bot`).
+    func gatewayBot() async throws -> GatewayBot {
+        let json = try await send(.init(method: "GET", template: "/gateway/bot", major: nil), path: "/gateway/bot")
+        guard let url = json?["url"]?.stringValue, case .object(let limit)? = json?["session_start_limit"] else {
+            throw Failure(route: "GET /gateway/bot", status: 200, code: nil, message: "the answer has no url or session_start_limit")
+        }
+        return GatewayBot(
+            url: url,
+            shards: json?["shards"]?.intValue ?? 1,
+            limit: SessionStartLimit(
+                total: limit["total"]?.intValue ?? 1000,
+                remaining: limit["remaining"]?.intValue ?? 1000,
+                resetAfter: .milliseconds(limit["reset_after"]?.intValue ?? 0),
+                maxConcurrency: limit["max_concurrency"]?.intValue ?? 1
+            )
+        )
+    }
+
     func addRole(guild: GuildID, user: UserID, role: RoleID, reason: String?) async throws {
         try await send(.init(method: "PUT", template: "/guilds/{guild}/members/{user}/roles/{role}", major: "\(guild)"),
                        path: "/guilds/\(guild)/members/\(user)/roles/\(role)", auditReason: reason)
@@ -164,6 +182,20 @@ actor DiscordREST {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
+}
+
+struct GatewayBot: Sendable, Equatable {
+    var url: String
+    var shards: Int
+    var limit: SessionStartLimit
+}
+
+/// Discord's daily allowance of Identifies (`session_start_limit`).
+struct SessionStartLimit: Sendable, Equatable {
+    var total: Int
+    var remaining: Int
+    var resetAfter: Duration
+    var maxConcurrency: Int
 }
 
 extension JSONValue {

@@ -1,0 +1,151 @@
+import FoundationEssentials
+import GRDB
+import Logging
+
+/// Group commit for the writes events cause (a message counted, XP awarded): writes submitted
+/// while one transaction commits are gathered and committed together in the next, so that
+/// thousands of events a second cost tens of fsyncs, not thousands, and each write is as durable
+/// as a single one (`synchronous=FULL`) once `submit` reports it committed.
+///
+/// Each write runs in a savepoint of the shared transaction: one that throws is rolled back alone
+/// and logged; the others commit. A failure of the transaction itself (a damaged file, a full disk)
+/// fails every write of the batch, and SafeDatabase reports it as it does any write.
+///
+/// There is no timer: the batch is whatever arrived during the previous commit, so an idle bot
+/// commits a lone write at once and a busy one batches more. When `maximumQueued` writes wait,
+/// `submit` waits too (back-pressure on the Gateway reader rather than unbounded memory).
+actor WriteBatcher {
+    /// A write, and optionally what to do once it is committed (publish "level reached", say).
+    typealias Write = @Sendable (Database) throws -> AfterCommit?
+    typealias AfterCommit = @Sendable () async -> Void
+
+    private struct Pending {
+        var operation: String
+        var write: Write
+        var receivedAt: ContinuousClock.Instant
+    }
+
+    private let database: SafeDatabase
+    private let logger: Logger
+    private let maximumBatch: Int
+    private let maximumQueued: Int
+    private var queue: [Pending] = []
+    private var flushing = false
+    private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private(set) var committed = 0
+    private(set) var failed = 0
+    private(set) var transactions = 0
+    /// Arrival-to-commit latencies of the newest writes, in ms.
+    private var latencies = LatencyWindow(capacity: 4096)
+
+    init(database: SafeDatabase, logger: Logger, maximumBatch: Int = 2000, maximumQueued: Int = 20_000) {
+        self.database = database
+        self.logger = logger
+        self.maximumBatch = maximumBatch
+        self.maximumQueued = maximumQueued
+    }
+
+    /// Queues `write`; returns once it is queued (not committed). `receivedAt` is when the event
+    /// that caused it arrived, the start of its measured latency.
+    func submit(_ operation: String, receivedAt: ContinuousClock.Instant = .now, _ write: @escaping Write) async {
+        while queue.count >= maximumQueued {
+            await withCheckedContinuation { spaceWaiters.append($0) }
+        }
+        queue.append(Pending(operation: operation, write: write, receivedAt: receivedAt))
+        if !flushing {
+            flushing = true
+            Task { await self.flush() }
+        }
+    }
+
+    /// Returns once everything submitted so far is committed (or failed).
+    func drain() async {
+        guard flushing || !queue.isEmpty else { return }
+        await withCheckedContinuation { idleWaiters.append($0) }
+    }
+
+    var latencyPercentiles: (p50: Double, p99: Double)? { latencies.percentiles() }
+    var queued: Int { queue.count }
+
+    private func flush() async {
+        while !queue.isEmpty {
+            let batch = Array(queue.prefix(maximumBatch))
+            queue.removeFirst(batch.count)
+            for waiter in spaceWaiters { waiter.resume() }
+            spaceWaiters.removeAll()
+            await commit(batch)
+        }
+        flushing = false
+        for waiter in idleWaiters { waiter.resume() }
+        idleWaiters.removeAll()
+    }
+
+    private func commit(_ batch: [Pending]) async {
+        let logger = self.logger
+        let writes = batch.map { ($0.operation, $0.write) }
+        do {
+            let outcome = try await database.write("group-commit", logLevel: .debug) { db -> (after: [AfterCommit], failed: Int) in
+                var after: [AfterCommit] = []
+                var failed = 0
+                for (operation, write) in writes {
+                    do {
+                        try db.inSavepoint {
+                            if let action = try write(db) { after.append(action) }
+                            return .commit
+                        }
+                    } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                        failed += 1
+                        logger.error("write refused by a constraint; the other writes of its batch commit", metadata: [
+                            "operation": "\(operation)", "error": "\(error.message ?? "\(error.resultCode)")",
+                        ])
+                    } catch let error as DatabaseError {
+                        throw error  // the transaction itself is in trouble: fail the whole batch
+                    } catch {
+                        failed += 1
+                        logger.error("write failed; the other writes of its batch commit", metadata: ["operation": "\(operation)", "error": "\(error)"])
+                    }
+                }
+                return (after, failed)
+            }
+            let now = ContinuousClock.now
+            for pending in batch { latencies.add(now - pending.receivedAt) }
+            transactions += 1
+            committed += batch.count - outcome.value.failed
+            failed += outcome.value.failed
+            for action in outcome.value.after { await action() }
+        } catch {
+            failed += batch.count
+            logger.error("group commit failed: \(batch.count) writes lost", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// The newest `capacity` latencies, for percentiles.
+struct LatencyWindow: Sendable {
+    private var samples: [Double] = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        samples.reserveCapacity(capacity)
+    }
+
+    mutating func add(_ duration: Duration) {
+        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        if samples.count < capacity {
+            samples.append(ms)
+        } else {
+            samples[next] = ms
+            next = (next + 1) % capacity
+        }
+    }
+
+    func percentiles() -> (p50: Double, p99: Double)? {
+        guard !samples.isEmpty else { return nil }
+        let sorted = samples.sorted()
+        func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+        return (at(0.5), at(0.99))
+    }
+}

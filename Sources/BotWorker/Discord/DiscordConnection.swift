@@ -1,0 +1,303 @@
+import FoundationEssentials
+import Glibc
+import IPC
+import Logging
+
+/// The bot's connection to Discord, or to the local sandbox: the REST client, the Gateway client,
+/// identify pacing, the little guild state the core keeps (the bot's user, each guild's roles),
+/// and the report the heartbeat carries. Every dispatch becomes a typed `BotEvent` on the bus.
+actor DiscordConnection {
+    /// Discord refuses this configuration; no restart can fix it (the worker exits 78).
+    struct Fatal: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    struct SandboxEnded: Error, CustomStringConvertible {
+        var status: Int32
+        var description: String { "the Discord sandbox exited (wait status \(status)); the worker restarts with a new one" }
+    }
+
+    static let guilds = 1 << 0
+    static let guildMembers = 1 << 1
+    static let guildMessages = 1 << 9
+    static let messageContent = 1 << 15
+
+    let settings: DiscordSettings
+    let intents: Int
+    private let database: SafeDatabase
+    private let events: EventBus
+    private let commands: CommandRouter
+    private let logger: Logger
+    private var sandbox: SandboxProcess?
+    private(set) var rest: DiscordREST?
+    private var gateway: GatewayClient?
+    private var limit: SessionStartLimit?
+    private var limitFetchedAt: ContinuousClock.Instant?
+    private var identifiesLast24h = 0
+    private var nextIdentifyAt: Date?
+    private var lastError: String?
+    private var roles: [GuildID: [RoleID: RolePayload]] = [:]
+    private(set) var botUser: UserID?
+    private(set) var applicationID: ApplicationID?
+    private(set) var received = 0
+    private var connected = false
+    private var disconnectedSince: ContinuousClock.Instant? = .now
+    private var connectedWaiters: [UUID: CheckedContinuation<Bool, Never>] = [:]
+
+    init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, commands: CommandRouter, logger: Logger) {
+        self.settings = settings
+        intents = Self.guilds | Self.guildMembers | Self.guildMessages | (needsMessageContent ? Self.messageContent : 0)
+        self.database = database
+        self.events = events
+        self.commands = commands
+        self.logger = logger
+    }
+
+    /// Connects and stays connected until cancelled. Throws `Fatal` when Discord refuses the
+    /// token or the intents, `SandboxEnded` when the sandbox dies under us.
+    func run() async throws {
+        let (sandboxEnded, sandboxContinuation) = AsyncStream.makeStream(of: Int32.self)
+        defer { sandbox?.stop() }
+        let token: Secret
+        let apiBaseURL: String
+        var gatewayURL = settings.gatewayURL
+        switch settings.mode {
+        case .sandbox:
+            let sandbox = try await SandboxProcess.start(
+                members: settings.sandboxMembers, activityPerMinute: settings.sandboxActivityPerMinute,
+                logger: logger, onExit: { status in sandboxContinuation.yield(status) }
+            )
+            self.sandbox = sandbox
+            token = sandbox.token
+            apiBaseURL = sandbox.listening.apiBaseURL
+            gatewayURL = sandbox.listening.gatewayURL
+        case .discord:
+            guard let configured = settings.token else {
+                throw Fatal(description: "discord.mode is \"discord\" but no token was given: put the bot token in DISCORD_TOKEN")
+            }
+            token = configured
+            apiBaseURL = settings.apiBaseURL ?? DiscordREST.discordAPI
+        }
+        let rest = DiscordREST(baseURL: apiBaseURL, token: token, logger: logger)
+        self.rest = rest
+        await commands.attach(rest)
+        let discovered = try await discoverGateway(rest)
+        let client = GatewayClient(
+            identity: .init(token: token, intents: intents, shard: nil),
+            gatewayURL: gatewayURL ?? discovered,
+            logger: logger,
+            identifyPermit: { [weak self] in try await self?.identifyPermit() },
+            onDispatch: { [weak self] dispatch in await self?.handle(dispatch) }
+        )
+        gateway = client
+        logger.info("connecting to the gateway", metadata: ["mode": "\(settings.mode.rawValue)", "intents": "\(intents)"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await client.run()
+                } catch let fatal as GatewayClient.Fatal {
+                    throw Fatal(description: fatal.description)
+                }
+            }
+            group.addTask {
+                for await status in sandboxEnded { throw SandboxEnded(status: status) }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    /// `GET /gateway/bot`, retried with backoff while Discord cannot be reached; a 401 is fatal.
+    private func discoverGateway(_ rest: DiscordREST) async throws -> String {
+        var attempt = 0
+        while true {
+            do {
+                let answer = try await rest.gatewayBot()
+                limit = answer.limit
+                limitFetchedAt = .now
+                return answer.url
+            } catch let failure as DiscordREST.Failure where failure.status == 401 {
+                throw Fatal(description: "Discord rejected the token (401 on GET /gateway/bot): put a valid bot token in DISCORD_TOKEN (Developer Portal → Bot → Reset Token)")
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                attempt += 1
+                lastError = "GET /gateway/bot: \(error)"
+                let delay = GatewaySession.backoff(attempt: attempt, jitter: Double.random(in: 0..<1))
+                logger.warning("Discord unreachable; retrying", metadata: ["error": "\(error)", "delay": "\(delay)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// Waits until an Identify may go (see `IdentifyPacing`), then records it. Against the
+    /// sandbox only its `session_start_limit` is honoured, not the spacing meant for Discord's.
+    private func identifyPermit() async throws {
+        if let rest, limitFetchedAt.map({ ContinuousClock.now - $0 > .seconds(5) }) ?? true {
+            if let answer = try? await rest.gatewayBot() {
+                limit = answer.limit
+                limitFetchedAt = .now
+            }
+        }
+        let now = Date().timeIntervalSince1970
+        let history = try await database.read("core.identify-history") { db in
+            try Double.fetchAll(db, sql: "SELECT at FROM gateway_identifies WHERE at > ?", arguments: [now - 86400])
+        }
+        identifiesLast24h = history.count
+        // The sandbox has no daily allowance to protect: only its own session_start_limit counts.
+        let paced = settings.mode == .discord ? history : []
+        let (wait, reason) = IdentifyPacing.delay(history: paced, limit: limit, now: now)
+        if wait > 0 {
+            nextIdentifyAt = Date(timeIntervalSince1970: now + wait)
+            logger.warning("holding the next identify back", metadata: [
+                "seconds": "\(Int(wait.rounded(.up)))", "reason": "\(reason ?? "")",
+                "identifies_24h": "\(history.count)", "session_start_remaining": "\(limit.map { "\($0.remaining)" } ?? "unknown")",
+            ])
+            try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+            nextIdentifyAt = nil
+        }
+        let at = Date().timeIntervalSince1970
+        let mode = settings.mode.rawValue
+        try await database.write("core.record-identify") { db in
+            try db.execute(sql: "INSERT INTO gateway_identifies (at, mode) VALUES (?, ?)", arguments: [at, mode])
+            try db.execute(sql: "DELETE FROM gateway_identifies WHERE at < ?", arguments: [at - 2 * 86400])
+        }
+        identifiesLast24h += 1
+        if let current = limit { limit?.remaining = max(0, current.remaining - 1) }
+    }
+
+    // MARK: - Dispatches
+
+    private func serves(_ guild: GuildID?) -> Bool {
+        guard let guild else { return false }
+        return settings.guildIDs.isEmpty || settings.guildIDs.contains(guild.description)
+    }
+
+    func handle(_ dispatch: GatewayDispatch) async {
+        received += 1
+        switch dispatch.event {
+        case .ready(let ready):
+            botUser = ready.user.id
+            applicationID = ready.application?.id ?? ApplicationID(ready.user.id.rawValue)
+            logger.info("gateway ready", metadata: ["guilds": "\(ready.guilds.count)", "user_id": "\(ready.user.id)"])
+            markConnected()
+        case .guildCreate(let guild):
+            guard serves(guild.id), guild.unavailable != true else { return }
+            roles[guild.id] = Dictionary((guild.roles ?? []).map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+            let members = (guild.members ?? []).compactMap { $0.member(in: guild.id) }
+            logger.info("guild available", metadata: ["guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(roles[guild.id]?.count ?? 0)"])
+            if let applicationID {
+                let commands = self.commands
+                Task { await commands.synchronize(application: applicationID, guild: guild.id) }
+            }
+            await events.publish(.guildAvailable(guild: guild.id, members: members))
+        case .memberAdd(let payload):
+            guard serves(payload.guild_id), let guild = payload.guild_id, let member = payload.member(in: guild) else { return }
+            await events.publish(.memberJoined(member))
+        case .memberUpdate(let payload):
+            guard serves(payload.guild_id), let guild = payload.guild_id, let member = payload.member(in: guild) else { return }
+            await events.publish(.memberUpdated(member))
+        case .memberRemove(let payload):
+            guard serves(payload.guild_id) else { return }
+            await events.publish(.memberLeft(guild: payload.guild_id, user: payload.user.id))
+        case .messageCreate(let payload):
+            guard serves(payload.guild_id) else { return }
+            var message = payload.message
+            message.receivedAt = dispatch.receivedAt
+            await events.publish(.messageCreated(message))
+        case .interactionCreate(let json):
+            guard json["guild_id"] == nil || serves(json["guild_id"]?.stringValue.flatMap(GuildID.init)) else { return }
+            // Off the Gateway reader: a command may take seconds, events must not wait for it.
+            let commands = self.commands
+            Task { await commands.handle(json) }
+        case .other:
+            if dispatch.type == "RESUMED" {
+                logger.info("gateway session resumed")
+                markConnected()
+            } else {
+                logger.debug("gateway event not handled", metadata: ["type": "\(dispatch.type)"])
+            }
+        case .undecodable(let why):
+            logger.warning("gateway event skipped: it did not decode", metadata: ["type": "\(dispatch.type)", "error": "\(why)"])
+        }
+    }
+
+    private func markConnected() {
+        connected = true
+        disconnectedSince = nil
+        lastError = nil
+        for waiter in connectedWaiters.values { waiter.resume(returning: true) }
+        connectedWaiters.removeAll()
+    }
+
+    /// True once the gateway session is READY; false after `timeout`.
+    func waitUntilConnected(timeout: Duration) async -> Bool {
+        if connected { return true }
+        let id = UUID()
+        let deadline = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expire(id)
+        }
+        defer { deadline.cancel() }
+        return await withCheckedContinuation { connectedWaiters[id] = $0 }
+    }
+
+    private func expire(_ id: UUID) {
+        connectedWaiters.removeValue(forKey: id)?.resume(returning: false)
+    }
+
+    /// Roles of a guild as the core knows them (from GUILD_CREATE).
+    func roles(of guild: GuildID) -> [RoleID: RolePayload] { roles[guild] ?? [:] }
+
+    // MARK: - Report
+
+    /// The connection as the heartbeat reports it; `healthy` is false once the gateway has been
+    /// down for `tolerance` (a reconnect of a few seconds is normal).
+    func report(tolerance: Duration = .seconds(30)) async -> (report: DiscordReport, healthy: Bool, detail: String?) {
+        var state = "connecting"
+        var latencyMs: Int?
+        var lastEventAgeMs: Int?
+        if let gateway {
+            let phase = await gateway.state
+            let holding = await gateway.waitingForIdentifyPermit
+            state = holding ? "waiting-to-identify" : Self.name(of: phase)
+            if let latency = await gateway.latency { latencyMs = Self.milliseconds(latency) }
+            if let last = await gateway.lastEventAt { lastEventAgeMs = Self.milliseconds(.now - last) }
+            let isConnected = phase == .connected
+            if isConnected { disconnectedSince = nil } else if disconnectedSince == nil { disconnectedSince = .now }
+        }
+        var restRemaining = 50
+        var invalid = 0
+        if let rest {
+            let headroom = await rest.headroom()
+            restRemaining = headroom.globalRemaining
+            invalid = headroom.invalidRequests
+        }
+        let report = DiscordReport(
+            mode: settings.mode.rawValue, gatewayState: state, latencyMs: latencyMs, lastEventAgeMs: lastEventAgeMs,
+            guilds: roles.count, sessionStartRemaining: limit?.remaining, sessionStartTotal: limit?.total,
+            identifiesLast24h: identifiesLast24h, nextIdentifyAt: nextIdentifyAt.map { Timestamp.string($0) },
+            restGlobalRemaining: restRemaining, restInvalidRequests: invalid, lastError: lastError,
+            sandboxURL: sandbox.map { "http://127.0.0.1:\($0.listening.port)" }
+        )
+        if let since = disconnectedSince, ContinuousClock.now - since > tolerance {
+            return (report, false, "Discord gateway \(state) for \(Self.milliseconds(.now - since) / 1000) s" + (lastError.map { ": \($0)" } ?? ""))
+        }
+        return (report, true, nil)
+    }
+
+    static func name(of phase: GatewaySession.Phase) -> String {
+        switch phase {
+        case .idle, .connecting, .waitingForHello: "connecting"
+        case .identifying: "identifying"
+        case .resuming: "resuming"
+        case .connected: "connected"
+        case .waitingToReconnect: "waiting-to-reconnect"
+        case .fatal: "failed"
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,76 @@
+import IPC
+import Logging
+import Testing
+
+@testable import BotWorker
+
+/// Interactions are answered within Discord's 3 s, errors in plain words, and counted.
+@Suite struct CommandRouterTests {
+    func interaction(command: String) -> JSONValue {
+        .object([
+            "id": .string("900"), "token": .string("tok"), "type": .integer(2), "application_id": .string("77"),
+            "guild_id": .string("1"), "channel_id": .string("2"),
+            "member": .object(["user": .object(["id": .string("3")]), "roles": .array([]), "permissions": .string("0")]),
+            "data": .object(["name": .string(command), "options": .array([
+                .object(["name": .string("member"), "type": .integer(6), "value": .string("44")]),
+            ])]),
+        ])
+    }
+
+    func router(_ server: ScriptedHTTPServer, deferAfter: Duration = .seconds(2)) async -> CommandRouter {
+        let router = CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"), deferAfter: deferAfter)
+        await router.attach(DiscordREST(baseURL: server.baseURL, token: Secret("t"), logger: Logger(label: "test")))
+        return router
+    }
+
+    @Test func aQuickHandlerIsAnsweredWithItsMessage() async throws {
+        let server = try await ScriptedHTTPServer { _, _ in .init(status: 204) }
+        let router = await router(server)
+        await router.register(command: .object(["name": .string("rank")]), feature: "xp") { interaction in
+            .visible("member \(interaction.option("member")?.stringValue ?? "?")")
+        }
+        await router.handle(interaction(command: "rank"))
+        let request = try #require(server.requests.first)
+        #expect(request.uri == "/api/v10/interactions/900/tok/callback")
+        #expect(request.body.contains(#""type":4"#) && request.body.contains("member 44"))
+        #expect(!request.body.contains(#""flags":64"#))
+        #expect(await router.succeeded == 1)
+        try await server.close()
+    }
+
+    @Test func aSlowHandlerIsDeferredThenFollowedUp() async throws {
+        let server = try await ScriptedHTTPServer { _, _ in .init(status: 204) }
+        let router = await router(server, deferAfter: .milliseconds(100))
+        await router.register(command: .object(["name": .string("slow")]), feature: "test") { _ in
+            try await Task.sleep(for: .milliseconds(400))
+            return .ephemeral("done")
+        }
+        await router.handle(interaction(command: "slow"))
+        let requests = server.requests
+        #expect(requests.count == 2)
+        #expect(requests[0].uri.hasSuffix("/callback") && requests[0].body.contains(#""type":5"#))
+        #expect(requests[1].uri == "/api/v10/webhooks/77/tok" && requests[1].body.contains("done"))
+        try await server.close()
+    }
+
+    @Test func failuresAreAnsweredInPlainWordsAndCounted() async throws {
+        struct Broken: Error {}
+        let server = try await ScriptedHTTPServer { _, _ in .init(status: 204) }
+        let router = await router(server)
+        await router.register(command: .object(["name": .string("broken")]), feature: "test") { _ in throw Broken() }
+        await router.register(command: .object(["name": .string("refused")]), feature: "test") { _ in
+            throw CommandRefusal(description: "You need Manage Roles for that.")
+        }
+        await router.handle(interaction(command: "broken"))
+        await router.handle(interaction(command: "refused"))
+        await router.handle(interaction(command: "unknown"))
+        let bodies = server.requests.map(\.body)
+        #expect(bodies.count == 3)
+        #expect(bodies[0].contains("Something went wrong") && bodies[0].contains(#""flags":64"#))
+        #expect(bodies[1].contains("You need Manage Roles for that."))
+        #expect(bodies[2].contains("not available"))
+        #expect(await router.failed == 1)
+        #expect(await router.succeeded == 1)
+        try await server.close()
+    }
+}

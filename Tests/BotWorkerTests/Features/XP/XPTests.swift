@@ -1,0 +1,84 @@
+import FoundationEssentials
+import GRDB
+import Glibc
+import Logging
+import Synchronization
+import Testing
+
+@testable import BotWorker
+
+@Suite struct XPTests {
+    @Test func theCurveIsMEE6s() {
+        #expect(XPCurve.xpToNext(from: 0) == 100)
+        #expect(XPCurve.xpToNext(from: 1) == 155)
+        #expect(XPCurve.totalXP(for: 10) == 4675)
+        #expect(XPCurve.totalXP(for: 50) == 268_375)
+        #expect(XPCurve.level(forXP: 0) == 0)
+        #expect(XPCurve.level(forXP: 99) == 0)
+        #expect(XPCurve.level(forXP: 100) == 1)
+        #expect(XPCurve.level(forXP: 254) == 1)
+        #expect(XPCurve.level(forXP: 255) == 2)
+        #expect(XPCurve.level(forXP: 4675) == 10)
+    }
+
+    func database() throws -> DatabasePool {
+        var template = Array("/tmp/xpXXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
+        try AppDatabase.migrate(AppDatabase.migrator(features: [XPFeature.self]), pool)
+        return pool
+    }
+
+    @Test func everyMessageCountsButXPComesOncePerCooldown() throws {
+        let pool = try database()
+        let guild = GuildID(1), user = UserID(2)
+        try pool.write { (db: Database) throws in
+            _ = try XPFeature.countMessage(db, guild: guild, user: user, award: 20, at: 1000, cooldown: 60)
+            _ = try XPFeature.countMessage(db, guild: guild, user: user, award: 20, at: 1030, cooldown: 60)
+            _ = try XPFeature.countMessage(db, guild: guild, user: user, award: 20, at: 1059, cooldown: 60)
+            _ = try XPFeature.countMessage(db, guild: guild, user: user, award: 20, at: 1060, cooldown: 60)
+        }
+        let row = try pool.read { try Row.fetchOne($0, sql: "SELECT xp, messages, last_award_at FROM xp_members")! }
+        #expect(row["xp"] as Int == 40)
+        #expect(row["messages"] as Int == 4)
+        #expect(row["last_award_at"] as Double == 1060)
+    }
+
+    @Test func crossingALevelIsReportedOnce() throws {
+        let pool = try database()
+        let guild = GuildID(1), user = UserID(2)
+        let levels = try pool.write { (db: Database) throws -> [Int?] in
+            (0..<6).map { i in try? XPFeature.countMessage(db, guild: guild, user: user, award: 25, at: Double(i * 60), cooldown: 60) }
+                .map { $0 ?? nil }
+        }
+        // 25, 50, 75, 100 (level 1), 125, 150.
+        #expect(levels == [nil, nil, nil, 1, nil, nil])
+        #expect(try pool.read { try Int.fetchOne($0, sql: "SELECT level FROM xp_members") } == 1)
+    }
+
+    @Test func messagesFlowThroughTheGroupCommitAndPublishLevels() async throws {
+        let pool = try database()
+        let database = SafeDatabase(writer: pool, logger: Logger(label: "database")) { _ in }
+        let events = EventBus(logger: Logger(label: "bot"))
+        let writes = WriteBatcher(database: database, logger: Logger(label: "database"))
+        let feature = XPFeature(context: FeatureContext(database: database, logger: Logger(label: "xp"), audit: Logger(label: "audit"), events: events, writes: writes, commands: CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"))))
+        try await feature.setup()
+        let reached = Mutex<[Int]>([])
+        await events.subscribe([.levelReached], feature: "listener") { event in
+            if case .levelReached(_, _, let level) = event { reached.withLock { $0.append(level) } }
+        }
+        for i in 0..<300 {
+            let message = Message(id: MessageID(UInt64(i + 1)), guild: GuildID(1), channel: ChannelID(3), author: UserID(UInt64(i % 30 + 10)), authorIsBot: false, authorRoles: [], content: "")
+            await events.publish(.messageCreated(message))
+        }
+        let bot = Message(id: MessageID(999), guild: GuildID(1), channel: ChannelID(3), author: UserID(5), authorIsBot: true, authorRoles: [], content: "")
+        await events.publish(.messageCreated(bot))
+        await writes.drain()
+        let (members, messages) = try await database.read("sum") { db in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM xp_members")!, try Int.fetchOne(db, sql: "SELECT SUM(messages) FROM xp_members")!)
+        }
+        #expect(members == 30)
+        #expect(messages == 300)
+        #expect(reached.withLock { $0 }.isEmpty)  // one award each (cooldown): 15–25 XP, under level 1
+    }
+}
