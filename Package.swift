@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "bot-supervisor", targets: ["Supervisor"]),
         .executable(name: "bot-worker", targets: ["BotWorker"]),
+        .executable(name: "discord-sandbox", targets: ["DiscordSandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -80,6 +81,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The local Discord: Gateway and REST v10 on loopback, with a simulated guild. The worker
+        // starts it in `sandbox` mode; tests and benchmarks drive it through its /sandbox API.
+        .executableTarget(
+            name: "DiscordSandbox",
+            dependencies: [
+                "IPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "IPCTests",
             dependencies: [
@@ -90,7 +105,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SupervisorTests",
-            dependencies: ["Supervisor", "IPC", "BotData", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "Supervisor", "IPC", "BotData",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
         .testTarget(
             name: "BotWorkerTests",
@@ -100,6 +119,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "DiscordSandboxTests",
+            dependencies: [
+                "DiscordSandbox", "IPC",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),

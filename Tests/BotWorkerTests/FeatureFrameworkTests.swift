@@ -70,7 +70,7 @@ private struct GreeterFeature: Feature {
         try AppDatabase.migrate(AppDatabase.migrator(features: [GreeterFeature.self]), pool)
         let database = SafeDatabase(writer: pool, logger: Logger(label: "database")) { _ in }
         let events = EventBus(logger: Logger(label: "bot"))
-        let feature = GreeterFeature(context: FeatureContext(database: database, logger: Logger(label: "greeter"), audit: Logger(label: "audit"), events: events, writes: WriteBatcher(database: database, logger: Logger(label: "database")), commands: CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"))))
+        let feature = GreeterFeature(context: FeatureContext(database: database, logger: Logger(label: "greeter"), audit: Logger(label: "audit"), events: events, writes: WriteBatcher(database: database, logger: Logger(label: "database")), commands: CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit")), discord: DiscordAccess()))
         try await feature.setup()
         #expect(try await database.read("verify") { try feature.verifyDatabase($0) }.isEmpty)
 

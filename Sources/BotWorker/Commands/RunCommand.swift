@@ -43,6 +43,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.error("cannot reach the supervisor", metadata: ["path": "\(socketPath)", "error": "\(error)"])
             throw ExitCode(1)
         }
+        let socket = connection.channel.channel
         try await connection.channel.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             let link = SupervisorLink(outbound: outbound, logger: logger)
@@ -67,8 +68,10 @@ struct RunCommand: AsyncParsableCommand {
             try await withThrowingTaskGroup { group in
                 group.addTask {
                     defer {
-                        // Stopped by a signal or an error: closing the connection also ends the read below.
+                        // Stopped by a signal or an error: closing the connection also ends the read
+                        // below (what was written before, a `fatal` message say, still goes out first).
                         outbound.finish()
+                        socket.close(promise: nil)
                     }
                     do {
                         try await services.run()

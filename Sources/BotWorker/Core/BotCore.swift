@@ -53,13 +53,14 @@ actor BotCore: Service {
         let events = EventBus(logger: logger)
         let writes = WriteBatcher(database: database, logger: databaseLogger)
         let commands = CommandRouter(logger: logger, audit: Logger(label: "audit"))
+        let access = DiscordAccess()
         self.events = events
         self.writes = writes
         self.commands = commands
-        try await startFeatures(database, events: events, writes: writes, commands: commands)
+        try await startFeatures(database, events: events, writes: writes, commands: commands, discord: access)
         let discord = DiscordConnection(
             settings: discordSettings, needsMessageContent: FeatureCatalog.all.contains { $0.needsMessageContent },
-            database: database, events: events, commands: commands, logger: logger
+            database: database, events: events, commands: commands, access: access, logger: logger
         )
         self.discord = discord
         do {
@@ -71,13 +72,20 @@ actor BotCore: Service {
                         // Stopping: whatever the connection said on its way down is not a failure.
                     }
                 }
-                let connected = await discord.waitUntilConnected(timeout: Self.connectTimeout)
-                if !connected {
-                    logger.warning("no Gateway session yet; reporting ready and retrying in the background")
+                let link = self.link
+                let featureCount = features.count
+                let logger = self.logger
+                group.addTask {
+                    let connected = await discord.waitUntilConnected(timeout: Self.connectTimeout)
+                    try Task.checkCancellation()
+                    if !connected {
+                        logger.warning("no Gateway session yet; reporting ready and retrying in the background")
+                    }
+                    try await link.send(.ready)
+                    logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(featureCount)", "gateway": "\(connected ? "connected" : "not connected")"])
                 }
-                try await link.send(.ready)
-                logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(features.count)", "gateway": "\(connected ? "connected" : "not connected")"])
-                try await group.waitForAll()
+                // The first failure (Discord refusing the token, say) ends the wait for ready too.
+                while let _ = try await group.next() {}
             }
         } catch let fatal as DiscordConnection.Fatal {
             logger.critical("Discord refused the configuration; the worker stops and must not be restarted", metadata: ["error": "\(fatal.description)"])
@@ -91,20 +99,22 @@ actor BotCore: Service {
         await stopFeatures(writes)
     }
 
-    /// Features clean up in reverse order; every queued write is committed before the exit.
+    /// Features clean up in reverse order; every queued write is committed before the exit, and
+    /// the database closed.
     private func stopFeatures(_ writes: WriteBatcher) async {
         for feature in features.reversed() {
             await feature.cleanup()
         }
         await writes.drain()
+        database?.close()
     }
 
     /// Each feature of the catalog: set up, its database checked, its settings loaded.
-    private func startFeatures(_ database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter) async throws {
+    private func startFeatures(_ database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter, discord: DiscordAccess) async throws {
         for type in FeatureCatalog.all {
             let feature = type.init(context: FeatureContext(
                 database: database, logger: Logger(label: type.name), audit: Logger(label: "audit"), events: events,
-                writes: writes, commands: commands
+                writes: writes, commands: commands, discord: discord
             ))
             try await feature.setup()
             let problems = try await database.read("\(type.name).verify-database") { try feature.verifyDatabase($0) }

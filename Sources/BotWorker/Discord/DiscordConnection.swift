@@ -36,20 +36,19 @@ actor DiscordConnection {
     private var identifiesLast24h = 0
     private var nextIdentifyAt: Date?
     private var lastError: String?
-    private var roles: [GuildID: [RoleID: RolePayload]] = [:]
-    private(set) var botUser: UserID?
-    private(set) var applicationID: ApplicationID?
+    private let access: DiscordAccess
     private(set) var received = 0
     private var connected = false
     private var disconnectedSince: ContinuousClock.Instant? = .now
     private var connectedWaiters: [UUID: CheckedContinuation<Bool, Never>] = [:]
 
-    init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, commands: CommandRouter, logger: Logger) {
+    init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, commands: CommandRouter, access: DiscordAccess, logger: Logger) {
         self.settings = settings
         intents = Self.guilds | Self.guildMembers | Self.guildMessages | (needsMessageContent ? Self.messageContent : 0)
         self.database = database
         self.events = events
         self.commands = commands
+        self.access = access
         self.logger = logger
     }
 
@@ -57,7 +56,10 @@ actor DiscordConnection {
     /// token or the intents, `SandboxEnded` when the sandbox dies under us.
     func run() async throws {
         let (sandboxEnded, sandboxContinuation) = AsyncStream.makeStream(of: Int32.self)
-        defer { sandbox?.stop() }
+        defer {
+            sandbox?.stop()
+            releaseWaiters()
+        }
         let token: Secret
         let apiBaseURL: String
         var gatewayURL = settings.gatewayURL
@@ -81,6 +83,7 @@ actor DiscordConnection {
         let rest = DiscordREST(baseURL: apiBaseURL, token: token, logger: logger)
         self.rest = rest
         await commands.attach(rest)
+        await access.attach(rest)
         let discovered = try await discoverGateway(rest)
         let client = GatewayClient(
             identity: .init(token: token, intents: intents, shard: nil),
@@ -177,16 +180,15 @@ actor DiscordConnection {
         received += 1
         switch dispatch.event {
         case .ready(let ready):
-            botUser = ready.user.id
-            applicationID = ready.application?.id ?? ApplicationID(ready.user.id.rawValue)
+            await access.identify(bot: ready.user.id, application: ready.application?.id ?? ApplicationID(ready.user.id.rawValue))
             logger.info("gateway ready", metadata: ["guilds": "\(ready.guilds.count)", "user_id": "\(ready.user.id)"])
             markConnected()
         case .guildCreate(let guild):
             guard serves(guild.id), guild.unavailable != true else { return }
-            roles[guild.id] = Dictionary((guild.roles ?? []).map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+            await access.guildAvailable(guild)
             let members = (guild.members ?? []).compactMap { $0.member(in: guild.id) }
-            logger.info("guild available", metadata: ["guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(roles[guild.id]?.count ?? 0)"])
-            if let applicationID {
+            logger.info("guild available", metadata: ["guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(guild.roles?.count ?? 0)"])
+            if let applicationID = await access.applicationID {
                 let commands = self.commands
                 Task { await commands.synchronize(application: applicationID, guild: guild.id) }
             }
@@ -196,6 +198,7 @@ actor DiscordConnection {
             await events.publish(.memberJoined(member))
         case .memberUpdate(let payload):
             guard serves(payload.guild_id), let guild = payload.guild_id, let member = payload.member(in: guild) else { return }
+            await access.memberUpdated(member)
             await events.publish(.memberUpdated(member))
         case .memberRemove(let payload):
             guard serves(payload.guild_id) else { return }
@@ -230,7 +233,8 @@ actor DiscordConnection {
         connectedWaiters.removeAll()
     }
 
-    /// True once the gateway session is READY; false after `timeout`.
+    /// True once the gateway session is READY; false after `timeout`, when the connection gives
+    /// up, or when the caller is cancelled.
     func waitUntilConnected(timeout: Duration) async -> Bool {
         if connected { return true }
         let id = UUID()
@@ -239,15 +243,27 @@ actor DiscordConnection {
             await self?.expire(id)
         }
         defer { deadline.cancel() }
-        return await withCheckedContinuation { connectedWaiters[id] = $0 }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume(returning: false)
+                } else {
+                    connectedWaiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.expire(id) }
+        }
+    }
+
+    private func releaseWaiters() {
+        for waiter in connectedWaiters.values { waiter.resume(returning: false) }
+        connectedWaiters.removeAll()
     }
 
     private func expire(_ id: UUID) {
         connectedWaiters.removeValue(forKey: id)?.resume(returning: false)
     }
-
-    /// Roles of a guild as the core knows them (from GUILD_CREATE).
-    func roles(of guild: GuildID) -> [RoleID: RolePayload] { roles[guild] ?? [:] }
 
     // MARK: - Report
 
@@ -275,7 +291,7 @@ actor DiscordConnection {
         }
         let report = DiscordReport(
             mode: settings.mode.rawValue, gatewayState: state, latencyMs: latencyMs, lastEventAgeMs: lastEventAgeMs,
-            guilds: roles.count, sessionStartRemaining: limit?.remaining, sessionStartTotal: limit?.total,
+            guilds: await access.guildCount, sessionStartRemaining: limit?.remaining, sessionStartTotal: limit?.total,
             identifiesLast24h: identifiesLast24h, nextIdentifyAt: nextIdentifyAt.map { Timestamp.string($0) },
             restGlobalRemaining: restRemaining, restInvalidRequests: invalid, lastError: lastError,
             sandboxURL: sandbox.map { "http://127.0.0.1:\($0.listening.port)" }

@@ -12,6 +12,8 @@ struct FeatureContext: Sendable {
     let writes: WriteBatcher
     /// Where it registers its slash commands and component handlers.
     let commands: CommandRouter
+    /// What it may ask of Discord (roles, messages, members), checked before it goes out.
+    let discord: DiscordAccess
 }
 
 /// One feature of the bot (verification, role connections, XP…), following one template; see
@@ -53,6 +55,8 @@ extension Feature {
 /// line here.
 enum FeatureCatalog {
     static let all: [any Feature.Type] = [
+        VerificationFeature.self,
+        RoleConnectionsFeature.self,
         XPFeature.self,
     ]
 }

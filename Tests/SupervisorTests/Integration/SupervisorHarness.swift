@@ -40,6 +40,8 @@ final class SupervisorHarness {
             "dataDir": dataDir,
             "worker": ["heartbeatIntervalSeconds": 0.2, "heartbeatTimeoutSeconds": 1.5, "stopGraceSeconds": 1, "restartDelaySeconds": 0.1],
             "control": ["readTimeoutSeconds": 1],
+            // The simulated members stay quiet unless a test asks for traffic.
+            "sandbox": ["activityPerMinute": 0, "members": 20],
         ]
         for (key, value) in config {
             if let nested = value as? [String: Any], let existing = merged[key] as? [String: Any] {

@@ -3,22 +3,19 @@ import GRDB
 import IPC
 import Logging
 
-/// XP and levels: every message of a member counts, and earns 15–25 XP at most once a minute
-/// (MEE6's rules, which members expect). Crossing a level publishes `levelReached` once the write
-/// is committed.
+/// XP and levels: every message of a member counts, and earns XP (15–25 by default) at most once
+/// per cooldown (60 s), as MEE6 does; bots and DMs earn nothing. Total XP is stored and the level
+/// derived from it (`XPCurve`). A level reached is announced (if the guild wants), its reward roles
+/// given, and `levelReached` published once the write is committed.
 ///
-/// Messages arrive by the thousand a second in a busy guild, so the writes go through the group
+/// Messages arrive by the thousand a second in a busy guild, so their writes go through the group
 /// commit (`context.writes`), never one transaction each.
 struct XPFeature: Feature {
     static let name = "xp"
-
-    struct Settings: Sendable, Equatable {
-        var cooldownSeconds: Double = 60
-        var xpPerMessage: ClosedRange<Int> = 15...25
-    }
+    static let manageServer: UInt64 = 1 << 5
 
     let context: FeatureContext
-    let settings = Settings()
+    let settings = Locked<[GuildID: XPSettings]>([:])
 
     init(context: FeatureContext) { self.context = context }
 
@@ -34,69 +31,124 @@ struct XPFeature: Feature {
                 t.column("last_award_at", .double)
                 t.primaryKey(["guild_id", "user_id"])
             }
+            try db.create(index: "xp_members_rank", on: "xp_members", columns: ["guild_id", "xp"])
+            try db.create(table: "xp_settings") { t in
+                t.primaryKey("guild_id", .text)
+                t.column("min_xp", .integer).notNull()
+                t.column("max_xp", .integer).notNull()
+                t.column("cooldown_seconds", .double).notNull()
+                t.column("announce_channel_id", .text)  // a channel id, "same", or null for off
+                t.column("announce_template", .text).notNull()
+                t.column("reward_mode", .text).notNull()
+            }
+            // No-XP channels and roles (multiplier null) and multipliers.
+            try db.create(table: "xp_modifiers", options: .withoutRowID) { t in
+                t.column("guild_id", .text).notNull()
+                t.column("kind", .text).notNull()
+                t.column("target_id", .text).notNull()
+                t.column("multiplier", .double)
+                t.primaryKey(["guild_id", "kind", "target_id"])
+            }
+            try db.create(table: "xp_rewards", options: .withoutRowID) { t in
+                t.column("guild_id", .text).notNull()
+                t.column("level", .integer).notNull()
+                t.column("role_id", .text).notNull()
+                t.primaryKey(["guild_id", "level"])
+            }
             try AppDatabase.registerTable(db, name: "xp_members", feature: name, critical: true)
+            try AppDatabase.registerTable(db, name: "xp_settings", feature: name, critical: false)
+            try AppDatabase.registerTable(db, name: "xp_modifiers", feature: name, critical: false)
+            try AppDatabase.registerTable(db, name: "xp_rewards", feature: name, critical: false)
         }
     }
+
+    func settings(of guild: GuildID) -> XPSettings { settings.withLock { $0[guild] } ?? XPSettings() }
 
     func setup() async throws {
-        let database = context.database
-        await context.commands.register(command: Self.rankCommand, feature: Self.name) { interaction in
-            guard let guild = interaction.guild else { throw CommandRefusal(description: "Ranks exist only in a server.") }
-            let user = interaction.option("member")?.stringValue.flatMap(UserID.init) ?? interaction.user
-            let standing = try await database.read("xp.rank") { db in try XPFeature.standing(db, guild: guild, user: user) }
-            guard let standing else {
-                return .ephemeral(user == interaction.user ? "You have no XP yet: chat a little first." : "<@\(user)> has no XP yet.")
+        let feature = self
+        for command in XPCommands.definitions {
+            await context.commands.register(command: command, feature: Self.name) { interaction in
+                try await XPCommands(feature: feature).handle(interaction)
             }
-            let next = XPCurve.totalXP(for: standing.level + 1)
-            return .visible("<@\(user)> is level \(standing.level) with \(standing.xp) XP (\(next - standing.xp) to level \(standing.level + 1)), rank #\(standing.rank) in this server, \(standing.messages) messages.")
         }
         let writes = context.writes
-        let events = context.events
-        let settings = self.settings
         await context.events.subscribe([.messageCreated], feature: Self.name) { event in
             guard case .messageCreated(let message) = event, let guild = message.guild, !message.authorIsBot else { return }
-            let award = Int.random(in: settings.xpPerMessage)
+            let settings = feature.settings(of: guild)
+            let roll = Int.random(in: settings.minXP...max(settings.minXP, settings.maxXP))
+            let award = settings.award(channel: message.channel, roles: message.authorRoles, roll: roll) ?? 0
             let at = Date().timeIntervalSince1970
             await writes.submit("xp.message", receivedAt: message.receivedAt) { db in
-                let level = try XPFeature.countMessage(db, guild: guild, user: message.author, award: award, at: at, cooldown: settings.cooldownSeconds)
-                guard let level else { return nil }
-                return { await events.publish(.levelReached(guild: guild, user: message.author, level: level)) }
+                let change = try XPFeature.countMessage(db, guild: guild, user: message.author, award: award, at: at, cooldown: settings.cooldownSeconds)
+                guard let change, change.new > change.old else { return nil }
+                return { await feature.levelChanged(guild: guild, user: message.author, from: change.old, to: change.new, channel: message.channel) }
             }
         }
     }
 
-    /// Counts one message of `user` and awards `award` XP unless the last award is under
-    /// `cooldown` seconds old. Returns the new level when this message reached one.
-    static func countMessage(_ db: Database, guild: GuildID, user: UserID, award: Int, at: Double, cooldown: Double) throws -> Int? {
+    /// Counts one message of `user` and adds `award` XP unless the last award is under `cooldown`
+    /// seconds old. Returns the old and new level when the level changed.
+    static func countMessage(_ db: Database, guild: GuildID, user: UserID, award: Int, at: Double, cooldown: Double) throws -> (old: Int, new: Int)? {
         let row = try Row.fetchOne(db, sql: """
-            INSERT INTO xp_members (guild_id, user_id, xp, level, messages, last_award_at) VALUES (?, ?, ?, 0, 1, ?)
+            INSERT INTO xp_members (guild_id, user_id, xp, level, messages, last_award_at) VALUES (?1, ?2, ?3, 0, 1, ?4)
             ON CONFLICT (guild_id, user_id) DO UPDATE SET
                 messages = messages + 1,
-                xp = CASE WHEN last_award_at IS NULL OR excluded.last_award_at - last_award_at >= ?1
-                     THEN xp + excluded.xp ELSE xp END,
-                last_award_at = CASE WHEN last_award_at IS NULL OR excluded.last_award_at - last_award_at >= ?1
-                     THEN excluded.last_award_at ELSE last_award_at END
+                xp = CASE WHEN last_award_at IS NULL OR ?4 - last_award_at >= ?5 THEN xp + ?3 ELSE xp END,
+                last_award_at = CASE WHEN last_award_at IS NULL OR ?4 - last_award_at >= ?5 THEN ?4 ELSE last_award_at END
             RETURNING xp, level
-            """.replacingOccurrences(of: "?1", with: "\(cooldown)"), arguments: [guild.description, user.description, award, at])
+            """, arguments: [guild.description, user.description, award, at, cooldown])
         guard let row else { return nil }
-        let xp: Int = row["xp"]
-        let stored: Int = row["level"]
-        let level = XPCurve.level(forXP: xp)
-        guard level != stored else { return nil }
-        try db.execute(
-            sql: "UPDATE xp_members SET level = ? WHERE guild_id = ? AND user_id = ?",
-            arguments: [level, guild.description, user.description]
-        )
-        return level > stored ? level : nil
+        return try settle(db, guild: guild, user: user, xp: row["xp"], stored: row["level"])
     }
 
-    static let rankCommand: JSONValue = .object([
-        "name": .string("rank"), "type": .integer(1), "contexts": .array([.integer(0)]),
-        "description": .string("Show your level and XP, or another member's"),
-        "options": .array([.object([
-            "type": .integer(6), "name": .string("member"), "description": .string("Whose rank to show"), "required": .bool(false),
-        ])]),
-    ])
+    /// Stores the level `xp` gives when it differs from `stored`.
+    static func settle(_ db: Database, guild: GuildID, user: UserID, xp: Int, stored: Int) throws -> (old: Int, new: Int)? {
+        let level = XPCurve.level(forXP: xp)
+        guard level != stored else { return nil }
+        try db.execute(sql: "UPDATE xp_members SET level = ? WHERE guild_id = ? AND user_id = ?", arguments: [level, guild.description, user.description])
+        return (stored, level)
+    }
+
+    /// After a committed level change: rewards, the announcement (on the way up), the event.
+    func levelChanged(guild: GuildID, user: UserID, from old: Int, to new: Int, channel: ChannelID?) async {
+        let settings = settings(of: guild)
+        context.logger.info(new > old ? "level reached" : "level lowered", metadata: ["guild_id": "\(guild)", "user_id": "\(user)", "level": "\(new)"])
+        await applyRewards(guild: guild, user: user, level: new, settings: settings, memberRoles: nil)
+        if new > old, let target = settings.announceInSameChannel ? channel : settings.announceChannel {
+            do {
+                try await context.discord.send(to: target, .object([
+                    "content": .string(settings.announcement(user: user, level: new)),
+                    "allowed_mentions": .object(["users": .array([.string(user.description)])]),
+                ]))
+            } catch {
+                context.logger.warning("level-up announcement not sent", metadata: ["guild_id": "\(guild)", "channel_id": "\(target)", "error": "\(error)"])
+            }
+        }
+        await context.events.publish(.levelReached(guild: guild, user: user, level: new))
+    }
+
+    /// Gives the reward roles a member at `level` should hold and takes the others.
+    func applyRewards(guild: GuildID, user: UserID, level: Int, settings: XPSettings, memberRoles: Set<RoleID>?) async {
+        guard !settings.rewards.isEmpty else { return }
+        let (keep, drop) = settings.rewardRoles(at: level)
+        do {
+            let roles: Set<RoleID>
+            if let memberRoles {
+                roles = memberRoles
+            } else {
+                guard let member = try await context.discord.member(user, of: guild) else { return }
+                roles = member.roles
+            }
+            for role in keep.subtracting(roles).sorted() {
+                try await context.discord.addRole(guild: guild, user: user, role: role, reason: "level \(level) reward")
+            }
+            for role in drop.intersection(roles).sorted() {
+                try await context.discord.removeRole(guild: guild, user: user, role: role, reason: "level \(level): reward no longer held")
+            }
+        } catch {
+            context.logger.error("level rewards not applied", metadata: ["guild_id": "\(guild)", "user_id": "\(user)", "error": "\(error)"])
+        }
+    }
 
     struct Standing: Sendable, Equatable {
         var xp: Int
@@ -114,9 +166,13 @@ struct XPFeature: Feature {
     }
 
     func verifyDatabase(_ db: Database) throws -> [String] {
-        try db.tableExists("xp_members") ? [] : ["table xp_members is missing"]
+        try ["xp_members", "xp_settings", "xp_modifiers", "xp_rewards"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
     }
 
-    func loadSettings() async throws {}
+    func loadSettings() async throws {
+        let loaded = try await context.database.read("xp.load-settings") { try XPSettings.load($0) }
+        settings.withLock { $0 = loaded }
+    }
+
     func cleanup() async {}
 }

@@ -48,8 +48,12 @@ import Testing
         let pool = try database()
         let guild = GuildID(1), user = UserID(2)
         let levels = try pool.write { (db: Database) throws -> [Int?] in
-            (0..<6).map { i in try? XPFeature.countMessage(db, guild: guild, user: user, award: 25, at: Double(i * 60), cooldown: 60) }
-                .map { $0 ?? nil }
+            var levels: [Int?] = []
+            for i in 0..<6 {
+                let change = try XPFeature.countMessage(db, guild: guild, user: user, award: 25, at: Double(i * 60), cooldown: 60)
+                levels.append(change?.new)
+            }
+            return levels
         }
         // 25, 50, 75, 100 (level 1), 125, 150.
         #expect(levels == [nil, nil, nil, 1, nil, nil])
@@ -61,8 +65,9 @@ import Testing
         let database = SafeDatabase(writer: pool, logger: Logger(label: "database")) { _ in }
         let events = EventBus(logger: Logger(label: "bot"))
         let writes = WriteBatcher(database: database, logger: Logger(label: "database"))
-        let feature = XPFeature(context: FeatureContext(database: database, logger: Logger(label: "xp"), audit: Logger(label: "audit"), events: events, writes: writes, commands: CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"))))
+        let feature = XPFeature(context: FeatureContext(database: database, logger: Logger(label: "xp"), audit: Logger(label: "audit"), events: events, writes: writes, commands: CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit")), discord: DiscordAccess()))
         try await feature.setup()
+        try await feature.loadSettings()
         let reached = Mutex<[Int]>([])
         await events.subscribe([.levelReached], feature: "listener") { event in
             if case .levelReached(_, _, let level) = event { reached.withLock { $0.append(level) } }
@@ -80,5 +85,55 @@ import Testing
         #expect(members == 30)
         #expect(messages == 300)
         #expect(reached.withLock { $0 }.isEmpty)  // one award each (cooldown): 15–25 XP, under level 1
+    }
+}
+
+@Suite struct XPSettingsTests {
+    @Test func noXPChannelsAndRolesEarnNothingAndMultipliersMultiply() {
+        var s = XPSettings()
+        s.noXPChannels = [ChannelID(1)]
+        s.noXPRoles = [RoleID(2)]
+        s.channelMultipliers = [ChannelID(3): 2]
+        s.roleMultipliers = [RoleID(4): 1.5, RoleID(5): 3]
+        #expect(s.award(channel: ChannelID(1), roles: [], roll: 20) == nil)
+        #expect(s.award(channel: ChannelID(9), roles: [RoleID(2)], roll: 20) == nil)
+        #expect(s.award(channel: ChannelID(9), roles: [], roll: 20) == 20)
+        #expect(s.award(channel: ChannelID(3), roles: [], roll: 20) == 40)
+        // The highest role multiplier counts, times the channel's.
+        #expect(s.award(channel: ChannelID(3), roles: [RoleID(4), RoleID(5)], roll: 20) == 120)
+    }
+
+    @Test func rewardsStackOrReplace() {
+        var s = XPSettings()
+        s.rewards = [5: RoleID(50), 10: RoleID(100), 20: RoleID(200)]
+        #expect(s.rewardRoles(at: 12).keep == [RoleID(50), RoleID(100)])
+        #expect(s.rewardRoles(at: 12).drop == [RoleID(200)])
+        s.rewardMode = .replace
+        #expect(s.rewardRoles(at: 12).keep == [RoleID(100)])
+        #expect(s.rewardRoles(at: 12).drop == [RoleID(50), RoleID(200)])
+        #expect(s.rewardRoles(at: 2).keep.isEmpty)
+    }
+
+    @Test func theAnnouncementFillsItsTemplate() {
+        let s = XPSettings()
+        #expect(s.announcement(user: UserID(7), level: 3) == "GG <@7>, you reached level 3!")
+    }
+
+    @Test func settingsSurviveTheDatabase() throws {
+        var template = Array("/tmp/xsXXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
+        try AppDatabase.migrate(AppDatabase.migrator(features: [XPFeature.self]), pool)
+        var s = XPSettings()
+        s.minXP = 5
+        s.cooldownSeconds = 30
+        s.announceInSameChannel = true
+        s.rewardMode = .replace
+        s.noXPChannels = [ChannelID(1)]
+        s.roleMultipliers = [RoleID(4): 2]
+        s.rewards = [5: RoleID(50)]
+        try pool.write { try s.save($0, guild: GuildID(9)) }
+        let loaded = try pool.read { try XPSettings.load($0) }
+        #expect(loaded[GuildID(9)] == s)
     }
 }
