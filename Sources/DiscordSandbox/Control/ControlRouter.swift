@@ -1,0 +1,138 @@
+import IPC
+import NIOHTTP1
+
+/// The control API under `/sandbox` (no auth), with which tests and benchmarks play the rest of
+/// Discord: members joining and talking, buttons pressed, connections dropped, REST storms.
+struct ControlRouter: Sendable {
+    let sandbox: Sandbox
+
+    /// `segments`: the path after `/sandbox`, split at `/`.
+    func respond(to request: HTTPRequest, segments: [String]) -> HTTPOutcome {
+        let body: JSONValue
+        do throws(DiscordError) {
+            body = try request.json() ?? .object([:])
+        } catch {
+            return .now(.error(error))
+        }
+        let route = (request.method, segments.joined(separator: "/"))
+        if route.0 == .POST { sandbox.log("control action", ["action": .string(route.1)]) }
+        switch route {
+        case (.GET, "state"):
+            return .now(.json(.ok, sandbox.withWorld { $0.stateJSON }))
+        case (.POST, "flood"):
+            let count = body["count"]?.int ?? 1000
+            let channel = body["channel"]?.snowflake
+            let perSecond = body["perSecond"]?.double ?? 0
+            let sandbox = sandbox
+            return .later { await sandbox.flood(count: count, channel: channel, perSecond: perSecond) }
+        case (.GET, let path) where path.hasPrefix("interactions/") && segments.count == 2:
+            let record = sandbox.withWorld { world in UInt64(segments[1]).flatMap { world.interactions[$0]?.json } }
+            return .now(record.map { .json(.ok, $0) } ?? .error(.unknownInteraction))
+        default:
+            break
+        }
+        return .now(sandbox.withWorld { world in
+            do throws(DiscordError) {
+                return .json(.ok, try world.control(route.0, route.1, body, rateClock: DiscordTime.nowSeconds()))
+            } catch {
+                return .error(error)
+            }
+        })
+    }
+}
+
+extension SandboxWorld {
+    /// The control actions that are one change of the world.
+    mutating func control(_ method: HTTPMethod, _ path: String, _ body: JSONValue, rateClock now: Double) throws(DiscordError) -> JSONValue {
+        func user() throws(DiscordError) -> UInt64 {
+            guard let id = body["user"]?.snowflake else {
+                throw .invalidForm(field: "user", code: "BASE_TYPE_REQUIRED", message: "This field is required")
+            }
+            return id
+        }
+        switch (method, path) {
+        case (.POST, "join"):
+            let members = join(count: body["count"]?.int ?? 1, pending: body["pending"]?.bool ?? false, accountAgeDays: body["accountAgeDays"]?.double)
+            return .object(["members": .array(members.map { SandboxGuild.json($0) })])
+        case (.POST, "member"):
+            let roles = body["roles"]?.array.map { $0.compactMap(\.snowflake) }
+            return SandboxGuild.json(try editMember(user: try user(), pending: body["pending"]?.bool, roles: roles))
+        case (.POST, "leave"):
+            try leave(user: try user())
+            return .object(["left": .id(try user())])
+        case (.POST, "message"):
+            guard let author = guild.members[try user()]?.user else { throw .unknownMember }
+            return try postMessage(
+                channel: body["channel"]?.snowflake ?? guild.channel(named: "general").id, author: author,
+                content: body["content"]?.stringValue ?? ""
+            )
+        case (.POST, "interaction"):
+            guard let kind = InteractionKind(rawValue: body["kind"]?.stringValue ?? "command") else {
+                throw .invalidForm(field: "kind", code: "BASE_TYPE_CHOICES", message: "Value must be one of (command, button).")
+            }
+            let record = try createInteraction(
+                user: try user(), kind: kind, name: body["name"]?.stringValue, options: body["options"],
+                customID: body["customID"]?.stringValue, channel: body["channel"]?.snowflake, message: body["message"]?.snowflake
+            )
+            return .object(["id": .id(record.id), "token": .string(record.token)])
+        case (.POST, "gateway/close"):
+            let code = body["code"]?.int.map { UInt16(clamping: $0) }
+            for connection in connections.values { connection.close(code: code) }
+            return .object(["closed": .integer(connections.count)])
+        case (.POST, "gateway/acks"):
+            gateway.acksEnabled = body["enabled"]?.bool ?? true
+            return .object(["enabled": .bool(gateway.acksEnabled)])
+        case (.POST, "gateway/reconnect"):
+            return .object(["sent": .integer(sendToSessions("{\"op\":7,\"d\":null,\"s\":null,\"t\":null}"))])
+        case (.POST, "gateway/invalid-session"):
+            let resumable = body["resumable"]?.bool ?? false
+            let sent = sendToSessions("{\"op\":9,\"d\":\(resumable),\"s\":null,\"t\":null}")
+            if !resumable { gateway.endConnectedSessions() }
+            return .object(["sent": .integer(sent)])
+        case (.POST, "rest/storm"):
+            let seconds = body["seconds"]?.double ?? 1
+            rateLimits.startStorm(seconds: seconds, global: body["global"]?.bool ?? false, at: now)
+            return .object(["until": .number(now + seconds)])
+        case (.POST, "activity"):
+            activityPerMinute = max(0, body["perMinute"]?.double ?? 0)
+            return .object(["perMinute": .number(activityPerMinute)])
+        default:
+            throw .notFound
+        }
+    }
+
+    /// GET /sandbox/state.
+    var stateJSON: JSONValue {
+        let members = guild.members.values.sorted { $0.user.id < $1.user.id }.map { member in
+            JSONValue.object([
+                "user": .object(["id": .id(member.user.id), "username": .string(member.user.username), "bot": .bool(member.user.bot)]),
+                "roles": .array(member.roles.map(JSONValue.id)), "pending": .bool(member.pending),
+                "joined_at": .string(DiscordTime.iso(member.joinedAt)),
+            ])
+        }
+        let limit = gateway.sessionStartLimit(at: DiscordTime.nowMilliseconds())
+        return .object([
+            "guild": .object([
+                "id": .id(guild.id), "name": .string(guild.name), "roles": guild.rolesJSON, "channels": guild.channelsJSON,
+                "members": .array(members), "owner_id": .id(guild.ownerID),
+            ]),
+            "applicationID": .id(applicationID),
+            "messages": .array(messages.map(\.json)),
+            "interactions": .array(interactionOrder.compactMap { interactions[$0]?.json }),
+            "commands": commands,
+            "webhookMessages": .array(webhookMessages),
+            "roleChanges": .array(roleChanges.map(\.json)),
+            "gateway": .object([
+                "connections": .integer(gateway.connectionsOpened), "open": .integer(connections.count),
+                "sessions": .integer(gateway.connectedSessionIDs.count), "identifies": .integer(gateway.identifies),
+                "resumes": .integer(gateway.resumes), "sessionStartRemaining": .integer(limit.remaining),
+                "acksEnabled": .bool(gateway.acksEnabled),
+            ]),
+            "rest": .object([
+                "requests": .integer(rest.requests), "invalidRequests": .integer(rest.invalidRequests),
+                "byRoute": .object(rest.byRoute.mapValues(JSONValue.integer)),
+            ]),
+            "activityPerMinute": .number(activityPerMinute),
+        ])
+    }
+}

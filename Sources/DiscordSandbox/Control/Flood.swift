@@ -1,0 +1,50 @@
+import IPC
+import NIOCore
+
+extension Sandbox {
+    /// POST /sandbox/flood: `count` MESSAGE_CREATE from random members, as fast as the sockets take
+    /// them (or `perSecond`). Batches of 256 are built and numbered under the lock and queued with one
+    /// flush; the next batch waits until every socket is writable again. Answers once the last frame
+    /// is written. Flood messages are not kept in `messages`.
+    func flood(count: Int, channel: UInt64?, perSecond: Double) async -> HTTPReply {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let setup: ([SandboxWorld.FloodAuthor], UInt64, Bool) = withWorld { world in
+            let channelID = channel ?? world.guild.channel(named: "general").id
+            return (world.floodAuthors, channelID, world.guild.channel(channelID) != nil)
+        }
+        guard setup.2 else { return .error(.unknownChannel) }
+        log("flood started", ["count": .integer(count), "per_second": .number(perSecond)])
+        let batchSize = perSecond > 0 ? max(1, min(256, Int(perSecond / 20))) : 256
+        var sent = 0
+        var sessions = 0
+        var first: Int?
+        var last: Int?
+        var lastWrites: [EventLoopFuture<Void>] = []
+        while sent < count {
+            let size = min(batchSize, count - sent)
+            let queued = withWorld { world in
+                world.floodBatch(count: size, channel: setup.1, authors: setup.0).map { ($0.0, $0.1, $0.first, $0.last) }
+            }
+            guard let head = queued.first else { break }
+            sent += size
+            sessions = queued.count
+            first = first ?? head.2
+            last = head.3
+            lastWrites = queued.map(\.1)
+            for (connection, _, _, _) in queued { try? await connection.writable().get() }
+            if perSecond > 0 {
+                let due = start + .seconds(Double(sent) / perSecond)
+                if due > clock.now { try? await Task.sleep(until: due, clock: clock) }
+            }
+        }
+        for write in lastWrites { try? await write.get() }
+        let elapsed = clock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        log("flood finished", ["sent": .integer(sent), "sessions": .integer(sessions), "seconds": .number(seconds)])
+        return .json(.ok, .object([
+            "sent": .integer(sent), "sessions": .integer(sessions), "seconds": .number(seconds),
+            "firstSequence": first.map(JSONValue.integer) ?? .null, "lastSequence": last.map(JSONValue.integer) ?? .null,
+        ]))
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import IPC
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A local Discord: Gateway v10 and REST v10 on loopback with one simulated guild. The worker
+/// starts it in `sandbox` mode and reads the `listening` line from stdout; tests and benchmarks
+/// drive it through `/sandbox`.
+@main
+struct DiscordSandbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "discord-sandbox",
+        abstract: "A local Discord (Gateway and REST v10) with one simulated guild."
+    )
+
+    @Option var host = "127.0.0.1"
+    @Option var port = 0
+    @Option(help: "The bot token clients must present (else $SANDBOX_TOKEN, else sandbox-token).") var token: String?
+    @Option var members = 40
+    @Option var activityPerMinute = 30.0
+    @Option(name: .customLong("heartbeat-interval-ms")) var heartbeatIntervalMilliseconds = 41_250
+    @Option(help: "Intent bits whose Identify is closed with 4014.") var disallowedIntents = 0
+    @Option var seed: UInt64 = 1
+    @Flag(help: "Exit when stdin reaches end of file (the parent died).") var exitOnStdinEof = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        guard members >= 0, members <= 100_000 else { throw ValidationError("--members must be 0…100000") }
+        guard heartbeatIntervalMilliseconds > 0 else { throw ValidationError("--heartbeat-interval-ms must be positive") }
+        guard activityPerMinute >= 0 else { throw ValidationError("--activity-per-minute must not be negative") }
+    }
+
+    func run() async throws {
+        signal(SIGTERM) { _ in _exit(0) }
+        signal(SIGINT) { _ in _exit(0) }
+        signal(SIGPIPE, SIG_IGN)
+        let environment = getenv("SANDBOX_TOKEN").map { String(cString: $0) }
+        let sandbox = Sandbox(configuration: SandboxConfiguration(
+            host: host, port: port, token: token ?? environment ?? "sandbox-token", members: members,
+            activityPerMinute: activityPerMinute, heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds,
+            disallowedIntents: disallowedIntents, seed: seed
+        ))
+        let channel = try await SandboxServer(sandbox: sandbox).bind()
+        announce(sandbox)
+        sandbox.log("sandbox listening", ["port": .integer(sandbox.port), "members": .integer(members)])
+
+        await withDiscardingTaskGroup { group in
+            group.addTask { await Activity(sandbox: sandbox).run() }
+            if exitOnStdinEof {
+                group.addTask {
+                    try? await NIOThreadPool.singleton.runIfActive { Self.readUntilEndOfFile() }
+                    sandbox.log("stdin closed, exiting")
+                    Glibc.exit(0)
+                }
+            }
+            group.addTask { try? await channel.closeFuture.get() }
+        }
+    }
+
+    /// The one stdout line the worker waits for.
+    private func announce(_ sandbox: Sandbox) {
+        let (guildID, applicationID) = sandbox.withWorld { ($0.guild.id, $0.applicationID) }
+        // Written by hand to keep the documented key order.
+        let line = "{\"event\":\"listening\",\"port\":\(sandbox.port),\"gatewayURL\":\"\(sandbox.gatewayURL)\","
+            + "\"apiBaseURL\":\"\(sandbox.apiBaseURL)\",\"guildID\":\"\(guildID)\",\"applicationID\":\"\(applicationID)\"}"
+        var text = line + "\n"
+        text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(1, bytes.baseAddress! + offset, bytes.count - offset)
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+
+    private static func readUntilEndOfFile() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(0, &buffer, buffer.count)
+            if count == 0 { return }
+            if count < 0 && errno != EINTR { return }
+        }
+    }
+}

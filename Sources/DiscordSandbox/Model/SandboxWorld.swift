@@ -1,0 +1,149 @@
+import IPC
+import NIOCore
+
+/// Everything the simulated Discord knows, as one value under the `Sandbox` lock: the guild, the
+/// Gateway sessions, what the bot did (messages, interaction answers, commands, role changes) and
+/// the REST counters. Its methods change the world and dispatch the events Discord would.
+struct SandboxWorld: Sendable {
+    struct RoleChange: Sendable {
+        var guild: UInt64
+        var user: UInt64
+        var role: UInt64
+        var added: Bool
+        var reason: String?
+        var at: UInt64
+
+        var json: JSONValue {
+            .object([
+                "guild": .id(guild), "user": .id(user), "role": .id(role), "added": .bool(added),
+                "reason": reason.map(JSONValue.string) ?? .null, "at": .string(DiscordTime.iso(at)),
+            ])
+        }
+    }
+
+    struct StoredMessage: Sendable {
+        var id: UInt64
+        var channelID: UInt64
+        var authorID: UInt64
+        var json: JSONValue
+        /// The `custom_id`s of its buttons, for simulated presses.
+        var customIDs: [String]
+    }
+
+    struct RESTStats: Sendable {
+        var requests = 0
+        var invalidRequests = 0
+        var byRoute: [String: Int] = [:]
+    }
+
+    static let keptMessages = 500
+    static let keptRecords = 1000
+
+    var guild: SandboxGuild
+    var ids = SnowflakeGenerator()
+    var random: SeededRandom
+    var gateway = GatewaySessions()
+    var rateLimits = RateLimits()
+    var rest = RESTStats()
+    var activityPerMinute: Double
+    var port = 0
+
+    var messages: [StoredMessage] = []
+    var interactions: [UInt64: InteractionRecord] = [:]
+    var interactionOrder: [UInt64] = []
+    var commands: JSONValue = .array([])
+    var webhookMessages: [JSONValue] = []
+    var roleChanges: [RoleChange] = []
+    /// Every open Gateway connection, identified or not, by id.
+    var connections: [Int: GatewayConnection] = [:]
+    private var connectionCounter = 0
+
+    init(configuration: SandboxConfiguration, now: UInt64) {
+        guild = SandboxGuild(seed: configuration.seed, memberCount: configuration.members, now: now)
+        random = SeededRandom(seed: configuration.seed &+ 0x5eed)
+        activityPerMinute = configuration.activityPerMinute
+    }
+
+    var applicationID: UInt64 { guild.bot.id }
+
+    mutating func nextID() -> UInt64 { ids.next(at: DiscordTime.nowMilliseconds()) }
+
+    mutating func nextConnectionID() -> Int {
+        connectionCounter += 1
+        gateway.connectionsOpened += 1
+        return connectionCounter
+    }
+
+    /// Sends a non-dispatch payload (op 7, op 9) to every connection with a session.
+    func sendToSessions(_ text: String) -> Int {
+        let connected = gateway.connected
+        for connection in connected { connection.send(ByteBuffer(string: text)) }
+        return connected.count
+    }
+
+    // MARK: - Gateway sessions
+
+    /// Starts a session: READY, then GUILD_CREATE with what the intents allow.
+    mutating func identify(connection: GatewayConnection, intents: Int, shard: [Int]?, resumeURL: String) -> String {
+        let sessionID = random.hex(32)
+        gateway.identify(sessionID: sessionID, intents: intents, connection: connection, at: DiscordTime.nowMilliseconds())
+        var ready: [String: JSONValue] = [
+            "v": .integer(10),
+            "user": SandboxGuild.json(guild.bot).merging(["verified": .bool(true), "mfa_enabled": .bool(false), "flags": .integer(0)]),
+            "guilds": .array([.object(["id": .id(guild.id), "unavailable": .bool(true)])]),
+            "session_id": .string(sessionID),
+            "resume_gateway_url": .string(resumeURL),
+            "session_type": .string("normal"),
+            "private_channels": .array([]),
+            "relationships": .array([]),
+            "presences": .array([]),
+            "guild_join_requests": .array([]),
+            "application": .object(["id": .id(applicationID), "flags": .integer(0)]),
+        ]
+        if let shard { ready["shard"] = .array(shard.map(JSONValue.integer)) }
+        gateway.send("READY", .object(ready), toSession: sessionID)
+        let allMembers = intents & GatewaySessions.Intent.guildMembers != 0
+        gateway.send("GUILD_CREATE", guild.createEventJSON(allMembers: allMembers), toSession: sessionID)
+        return sessionID
+    }
+
+    mutating func requestGuildMembers(_ d: JSONValue, connection: GatewayConnection) {
+        guard let sessionID = gateway.session(of: connection), let intents = gateway.intents(ofSession: sessionID)
+        else { return }
+        let query = d["query"]?.stringValue ?? ""
+        let wanted = Set((d["user_ids"]?.array ?? []).compactMap(\.snowflake))
+        let limit = d["limit"]?.int ?? 0
+        var found = guild.members.values.sorted { $0.user.id < $1.user.id }.filter { member in
+            if !wanted.isEmpty { return wanted.contains(member.user.id) }
+            return query.isEmpty ? intents & GatewaySessions.Intent.guildMembers != 0 : member.user.username.hasPrefix(query)
+        }
+        if limit > 0 { found = Array(found.prefix(limit)) }
+        var chunk: [String: JSONValue] = [
+            "guild_id": .id(guild.id), "members": .array(found.map { SandboxGuild.json($0) }),
+            "chunk_index": .integer(0), "chunk_count": .integer(1),
+        ]
+        if let nonce = d["nonce"] { chunk["nonce"] = nonce }
+        gateway.send("GUILD_MEMBERS_CHUNK", .object(chunk), toSession: sessionID)
+    }
+
+    // MARK: - Records
+
+    mutating func store(_ message: StoredMessage) {
+        messages.append(message)
+        if messages.count > Self.keptMessages { messages.removeFirst(messages.count - Self.keptMessages) }
+    }
+
+    mutating func recordWebhookMessage(_ message: JSONValue) {
+        webhookMessages.append(message)
+        if webhookMessages.count > Self.keptRecords { webhookMessages.removeFirst() }
+    }
+}
+
+extension JSONValue {
+    /// This object with `fields` added or replaced.
+    func merging(_ fields: [String: JSONValue]) -> JSONValue {
+        guard case .object(var object) = self else { return self }
+        object.merge(fields) { $1 }
+        return .object(object)
+    }
+}
