@@ -39,7 +39,7 @@ actor WriteBatcher {
     /// Arrival-to-commit latencies of the newest writes, in ms.
     private var latencies = LatencyWindow(capacity: 4096)
 
-    init(database: SafeDatabase, logger: Logger, maximumBatch: Int = 2000, maximumQueued: Int = 20_000) {
+    init(database: SafeDatabase, logger: Logger, maximumBatch: Int = 1024, maximumQueued: Int = 4096) {
         self.database = database
         self.logger = logger
         self.maximumBatch = maximumBatch

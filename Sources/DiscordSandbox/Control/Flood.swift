@@ -15,7 +15,9 @@ extension Sandbox {
         }
         guard setup.2 else { return .error(.unknownChannel) }
         log("flood started", ["count": .integer(count), "per_second": .number(perSecond)])
-        let batchSize = perSecond > 0 ? max(1, min(256, Int(perSecond / 20))) : 256
+        // Paced floods go out in small batches every few milliseconds, not in bursts a tenth of a
+        // second apart, so that a latency measured under them is the bot's and not the burst's.
+        let batchSize = perSecond > 0 ? max(1, min(256, Int(perSecond / 500))) : 256
         var sent = 0
         var sessions = 0
         var first: Int?
