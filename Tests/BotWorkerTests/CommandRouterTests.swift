@@ -42,7 +42,9 @@ import Testing
         let server = try await ScriptedHTTPServer { _, _ in .init(status: 204) }
         let router = await router(server, deferAfter: .milliseconds(100))
         await router.register(command: .object(["name": .string("slow")]), feature: "test") { _ in
-            try await Task.sleep(for: .milliseconds(400))
+            // Slow until Discord has the deferred answer (ordered by the server, not by sleeps).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while server.requests.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             return .ephemeral("done")
         }
         await router.handle(interaction(command: "slow"))

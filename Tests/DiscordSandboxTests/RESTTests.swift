@@ -69,6 +69,8 @@ import Testing
 
     @Test func rateLimitHeadersAndABurstOverTheBucket() async throws {
         let harness = try await SandboxHarness()
+        // A window of a minute: the burst exceeds it however slowly a loaded machine sends it.
+        harness.sandbox.withWorld { $0.rateLimits.bucketWindow = 60 }
         let first = try await harness.rest(.GET, "/guilds/\(harness.guildID)/roles")
         for name in ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Reset-After", "X-RateLimit-Bucket"] {
             #expect(first.headers.first(name: name) != nil, "\(name)")

@@ -33,6 +33,9 @@ actor WriteBatcher {
     private var flushing = false
     private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The after-commit actions of the newest batch still running (each batch's run in order, in
+    /// a task of their own: a level-up's REST calls must not hold up the next commit).
+    private var afterCommit: Task<Void, Never>?
     private(set) var committed = 0
     private(set) var failed = 0
     private(set) var transactions = 0
@@ -59,10 +62,13 @@ actor WriteBatcher {
         }
     }
 
-    /// Returns once everything submitted so far is committed (or failed).
+    /// Returns once everything submitted so far is committed (or failed) and its after-commit
+    /// actions have run.
     func drain() async {
-        guard flushing || !queue.isEmpty else { return }
-        await withCheckedContinuation { idleWaiters.append($0) }
+        if flushing || !queue.isEmpty {
+            await withCheckedContinuation { idleWaiters.append($0) }
+        }
+        await afterCommit?.value
     }
 
     var latencyPercentiles: (p50: Double, p99: Double)? { latencies.percentiles() }
@@ -113,7 +119,14 @@ actor WriteBatcher {
             transactions += 1
             committed += batch.count - outcome.value.failed
             failed += outcome.value.failed
-            for action in outcome.value.after { await action() }
+            let actions = outcome.value.after
+            if !actions.isEmpty {
+                let previous = afterCommit
+                afterCommit = Task {
+                    await previous?.value
+                    for action in actions { await action() }
+                }
+            }
         } catch {
             failed += batch.count
             logger.error("group commit failed: \(batch.count) writes lost", metadata: ["error": "\(error)"])

@@ -119,6 +119,15 @@ import Testing
         #expect(refused["content"]?.stringValue?.contains("too new") == true)
         #expect(try await bot.roles(of: young).contains(bot.roles["Verified"]!) == false)
 
+        // Membership screening: nothing while pending; the unverified role once it is passed.
+        let screened = try await bot.sandbox.post("/sandbox/join", .object(["count": .integer(1), "pending": .bool(true), "accountAgeDays": .number(400)]))
+        let newcomer = try #require(screened["members"]?.arrayValue.first?["user"]?["id"]?.stringValue)
+        let probe = try await bot.command("rank", as: newcomer, [])  // processed after the join
+        #expect(probe["content"] != nil)
+        #expect(try await bot.roles(of: newcomer).isEmpty)
+        try await bot.sandbox.post("/sandbox/member", .object(["user": .string(newcomer), "pending": .bool(false)]))
+        try await bot.waitForRoles(newcomer, "the unverified role after screening") { $0 == [bot.roles["Unverified"]!] }
+
         // Every attempt is stored.
         #expect(try bot.harness.sqlite("SELECT COUNT(*) FROM verification_attempts") == "3")
         #expect(try bot.harness.sqlite("SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM verification_attempts ORDER BY id)") == "verified,already-verified,too-young")

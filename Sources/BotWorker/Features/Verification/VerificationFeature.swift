@@ -26,6 +26,9 @@ struct VerificationFeature: Feature {
 
     let context: FeatureContext
     private let settings = Locked<[GuildID: Settings]>([:])
+    /// Members seen joining while still in membership screening: the update that clears
+    /// `pending` is their real arrival.
+    private let screening = Locked<Set<String>>([])
 
     init(context: FeatureContext) { self.context = context }
 
@@ -99,13 +102,23 @@ struct VerificationFeature: Feature {
         await context.commands.register(componentPrefix: Self.buttonID, feature: Self.name) { interaction in
             try await feature.press(interaction)
         }
-        await context.events.subscribe([.memberJoined, .memberUpdated], feature: Self.name) { event in
+        await context.events.subscribe([.memberJoined, .memberUpdated, .memberLeft], feature: Self.name) { event in
             switch event {
-            case .memberJoined(let member) where !member.pending && !member.isBot:
-                await feature.markUnverified(member)
-            case .memberUpdated(let member) where !member.pending && !member.isBot:
-                // Screening just passed (or any update of a member who never got the role).
-                await feature.markUnverified(member)
+            case .memberJoined(let member) where member.isBot:
+                break
+            case .memberJoined(let member):
+                if member.pending {
+                    feature.screening.withLock { _ = $0.insert("\(member.guild)/\(member.user)") }
+                } else {
+                    await feature.markUnverified(member)
+                }
+            case .memberUpdated(let member) where !member.pending:
+                // Screening just passed: the member arrives now.
+                if feature.screening.withLock({ $0.remove("\(member.guild)/\(member.user)") }) != nil {
+                    await feature.markUnverified(member)
+                }
+            case .memberLeft(let guild, let user):
+                _ = feature.screening.withLock { $0.remove("\(guild)/\(user)") }
             default:
                 break
             }
