@@ -13,7 +13,9 @@ struct WorkerExit: Error, CustomStringConvertible {
 }
 
 /// The bot's main work: opens the database (migrating it after the supervisor's pre-migration
-/// backup), then runs until shutdown. The Discord connection and the features plug in here.
+/// backup), starts the features, connects to Discord (or the sandbox) and reports ready once the
+/// Gateway session is up (or after `connectTimeout`, unhealthy), then runs until shutdown, when
+/// the features stop, the queued writes commit and the database is checkpointed and closed.
 actor BotCore: Service {
     struct HealthReport: Sendable {
         var healthy: Bool
