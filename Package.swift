@@ -54,6 +54,8 @@ let package = Package(
                 "BotData",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "CSupport",
                 "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -85,6 +85,7 @@ actor BotCore: Service {
                     }
                     try await link.send(.ready)
                     logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(featureCount)", "gateway": "\(connected ? "connected" : "not connected")"])
+                    Self.injectFault()
                 }
                 // The first failure (Discord refusing the token, say) ends the wait for ready too.
                 while let _ = try await group.next() {}
@@ -172,6 +173,15 @@ actor BotCore: Service {
             throw error
         } catch {
             throw WorkerExit(code: 1, description: "cannot open the database \(path): \(DatabaseInspector.describe(error))")
+        }
+    }
+
+    /// Fault injection for the tests of what happens when the worker crashes: with
+    /// `BOT_WORKER_FAULT=crash-after-ready` in its environment the worker traps (a real crash,
+    /// with the Swift runtime's backtrace) once it is ready. Never set in production.
+    static func injectFault() {
+        if ProcessInfo.processInfo.environment["BOT_WORKER_FAULT"] == "crash-after-ready" {
+            fatalError("injected fault: BOT_WORKER_FAULT=crash-after-ready")
         }
     }
 

@@ -207,8 +207,18 @@ public struct BackupsStatus: Codable, Sendable, Equatable {
     }
 }
 
-public enum CheckStatus: String, Codable, Sendable, Equatable {
+public enum CheckStatus: String, Codable, Sendable, Equatable, Comparable {
     case ok, warn, critical
+
+    private var rank: Int {
+        switch self {
+        case .ok: 0
+        case .warn: 1
+        case .critical: 2
+        }
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rank < rhs.rank }
 }
 
 public struct HealthStatus: Codable, Sendable, Equatable {
@@ -220,6 +230,17 @@ public struct HealthStatus: Codable, Sendable, Equatable {
         public var name: String
         public var status: CheckStatus
         public var detail: String
+        public init(name: String, status: CheckStatus, detail: String) {
+            self.name = name
+            self.status = status
+            self.detail = detail
+        }
+    }
+
+    public init(status: CheckStatus, lastRunAt: String?, checks: [Check]) {
+        self.status = status
+        self.lastRunAt = lastRunAt
+        self.checks = checks
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -22,13 +22,18 @@ struct RunCommand: AsyncParsableCommand {
 
         let files: LogFiles
         do {
-            files = try LogFiles(directory: config.logs.dir)
+            files = try LogFiles(
+                directory: config.logs.dir, keepDays: config.logs.keepDays,
+                secrets: [config.discord.token?.reveal(), config.alertsWebhookURL?.reveal()].compactMap { $0 }
+            )
         } catch {
             throw ConfigError(description: "logs.dir \(config.logs.dir) cannot be created: \(error)")
         }
         let echo = isatty(STDERR_FILENO) == 1 || ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        // Errors of both processes are counted from the first line.
+        let errors = ErrorTracker()
         LoggingSystem.bootstrap { label in
-            JSONLogHandler(system: label, files: files, echo: echo)
+            JSONLogHandler(system: label, files: files, echo: echo, errors: errors)
         }
         let logger = Logger(label: "supervisor")
         for warning in loaded.warnings { logger.warning("config warning", metadata: [LogKey.reason: "\(warning)"]) }
@@ -46,13 +51,21 @@ struct RunCommand: AsyncParsableCommand {
 
         let notifier = SystemdNotifier()
         let store = StatusStore(notifier: notifier, logger: logger)
+        if let url = config.alertsWebhookURL {
+            let webhook = WebhookAlerts(url: url, logger: logger)
+            await store.deliverAlerts { alert in await webhook.enqueue(alert) }
+        }
+        errors.onRepeat { repeated in
+            Task { await store.raise(.warning, "the same error repeats: \(repeated.count) times in 5 min: \(repeated.fingerprint) (\(repeated.example.prefix(300)))") }
+        }
         let link = WorkerLink()
         let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
         await keeper.prepare()
         let supervisor = WorkerSupervisor(
             config: config, link: link, store: store, keeper: keeper, notifier: notifier,
-            logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"))
+            logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
         )
+        let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger)
         let group = MultiThreadedEventLoopGroup.singleton
         let controlServer = ControlServer(
             path: config.statusSocket,
@@ -61,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
                 store: store,
                 keeper: keeper,
                 supervisor: supervisor,
+                health: health,
                 restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
                 audit: Logger(label: "audit")
             ),
@@ -85,8 +99,16 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: controlServer),
             .init(service: linkServer),
             .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, store: store, logger: logger)),
-            .init(service: DatabaseCheckService(interval: config.health.interval, keeper: keeper, supervisor: supervisor, store: store, logger: logger)),
+            .init(service: HealthService(interval: config.health.interval, monitor: health, store: store)),
         ]
+        if let listen = config.metricsListen, let address = MetricsServer.parse(listen) {
+            services.append(.init(service: MetricsServer(host: address.host, port: address.port, render: {
+                var snapshot = await store.snapshot()
+                snapshot.database = await keeper.databaseStatus()
+                snapshot.backups = await keeper.backupsStatus()
+                return MetricsText.render(snapshot)
+            }, logger: logger)))
+        }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(interval: interval, supervisor: supervisor, notifier: notifier, logger: logger)))
         }

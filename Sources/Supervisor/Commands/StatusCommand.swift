@@ -16,6 +16,20 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
+struct HealthCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health",
+        abstract: "Run every health check now and print the results (exit 1 when one is critical)."
+    )
+
+    @OptionGroup var options: OperatorOptions
+
+    func run() async throws {
+        let envelope = try await options.request(ControlRequest(cmd: .health), timeoutSeconds: 60, showsProgress: false)
+        try options.finish(envelope, as: HealthStatus.self) { StatusTable.render(health: $0) }
+    }
+}
+
 /// The human form of a status snapshot.
 enum StatusTable {
     static func render(_ s: StatusSnapshot, now: Date = Date()) -> String {
@@ -80,6 +94,12 @@ enum StatusTable {
 
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0 + String(repeating: " ", count: width - $0.0.count) + "  " + $0.1 + "\n" }.joined()
+    }
+
+    static func render(health: HealthStatus) -> String {
+        var rows = [["check", "status", "detail"]]
+        for check in health.checks { rows.append([check.name, check.status.rawValue, check.detail]) }
+        return "health \(health.status.rawValue)" + (health.lastRunAt.map { " at \($0)" } ?? "") + "\n" + columns(rows)
     }
 
     /// Left-aligned columns separated by two spaces, one row per line.

@@ -148,6 +148,12 @@ enum ConfigLoader {
                 throw ConfigError(description: "\(key): \"\(url)\" is not a URL; give a full URL such as wss://gateway.discord.gg or https://discord.com/api/v10")
             }
         }
+        if let listen = c.metricsListen, MetricsServer.parse(listen) == nil {
+            throw ConfigError(description: "metrics.listen: \"\(listen)\" is not host:port; use e.g. \"127.0.0.1:9464\"")
+        }
+        if let url = c.alertsWebhookURL, !(url.reveal().hasPrefix("https://") || url.reveal().hasPrefix("http://")) {
+            throw ConfigError(description: "alerts.webhookURL is not an http(s) URL; copy the whole URL from Server Settings → Integrations → Webhooks")
+        }
         // sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
         for (key, socket) in [("statusSocket", c.statusSocket), ("runtimeDir", c.workerSocket)] where socket.utf8.count > 107 {
             throw ConfigError(description: "\(key): the socket path \(socket) is longer than 107 bytes, the limit of a Unix socket path; choose a shorter directory")

@@ -12,6 +12,7 @@ struct ControlCommands: Sendable {
     let store: StatusStore
     let keeper: DataKeeper
     let supervisor: WorkerSupervisor
+    let health: HealthMonitor
     let restartTimeout: Duration
     let audit: Logger
     let ownUid: UInt32 = getuid()
@@ -53,7 +54,16 @@ struct ControlCommands: Sendable {
                 : Self.line(ControlResponse<DataKeeper.VerifyReport>(ok: false, result: report, error: ErrorBody(code: "verification-failed", message: Self.describeFailures(report))))
         case .restore:
             response = await restore(backupID: request.backup, requester: "uid \(peer.uid) pid \(peer.pid)")
-        case .health, .deploy, .rollback:
+        case .health:
+            let status = await health.run()
+            let failing = status.checks.filter { $0.status == .critical }
+            response = failing.isEmpty
+                ? Self.line(ControlResponse.success(status))
+                : Self.line(ControlResponse(ok: false, result: status, error: ErrorBody(
+                    code: "health-critical",
+                    message: failing.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
+                )))
+        case .deploy, .rollback:
             response = Self.line(ControlResponse<Ignored>.failure(ErrorBody(
                 code: "not-available",
                 message: "`\(request.cmd.rawValue)` is not available in bot-supervisor \(BotVersion.current) yet"

@@ -79,6 +79,9 @@ actor DataKeeper {
         FileManager.default.fileExists(atPath: livePath)
     }
 
+    /// Row counts of the critical tables at the last check.
+    func criticalRows() -> [String: Int]? { criticalBaseline }
+
     /// Age of the newest verified backup, for the scheduler and the health checks.
     func newestVerifiedBackupDate() -> Date? {
         summaries.first(where: \.verified).flatMap { Timestamp.date($0.createdAt) }

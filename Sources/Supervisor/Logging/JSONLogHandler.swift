@@ -12,13 +12,15 @@ struct JSONLogHandler: LogHandler {
     let system: String
     let files: LogFiles
     let echo: Bool
+    let errors: ErrorTracker?
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
 
-    init(system: String, files: LogFiles, echo: Bool) {
+    init(system: String, files: LogFiles, echo: Bool, errors: ErrorTracker? = nil) {
         self.system = system
         self.files = files
         self.echo = echo
+        self.errors = errors
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -34,6 +36,7 @@ struct JSONLogHandler: LogHandler {
         files.append(line, to: system)
         if event.level >= .error, system != "errors" {
             files.append(line, to: "errors")
+            errors?.record(system: system, message: "\(event.message)", errorType: fields["error_type"].map { "\($0)" }, detail: fields[LogKey.error].map { "\($0)" })
         }
         if echo {
             StandardError.write(Self.console(level: event.level, system: system, message: "\(event.message)", fields: fields))

@@ -14,4 +14,5 @@ enum LogKey {
     static let stream = "stream"
     static let path = "path"
     static let delay = "delay"
+    static let status = "status"
 }

@@ -133,7 +133,7 @@ enum WorkerProcess {
     /// Copies lines from `fd` to `onLine` on a dedicated thread until end of file, then closes `fd`.
     /// Returns false (and closes `fd`) when no thread can be started.
     @discardableResult
-    static func readLines(from fd: Int32, onLine: @escaping @Sendable (String) -> Void) -> Bool {
+    static func readLines(from fd: Int32, onLine: @escaping @Sendable (String) -> Void, onEnd: @escaping @Sendable () -> Void = {}) -> Bool {
         let started = OSThread.detach {
             var pending = [UInt8]()
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
@@ -153,6 +153,7 @@ enum WorkerProcess {
             }
             if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
             close(fd)
+            onEnd()
         }
         if !started { close(fd) }
         return started

@@ -154,6 +154,8 @@ final class WorkerSupervisor: Service, Sendable {
         let environment = WorkerProcess.environment(extra: [
             WorkerProtocol.socketEnvironmentKey: config.workerSocket,
             WorkerProtocol.supervisorPIDEnvironmentKey: String(getpid()),
+            // A crash prints the Swift runtime's backtrace on stderr, which lands in errors.log.
+            "SWIFT_BACKTRACE": "enable=yes,interactive=no,color=no,output-to=stderr",
         ])
         let continuation = self.continuation
         let running = try await WorkerProcess.spawn(executable: config.worker.executable, environment: environment) { pid, status in
@@ -163,9 +165,11 @@ final class WorkerSupervisor: Service, Sendable {
         logger.info("worker started", metadata: [LogKey.pid: "\(pid)", LogKey.path: "\(config.worker.executable)"])
         let output = self.output
         for (fd, stream) in [(running.stdout, "stdout"), (running.stderr, "stderr")] {
-            let copied = WorkerProcess.readLines(from: fd) { line in
+            let copied = WorkerProcess.readLines(from: fd, onLine: { line in
                 output.accept(line, stream: stream, pid: pid)
-            }
+            }, onEnd: {
+                if stream == "stderr" { output.recent.ended(pid: pid) }
+            })
             if !copied { logger.warning("the worker's output is lost: no thread to copy it", metadata: [LogKey.stream: "\(stream)"]) }
         }
         return pid
@@ -176,6 +180,12 @@ final class WorkerSupervisor: Service, Sendable {
         case .heartbeat, .timerFired(.heartbeatCheck, _), .connected: return
         case .exited(let pid, let status):
             logger.log(level: expected ? .info : .error, "worker exited", metadata: [LogKey.pid: "\(pid)", LogKey.reason: "\(status)"])
+            if !expected, status != .exited(code: 0), status != .exited(code: WorkerExitCode.fatalConfiguration) {
+                let output = self.output
+                Task { await output.reportCrash(pid: pid, reason: "\(status)") }
+            } else {
+                output.recent.take(pid: pid)
+            }
         case .restartRequested(let requester):
             logger.info("worker restart requested", metadata: ["by": "\(requester)"])
         case .spawnFailed(let message):

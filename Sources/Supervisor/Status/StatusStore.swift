@@ -26,6 +26,10 @@ actor StatusStore {
     private var supervisorState = "starting"
     private var worker = WorkerPublication(state: .stopped, restarts: 0)
     private var alerts: [Alert] = []
+    private var health: HealthStatus?
+    private var sink: (@Sendable (Alert) async -> Void)?
+    private var recent: [String: ContinuousClock.Instant] = [:]
+    static let repeatWindow = Duration.seconds(600)
     /// The worker's report from its last heartbeat, and which worker sent it.
     private var report: (pid: Int32, heartbeat: WorkerMessage.Heartbeat)?
     private var summary = ""
@@ -62,6 +66,7 @@ actor StatusStore {
                 discord: currentReport?.discord,
                 events: currentReport?.events
             ),
+            health: health,
             alerts: alerts
         )
     }
@@ -70,6 +75,10 @@ actor StatusStore {
     private var currentReport: WorkerMessage.Heartbeat? {
         guard let report, report.pid == worker.pid else { return nil }
         return report.heartbeat
+    }
+
+    func publish(health: HealthStatus) {
+        self.health = health
     }
 
     func record(report heartbeat: WorkerMessage.Heartbeat, from pid: Int32) {
@@ -95,9 +104,25 @@ actor StatusStore {
         publishSummary()
     }
 
-    /// Records an alert (newest first) and writes it to the log.
+    /// Where alerts go besides the log, the snapshot and systemd: the webhook, when configured.
+    func deliverAlerts(to sink: @escaping @Sendable (Alert) async -> Void) {
+        self.sink = sink
+    }
+
+    /// Records an alert (newest first), writes it to the log and hands it to the sink. The same
+    /// alert again within `repeatWindow` is only logged: one broken thing, one alert.
     func raise(_ severity: AlertSeverity, _ message: String) {
-        alerts.insert(Alert(at: Timestamp.string(), severity: severity, message: message), at: 0)
+        let now = ContinuousClock.now
+        let key = "\(severity.rawValue) \(message)"
+        recent = recent.filter { now - $0.value < Self.repeatWindow }
+        if recent[key] != nil {
+            logger.info("alert repeated (not raised again)", metadata: [LogKey.alert: .string(message), LogKey.severity: .string(severity.rawValue)])
+            return
+        }
+        recent[key] = now
+        let alert = Alert(at: Timestamp.string(), severity: severity, message: message)
+        if let sink { Task { await sink(alert) } }
+        alerts.insert(alert, at: 0)
         if alerts.count > Self.alertLimit { alerts.removeLast(alerts.count - Self.alertLimit) }
         let level: Logger.Level = switch severity {
         case .info: .info

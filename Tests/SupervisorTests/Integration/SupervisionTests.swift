@@ -15,7 +15,6 @@ import Testing
         #expect(status.supervisor.pid == harness.process?.processIdentifier)
         #expect(status.database?.path == harness.dataDir + "/bot.sqlite")
         #expect(status.backups != nil)  // the first backup is taken right after the first ready
-        #expect(status.health == nil)
         let notifications = harness.allNotifications
         #expect(notifications.contains { $0.hasPrefix("STATUS=worker ready (pid \(status.worker.pid!))") })
         #expect(try harness.terminate() == 0)

@@ -1,0 +1,169 @@
+import FoundationEssentials
+import Glibc
+import IPC
+import Logging
+import ServiceLifecycle
+
+/// The health loop: every `health.intervalSeconds` (and on `bot-supervisor health`) each check
+/// runs, with a deadline so that one that hangs (a stuck disk) times out instead of stalling the
+/// loop; the results go into the status snapshot, and a check that changes state raises one
+/// alert (and one recovery when it is back to ok).
+///
+/// The database check is the supervisor's periodic `quick_check` of the live file: damage it finds
+/// asks the supervision loop for a repair (stop, check, restore), as before.
+actor HealthMonitor {
+    private let config: SupervisorConfig
+    private let keeper: DataKeeper
+    private let supervisor: WorkerSupervisor
+    private let store: StatusStore
+    private let errors: ErrorTracker
+    private let logger: Logger
+    private let checkTimeout: Duration
+    private var previous: [String: CheckStatus] = [:]
+    /// Command counts of the worker at the last run, to judge the commands since.
+    private var lastCommands: (pid: Int32?, succeeded: Int, failed: Int)?
+
+    init(config: SupervisorConfig, keeper: DataKeeper, supervisor: WorkerSupervisor, store: StatusStore, errors: ErrorTracker, logger: Logger, checkTimeout: Duration = .seconds(10)) {
+        self.config = config
+        self.keeper = keeper
+        self.supervisor = supervisor
+        self.store = store
+        self.errors = errors
+        self.logger = logger
+        self.checkTimeout = checkTimeout
+    }
+
+    /// Runs every check now and publishes the result.
+    @discardableResult
+    func run() async -> HealthStatus {
+        let snapshot = await store.snapshot()
+        var checks: [HealthStatus.Check] = []
+        checks.append(await withDeadline("database") { await self.databaseCheck(workerState: snapshot.worker.state) })
+        checks.append(HealthRules.worker(
+            state: snapshot.worker.state, heartbeatAgeMs: snapshot.worker.lastHeartbeatAgeMs,
+            heartbeatTimeoutMs: StatusStore.milliseconds(config.worker.heartbeatTimeout), discord: snapshot.worker.discord
+        ))
+        checks.append(HealthRules.discordLimits(snapshot.worker.discord))
+        checks.append(HealthRules.memory(worker: snapshot.worker.rssBytes, supervisor: snapshot.supervisor.rssBytes))
+        let keeper = self.keeper
+        checks.append(await withDeadline("backups") {
+            _ = await keeper.backupList()
+            return HealthRules.backupAge(newest: await keeper.newestVerifiedBackupDate(), now: Date())
+        })
+        var places = [("disk-data", config.dataDir)]
+        for (index, location) in config.backup.locations.enumerated() {
+            places.append((config.backup.locations.count == 1 ? "disk-backups" : "disk-backups-\(index + 1)", location))
+        }
+        for (name, path) in places {
+            checks.append(await withDeadline(name) {
+                let space = await Self.space(path)
+                return HealthRules.disk(name: name, path: path, free: space?.free, total: space?.total)
+            })
+        }
+        checks.append(HealthRules.errorRate(errors: errors.count(), window: errors.window, threshold: errors.threshold))
+        checks.append(commandsCheck(snapshot.worker))
+
+        let status = HealthStatus(status: HealthRules.overall(checks), lastRunAt: Timestamp.string(), checks: checks)
+        await store.publish(health: status)
+        await announceTransitions(checks)
+        logger.log(level: status.status == .ok ? .info : .warning, "health checked", metadata: [
+            LogKey.outcome: "\(status.status.rawValue)",
+            "failing": "\(checks.filter { $0.status != .ok }.map(\.name).joined(separator: ","))",
+        ])
+        return status
+    }
+
+    private func databaseCheck(workerState: WorkerState) async -> HealthStatus.Check {
+        guard workerState == .ready || workerState == .unhealthy else {
+            let last = await keeper.databaseStatus().lastCheck
+            return .init(name: "database", status: .ok, detail: "checked before the last start" + (last.map { ": \($0.result) at \($0.at)" } ?? ""))
+        }
+        switch await keeper.periodicCheck() {
+        case .healthy:
+            let rows = await keeper.criticalRows() ?? [:]
+            let summary = rows.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            return .init(name: "database", status: .ok, detail: "quick_check ok" + (summary.isEmpty ? "" : "; critical rows: " + summary))
+        case .damaged(let detail):
+            logger.critical("the periodic check found the database damaged", metadata: [LogKey.error: "\(detail)"])
+            supervisor.send(.maintenanceRequested(.repair(reason: "the periodic check found damage (\(detail))")))
+            return .init(name: "database", status: .critical, detail: "damaged (\(detail)); the supervisor is restoring it")
+        case .unreadable(let detail):
+            logger.warning("the periodic database check could not read the file", metadata: [LogKey.error: "\(detail)"])
+            return .init(name: "database", status: .warn, detail: "could not be checked: \(detail)")
+        }
+    }
+
+    private func commandsCheck(_ worker: WorkerStatus) -> HealthStatus.Check {
+        guard let events = worker.events else { return HealthRules.commands(succeeded: 0, failed: 0) }
+        var succeeded = events.commandsSucceeded
+        var failed = events.commandsFailed
+        if let last = lastCommands, last.pid == worker.pid {
+            succeeded -= last.succeeded
+            failed -= last.failed
+        }
+        lastCommands = (worker.pid, events.commandsSucceeded, events.commandsFailed)
+        return HealthRules.commands(succeeded: max(0, succeeded), failed: max(0, failed))
+    }
+
+    /// One alert per change of a check's state, and one when it recovers.
+    private func announceTransitions(_ checks: [HealthStatus.Check]) async {
+        for check in checks {
+            let before = previous[check.name] ?? .ok
+            previous[check.name] = check.status
+            guard before != check.status else { continue }
+            switch check.status {
+            case .ok: await store.raise(.info, "health check \(check.name) recovered: \(check.detail)")
+            case .warn: await store.raise(.warning, "health check \(check.name) is warn: \(check.detail)")
+            case .critical: await store.raise(.critical, "health check \(check.name) is critical: \(check.detail)")
+            }
+        }
+    }
+
+    /// `body`, or a critical result naming the check when it takes longer than `checkTimeout`.
+    private func withDeadline(_ name: String, _ body: @escaping @Sendable () async -> HealthStatus.Check) async -> HealthStatus.Check {
+        let timeout = checkTimeout
+        return await withTaskGroup(of: HealthStatus.Check?.self) { group in
+            group.addTask { await body() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return Task.isCancelled ? nil : .init(name: name, status: .critical, detail: "the check did not finish within \(timeout) (a hung disk?)")
+            }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let result { return result }
+            }
+            return .init(name: name, status: .critical, detail: "the check was cancelled")
+        }
+    }
+
+    /// Free and total bytes of the filesystem holding `path`, from a thread of its own (statvfs
+    /// on a dead network mount blocks).
+    static func space(_ path: String) async -> (free: Int64, total: Int64)? {
+        try? await onOwnThread {
+            var stats = statvfs()
+            guard statvfs(path, &stats) == 0 else { return nil }
+            return (Int64(stats.f_bavail) * Int64(stats.f_frsize), Int64(stats.f_blocks) * Int64(stats.f_frsize))
+        }
+    }
+}
+
+/// Runs the health loop: a first time a minute after the worker is first ready (once the first
+/// backup had time to be taken), then every `interval`, on the monotonic clock.
+struct HealthService: Service {
+    let interval: Duration
+    let monitor: HealthMonitor
+    let store: StatusStore
+    var firstRunDelay = Duration.seconds(60)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            _ = await store.waitForReady(excluding: nil, timeout: interval)
+            guard (try? await Task.sleep(for: min(firstRunDelay, interval))) != nil else { return }
+            await monitor.run()
+            while !Task.isCancelled {
+                guard (try? await Task.sleep(for: interval)) != nil else { return }
+                await monitor.run()
+            }
+        }
+    }
+}
