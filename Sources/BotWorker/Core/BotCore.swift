@@ -60,6 +60,7 @@ actor BotCore: Service {
         self.writes = writes
         self.commands = commands
         try await startFeatures(database, events: events, writes: writes, commands: commands, discord: access)
+        try await verifyStartup(database)
         let discord = DiscordConnection(
             settings: discordSettings, needsMessageContent: FeatureCatalog.all.contains { $0.needsMessageContent },
             database: database, events: events, commands: commands, access: access, logger: logger
@@ -100,6 +101,51 @@ actor BotCore: Service {
             throw WorkerExit(code: 1, description: ended.description)
         }
         await stopFeatures(writes)
+    }
+
+    /// The checks before ready, reported to the supervisor (`worker.startup` in the status); a
+    /// critical one stops the worker with what to do.
+    private func verifyStartup(_ database: SafeDatabase) async throws {
+        var checks: [HealthStatus.Check] = []
+        let (tables, missing) = try await database.read("core.startup-tables") { db -> (Int, [String]) in
+            let registered = try String.fetchAll(db, sql: "SELECT name FROM \(BotDatabase.tablesTable) ORDER BY name")
+            return (registered.count, try registered.filter { try !db.tableExists($0) })
+        }
+        checks.append(missing.isEmpty
+            ? .init(name: "tables", status: .ok, detail: "all \(tables) registered tables exist")
+            : .init(name: "tables", status: .critical, detail: "missing: \(missing.joined(separator: ", ")); restore a backup (`bot-supervisor restore`)"))
+        do {
+            // A write that is rolled back: the file, its directory and the disk take writes.
+            try await database.writer.writeWithoutTransaction { db in
+                try db.inTransaction {
+                    try db.execute(sql: "CREATE TABLE startup_probe (x TEXT NOT NULL)")
+                    try db.execute(sql: "INSERT INTO startup_probe (x) VALUES ('probe')")
+                    _ = try String.fetchOne(db, sql: "SELECT x FROM startup_probe")
+                    return .rollback
+                }
+            }
+            checks.append(.init(name: "database-write", status: .ok, detail: "a write to a scratch table succeeded and was rolled back"))
+        } catch {
+            checks.append(.init(name: "database-write", status: .critical, detail: "the database takes no writes (\(DatabaseInspector.describe(error))): is the disk full or read-only?"))
+        }
+        switch discordSettings.mode {
+        case .sandbox:
+            checks.append(.init(name: "discord-settings", status: .ok, detail: "sandbox mode: the local Discord, no token needed"))
+        case .discord:
+            checks.append(discordSettings.token == nil
+                ? .init(name: "discord-settings", status: .critical, detail: "discord mode without a token: put it in DISCORD_TOKEN")
+                : .init(name: "discord-settings", status: .ok, detail: "discord mode with a token; " + (discordSettings.guildIDs.isEmpty ? "serving every guild the bot is in" : "serving \(discordSettings.guildIDs.count) guild(s)")))
+        }
+        checks.append(.init(name: "features", status: .ok, detail: "\(features.count) loaded, tables verified: " + FeatureCatalog.all.map { $0.name }.joined(separator: ", ")))
+        let report = StartupReport(at: Timestamp.string(), checks: checks)
+        try await link.send(.startupReport(report))
+        let failed = checks.filter { $0.status == .critical }
+        logger.log(level: failed.isEmpty ? .info : .critical, "start-up checks", metadata: [
+            "outcome": "\(failed.isEmpty ? "ok" : "failed")", "problems": "\(failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))",
+        ])
+        if !failed.isEmpty {
+            throw WorkerExit(code: 1, description: "start-up checks failed: " + failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))
+        }
     }
 
     /// Features clean up in reverse order; every queued write is committed before the exit, and

@@ -88,13 +88,16 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var rssBytes: Int?
     public var discord: DiscordReport?
     public var events: EventReport?
+    /// The start-up checks of the running worker.
+    public var startup: StartupReport?
 
     public init(
         pid: Int32? = nil, state: WorkerState, restarts: Int = 0, startedAt: String? = nil,
         lastHeartbeatAgeMs: Int? = nil, lastExit: LastExit? = nil, lastStartupMs: Int? = nil,
         nextStartAt: String? = nil, detail: String? = nil, rssBytes: Int? = nil,
-        discord: DiscordReport? = nil, events: EventReport? = nil
+        discord: DiscordReport? = nil, events: EventReport? = nil, startup: StartupReport? = nil
     ) {
+        self.startup = startup
         self.rssBytes = rssBytes
         self.discord = discord
         self.events = events
@@ -123,6 +126,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
         try c.encode(rssBytes, forKey: .rssBytes)
         try c.encode(discord, forKey: .discord)
         try c.encode(events, forKey: .events)
+        try c.encode(startup, forKey: .startup)
     }
 }
 

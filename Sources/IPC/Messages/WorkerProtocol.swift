@@ -25,6 +25,8 @@ public enum WorkerExitCode {
 public enum WorkerMessage: Sendable, Equatable {
     case hello(Hello)
     case ready
+    /// The start-up checks, sent just before `ready` (or before exiting when one failed).
+    case startupReport(StartupReport)
     case heartbeat(Heartbeat)
     /// Sent just before exiting with `WorkerExitCode.fatalConfiguration`: what is wrong and what to do.
     case fatal(message: String)
@@ -134,6 +136,21 @@ public struct DiscordReport: Codable, Sendable, Equatable {
         try c.encode(restInvalidRequests, forKey: .restInvalidRequests)
         try c.encode(lastError, forKey: .lastError)
         try c.encode(sandboxURL, forKey: .sandboxURL)
+    }
+}
+
+/// The worker's checks before it reports ready: the database opens and takes a write, every
+/// registered table exists, the Discord settings make sense, every feature loaded and found its
+/// tables. The status snapshot keeps the last one as `worker.startup`.
+public struct StartupReport: Codable, Sendable, Equatable {
+    public var at: String
+    public var ok: Bool
+    public var checks: [HealthStatus.Check]
+
+    public init(at: String, checks: [HealthStatus.Check]) {
+        self.at = at
+        self.checks = checks
+        ok = !checks.contains { $0.status == .critical }
     }
 }
 
@@ -275,6 +292,7 @@ extension WorkerMessage: Codable {
         switch type {
         case "hello": self = .hello(try Hello(from: decoder))
         case "ready": self = .ready
+        case "startupReport": self = .startupReport(try StartupReport(from: decoder))
         case "heartbeat": self = .heartbeat(try Heartbeat(from: decoder))
         case "fatal":
             self = .fatal(message: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .message))
@@ -294,6 +312,9 @@ extension WorkerMessage: Codable {
             try hello.encode(to: encoder)
         case .ready:
             try container.encode("ready", forKey: .type)
+        case .startupReport(let report):
+            try container.encode("startupReport", forKey: .type)
+            try report.encode(to: encoder)
         case .heartbeat(let heartbeat):
             try container.encode("heartbeat", forKey: .type)
             try heartbeat.encode(to: encoder)

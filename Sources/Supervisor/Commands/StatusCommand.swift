@@ -47,6 +47,10 @@ enum StatusTable {
         if let next = w.nextStartAt { rows.append(("  next start", next)) }
         if let detail = w.detail { rows.append(("  detail", detail)) }
         if let exit = w.lastExit { rows.append(("  last exit", "\(exit.reason) (\(exit.at))")) }
+        if let startup = w.startup {
+            let problems = startup.checks.filter { $0.status != .ok }
+            rows.append(("  start-up checks", problems.isEmpty ? "ok (\(startup.checks.count) at \(startup.at))" : problems.map { "\($0.name) \($0.status.rawValue): \($0.detail)" }.joined(separator: "; ")))
+        }
         if let rss = w.rssBytes { rows.append(("  memory", "RSS \(megabytes(rss))")) }
         if let d = w.discord {
             var gateway = "\(d.gatewayState) (\(d.mode)), \(d.guilds) guild\(d.guilds == 1 ? "" : "s")"

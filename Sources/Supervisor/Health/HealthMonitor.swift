@@ -3,6 +3,7 @@ import Glibc
 import IPC
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The health loop: every `health.intervalSeconds` (and on `bot-supervisor health`) each check
 /// runs, with a deadline so that one that hangs (a stuck disk) times out instead of stalling the
@@ -119,20 +120,25 @@ actor HealthMonitor {
         }
     }
 
-    /// `body`, or a critical result naming the check when it takes longer than `checkTimeout`.
     private func withDeadline(_ name: String, _ body: @escaping @Sendable () async -> HealthStatus.Check) async -> HealthStatus.Check {
-        let timeout = checkTimeout
-        return await withTaskGroup(of: HealthStatus.Check?.self) { group in
-            group.addTask { await body() }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return Task.isCancelled ? nil : .init(name: name, status: .critical, detail: "the check did not finish within \(timeout) (a hung disk?)")
+        await Self.withDeadline(name, timeout: checkTimeout, body)
+    }
+
+    /// `body`, or a critical result naming the check when it takes longer than `timeout`. The
+    /// loop does not wait for a check that hangs (a blocked statvfs on a dead mount): it is left
+    /// behind, and its late result dropped.
+    static func withDeadline(_ name: String, timeout: Duration, _ body: @escaping @Sendable () async -> HealthStatus.Check) async -> HealthStatus.Check {
+        let answer = FirstAnswer()
+        return await withCheckedContinuation { continuation in
+            answer.set(continuation)
+            let timer = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                answer.give(.init(name: name, status: .critical, detail: "the check did not finish within \(timeout) (a hung disk or mount?)"))
             }
-            defer { group.cancelAll() }
-            while let result = await group.next() {
-                if let result { return result }
+            Task {
+                answer.give(await body())
+                timer.cancel()
             }
-            return .init(name: name, status: .critical, detail: "the check was cancelled")
         }
     }
 
@@ -164,6 +170,22 @@ struct HealthService: Service {
                 guard (try? await Task.sleep(for: interval)) != nil else { return }
                 await monitor.run()
             }
+        }
+    }
+}
+
+/// Resumes a continuation with the first answer given; later ones are dropped.
+private final class FirstAnswer: Sendable {
+    private let continuation = Mutex<CheckedContinuation<HealthStatus.Check, Never>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<HealthStatus.Check, Never>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func give(_ check: HealthStatus.Check) {
+        continuation.withLock { waiting in
+            waiting?.resume(returning: check)
+            waiting = nil
         }
     }
 }

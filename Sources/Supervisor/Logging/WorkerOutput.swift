@@ -1,3 +1,4 @@
+import FoundationEssentials
 import IPC
 import Logging
 import Synchronization
@@ -10,6 +11,8 @@ struct WorkerOutput: Sendable {
     let echo: Bool
     let fallback: Logger
     var errors: ErrorTracker?
+
+    static let underJournald = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
 
     /// The worker's newest output lines, for the report of a crash.
     let recent = RecentLines(capacity: 60)
@@ -27,7 +30,13 @@ struct WorkerOutput: Sendable {
         }
         if echo {
             let details = parsed.details.isEmpty ? "" : " " + parsed.details
-            StandardError.write("\(parsed.ts) \(parsed.level) worker \(parsed.system): \(parsed.message)\(details)\n")
+            if Self.underJournald {
+                // sd-daemon(3) priority prefixes: journald files the line at its level.
+                let priority = ["DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2][parsed.level] ?? 6
+                StandardError.write("<\(priority)>worker \(parsed.system): \(parsed.message)\(details)\n")
+            } else {
+                StandardError.write("\(parsed.ts) \(parsed.level) worker \(parsed.system): \(parsed.message)\(details)\n")
+            }
         }
     }
 }

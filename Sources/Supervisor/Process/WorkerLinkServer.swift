@@ -44,6 +44,13 @@ struct WorkerLinkServer: Service {
                     while let frame = try await frames.next() {
                         switch Self.decode(frame) {
                         case .success(.ready): events(.ready(pid: pid))
+                        case .success(.startupReport(let report)):
+                            await status.record(startup: report, from: pid)
+                            let failed = report.checks.filter { $0.status != .ok }
+                            logger.log(level: report.ok ? (failed.isEmpty ? .info : .warning) : .error, "worker start-up checks", metadata: [
+                                LogKey.pid: "\(pid)", LogKey.outcome: "\(report.ok ? "ok" : "failed")",
+                                "problems": "\(failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))",
+                            ])
                         case .success(.heartbeat(let beat)):
                             events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail))
                             await status.record(report: beat, from: pid)

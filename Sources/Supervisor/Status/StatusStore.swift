@@ -32,6 +32,8 @@ actor StatusStore {
     static let repeatWindow = Duration.seconds(600)
     /// The worker's report from its last heartbeat, and which worker sent it.
     private var report: (pid: Int32, heartbeat: WorkerMessage.Heartbeat)?
+    /// The start-up checks of the last worker that sent them (kept after it exits: why it failed).
+    private var startup: (pid: Int32, report: StartupReport)?
     private var summary = ""
     private var readyWaiters: [UUID: (excluding: Int32?, continuation: CheckedContinuation<Int32?, Never>)] = [:]
 
@@ -64,7 +66,8 @@ actor StatusStore {
                 detail: worker.detail,
                 rssBytes: currentReport?.rssBytes,
                 discord: currentReport?.discord,
-                events: currentReport?.events
+                events: currentReport?.events,
+                startup: startup?.report
             ),
             health: health,
             alerts: alerts
@@ -79,6 +82,10 @@ actor StatusStore {
 
     func publish(health: HealthStatus) {
         self.health = health
+    }
+
+    func record(startup report: StartupReport, from pid: Int32) {
+        startup = (pid, report)
     }
 
     func record(report heartbeat: WorkerMessage.Heartbeat, from pid: Int32) {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import IPC
 import Testing
 
@@ -98,5 +99,41 @@ import Testing
         for i in 0..<10 { tracker.record(system: "xp", message: "write failed", errorType: "busy", at: t0 + .seconds(400 + i)) }
         #expect(box.repeats.count == 2)
         #expect(tracker.count(at: t0 + .seconds(1000)) == 0)
+    }
+}
+
+@Suite struct HealthDeadlineTests {
+    @Test func aHungCheckTimesOutWithoutStallingTheLoop() async {
+        let started = ContinuousClock.now
+        let check = await HealthMonitor.withDeadline("disk-backups", timeout: .milliseconds(200)) {
+            // A check that never returns and ignores cancellation, like statvfs on a dead mount.
+            await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+            return .init(name: "disk-backups", status: .ok, detail: "never")
+        }
+        #expect(check.status == .critical)
+        #expect(check.detail.contains("did not finish"))
+        #expect(ContinuousClock.now - started < .seconds(5))
+        let quick = await HealthMonitor.withDeadline("memory", timeout: .seconds(10)) { .init(name: "memory", status: .ok, detail: "fine") }
+        #expect(quick.detail == "fine")
+    }
+}
+
+@Suite struct ConcurrentLogWritersTests {
+    @Test func twoWritersNeverInterleaveOrTearLines() async throws {
+        var template = Array("/tmp/lwXXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        // Two independent writers of the same file, as two processes would be.
+        let first = try LogFiles(directory: directory), second = try LogFiles(directory: directory)
+        let long = String(repeating: "x", count: 3000)
+        await withTaskGroup(of: Void.self) { group in
+            for (index, files) in [first, second].enumerated() {
+                group.addTask {
+                    for i in 0..<2000 { files.append("{\"writer\":\(index),\"i\":\(i),\"pad\":\"\(long)\"}\n", to: "bot") }
+                }
+            }
+        }
+        let lines = try String(contentsOfFile: directory + "/bot.log", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 4000)
+        #expect(lines.allSatisfy { $0.hasPrefix("{\"writer\":") && $0.hasSuffix("\"}") && $0.count > 3000 })
     }
 }

@@ -26,6 +26,11 @@ import Testing
         #expect(discord.sessionStartRemaining != nil && discord.sessionStartTotal == 1000)
         #expect(discord.restInvalidRequests == 0)
         #expect(status.worker.rssBytes ?? 0 > 0)
+        // The start-up checks ran before ready and are kept in the snapshot.
+        let startup = try #require(status.worker.startup)
+        #expect(startup.ok)
+        #expect(startup.checks.map(\.name) == ["tables", "database-write", "discord-settings", "features"])
+        #expect(try harness.sqlite("SELECT COUNT(*) FROM sqlite_master WHERE name = 'startup_probe'") == "0")
         // The features' slash commands were registered in the guild (bulk overwrite).
         let state = try await sandbox(status).get("/sandbox/state")
         #expect(state["commands"]?.arrayValue.contains { $0["name"]?.stringValue == "rank" } == true)
