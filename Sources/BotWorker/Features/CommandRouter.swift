@@ -202,7 +202,7 @@ actor CommandRouter {
             reply = .ephemeral(refusal.description)
         case .failure(let error)?:
             failed += 1
-            logger.error("command failed", metadata: context.merging(["error": "\(error)"]) { $1 })
+            logger.error("command failed", metadata: context.merging(["error": "\(error)", "error_type": "\(type(of: error))"]) { $1 })
             reply = .ephemeral("Something went wrong while doing that; it was logged for the bot's operator. Please try again later.")
         case nil:
             failed += 1

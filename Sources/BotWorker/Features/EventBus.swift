@@ -24,7 +24,9 @@ actor EventBus {
                 try await handler(event)
             } catch {
                 failures += 1
-                logger.error("event handler failed", metadata: ["feature": "\(feature)", "event": "\(event.kind)", "error": "\(error)"])
+                logger.error("event handler failed", metadata: [
+                    "feature": "\(feature)", "event": "\(event.kind)", "error": "\(error)", "error_type": "\(type(of: error))",
+                ])
             }
         }
     }

@@ -26,6 +26,12 @@ public enum LogLine {
         public var details: String
     }
 
+    /// One string field of a log line, or nil.
+    public static func field(_ name: String, in line: String) -> String? {
+        guard line.contains("\"\(name)\""), let value = try? JSONLine.decode(JSONValue.self, from: line) else { return nil }
+        return value[name]?.stringValue
+    }
+
     public static func parse(_ line: String) -> Parsed? {
         guard line.hasPrefix("{"), let value = try? JSONLine.decode(JSONValue.self, from: line),
               case .string(let system) = value["system"], workerSystems.contains(system),

@@ -26,7 +26,7 @@ struct WorkerOutput: Sendable {
         files.append(line + "\n", to: parsed.system)
         if parsed.level == "ERROR" || parsed.level == "CRITICAL" {
             files.append(line + "\n", to: "errors")
-            errors?.record(system: parsed.system, message: parsed.message, detail: parsed.details)
+            errors?.record(system: parsed.system, message: parsed.message, errorType: LogLine.field("error_type", in: line), detail: parsed.details)
         }
         if echo {
             let details = parsed.details.isEmpty ? "" : " " + parsed.details
