@@ -11,7 +11,7 @@ struct BotSupervisor: AsyncParsableCommand {
         version: BotVersion.current,
         subcommands: [
             RunCommand.self, StatusCommand.self, BackupCommand.self, BackupsCommand.self, VerifyCommand.self,
-            RestoreCommand.self, RestartWorkerCommand.self, HealthCommand.self,
+            RestoreCommand.self, RestartWorkerCommand.self, HealthCommand.self, DeployCommand.self, RollbackCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

@@ -66,6 +66,7 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
         )
         let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger)
+        let deploys = DeployManager(config: config, keeper: keeper, supervisor: supervisor, store: store, health: health, audit: Logger(label: "audit"), logger: logger)
         let group = MultiThreadedEventLoopGroup.singleton
         let controlServer = ControlServer(
             path: config.statusSocket,
@@ -75,6 +76,7 @@ struct RunCommand: AsyncParsableCommand {
                 keeper: keeper,
                 supervisor: supervisor,
                 health: health,
+                deploys: deploys,
                 restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
                 audit: Logger(label: "audit")
             ),
@@ -125,10 +127,20 @@ struct RunCommand: AsyncParsableCommand {
             "statusSocket": "\(config.statusSocket)", "worker": "\(config.worker.executable)",
         ])
         await store.setSupervisorState("running")
+        let probation = Task { await deploys.resume() }
         do {
             try await serviceGroup.run()
         } catch {
             logger.critical("supervisor stopped on an error", metadata: [LogKey.error: "\(error)"])
+            throw ExitCode(1)
+        }
+        probation.cancel()
+        if let binary = DeployManager.reexec.requested {
+            logger.info("supervisor re-executing itself on the new release", metadata: [LogKey.path: "\(binary)"])
+            runtime.removeSockets(sockets)
+            let arguments = CommandLine.arguments
+            _ = withCStrings([binary] + arguments.dropFirst()) { argv in execv(binary, argv) }
+            logger.critical("re-executing failed; exiting for systemd to restart the service", metadata: [LogKey.error: "\(String(cString: strerror(errno)))"])
             throw ExitCode(1)
         }
         logger.info("supervisor stopped")

@@ -27,6 +27,7 @@ enum ConfigLoader {
         "alerts.webhookURL", "metrics.listen",
         "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
         "sandbox.members", "sandbox.activityPerMinute",
+        "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds",
     ]
 
     struct Loaded {
@@ -78,13 +79,15 @@ enum ConfigLoader {
         let dataDir = path(r.string(forKey: "dataDir", default: "data"))
         let runtimeDir = path(r.string(forKey: "runtimeDir", default: dataDir + "/run"))
         let token = r.string(forKey: "discord.token", isSecret: true).flatMap { $0.isEmpty ? nil : Secret($0) }
-        return SupervisorConfig(
+        let deployRoot = r.string(forKey: "deploy.root").map(path) ?? Self.installedReleaseRoot()
+        var config = SupervisorConfig(
             dataDir: dataDir,
             runtimeDir: runtimeDir,
             statusSocket: path(r.string(forKey: "statusSocket", default: runtimeDir + "/supervisor.sock")),
             controlReadTimeout: seconds("control.readTimeoutSeconds", 10),
             worker: .init(
-                executable: path(r.string(forKey: "worker.executable", default: Self.defaultWorkerExecutable())),
+                // Installed: through `current`, so that a deploy's switch takes effect at the next spawn.
+                executable: path(r.string(forKey: "worker.executable", default: deployRoot.map { $0 + "/current/bin/bot-worker" } ?? Self.defaultWorkerExecutable())),
                 heartbeatInterval: seconds("worker.heartbeatIntervalSeconds", 5),
                 heartbeatTimeout: seconds("worker.heartbeatTimeoutSeconds", 15),
                 stopGrace: seconds("worker.stopGraceSeconds", 10),
@@ -113,6 +116,12 @@ enum ConfigLoader {
                 sandboxActivityPerMinute: r.int(forKey: "sandbox.activityPerMinute", default: 30)
             )
         )
+        config.deploy = .init(
+            root: deployRoot,
+            readyTimeout: seconds("deploy.readyTimeoutSeconds", 60),
+            probation: seconds("deploy.probationSeconds", 120)
+        )
+        return config
     }
 
     private static func validate(_ c: SupervisorConfig) throws {
@@ -194,6 +203,16 @@ enum ConfigLoader {
     static func absolute(_ path: String, in directory: String) -> String {
         let joined = path.hasPrefix("/") ? path : directory + "/" + path
         return URL(fileURLWithPath: joined).standardizedFileURL.path
+    }
+
+    /// `<root>` when this binary is `<root>/releases/<version>/bin/bot-supervisor` and
+    /// `<root>/current` exists: an installed release (deploy/install.sh).
+    static func installedReleaseRoot() -> String? {
+        guard let me = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        let parts = me.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 5, parts[parts.count - 2] == "bin", parts[parts.count - 4] == "releases" else { return nil }
+        let root = parts.dropLast(4).joined(separator: "/")
+        return FileManager.default.fileExists(atPath: root + "/current") ? root : nil
     }
 
     /// `bot-worker` beside the running `bot-supervisor` binary.

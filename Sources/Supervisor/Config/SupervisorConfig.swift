@@ -15,6 +15,16 @@ struct SupervisorConfig: Sendable, Equatable {
     var alertsWebhookURL: Secret?
     var metricsListen: String?
     var discord: Discord
+    var deploy: Deploy = Deploy()
+
+    struct Deploy: Sendable, Equatable {
+        /// Holds `releases/<version>/`, `current` and `previous`; nil when the supervisor does
+        /// not run from an installed release (then `deploy` and `rollback` are refused).
+        var root: String?
+        /// A new release must be ready within this long, then stay healthy for `probation`.
+        var readyTimeout: Duration = .seconds(60)
+        var probation: Duration = .seconds(120)
+    }
 
     struct Worker: Sendable, Equatable {
         var executable: String

@@ -13,6 +13,7 @@ struct ControlCommands: Sendable {
     let keeper: DataKeeper
     let supervisor: WorkerSupervisor
     let health: HealthMonitor
+    let deploys: DeployManager
     let restartTimeout: Duration
     let audit: Logger
     let ownUid: UInt32 = getuid()
@@ -63,11 +64,20 @@ struct ControlCommands: Sendable {
                     code: "health-critical",
                     message: failing.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
                 )))
-        case .deploy, .rollback:
-            response = Self.line(ControlResponse<Ignored>.failure(ErrorBody(
-                code: "not-available",
-                message: "`\(request.cmd.rawValue)` is not available in bot-supervisor \(BotVersion.current) yet"
-            )))
+        case .deploy:
+            guard let release = request.release else {
+                response = Self.line(ControlResponse<Ignored>.failure(.badRequest("deploy needs \"release\": the release directory")))
+                break
+            }
+            response = switch await deploys.deploy(release, requester: "uid \(peer.uid) pid \(peer.pid)") {
+            case .success(let result): Self.line(ControlResponse.success(result))
+            case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
+            }
+        case .rollback:
+            response = switch await deploys.rollback(requester: "uid \(peer.uid) pid \(peer.pid)") {
+            case .success(let result): Self.line(ControlResponse.success(result))
+            case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
+            }
         }
         if !request.cmd.isReadOnly {
             audit.info("command finished", metadata: auditMetadata.merging([LogKey.outcome: "\(response.hasPrefix("{\"ok\":true") ? "done" : "failed")"]) { $1 })
