@@ -4,7 +4,7 @@ APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test install-deps build build-release clean
+.PHONY: run test system-test install-deps build build-release clean
 
 # Installs the Debian packages that are missing: as root directly, otherwise through sudo.
 install-deps:
@@ -34,6 +34,12 @@ run: build
 test: install-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+# The service under a real systemd booted in its own namespaces (root only; see deploy/system-test):
+# start, worker kill -9, supervisor kill -STOP (watchdog), a broken deploy rolled back, stop.
+# Exit 77 means skipped (not root, or no unshare/systemd).
+system-test: build
+	deploy/system-test --bin-dir .build/debug
 
 clean:
 	rm -rf .build

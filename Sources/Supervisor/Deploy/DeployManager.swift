@@ -37,6 +37,9 @@ actor DeployManager {
         var startedAt: String
         var requester: String
         var outcome: String?
+        /// The rollback's alert, kept here for a supervisor that re-executes itself before it
+        /// could raise it (alerts live in memory); nil once raised.
+        var pendingAlert: String?
     }
 
     private let config: SupervisorConfig
@@ -162,6 +165,11 @@ actor DeployManager {
     /// At start: a deploy still on probation (the supervisor re-executed itself, or systemd
     /// restarted it) is watched again from here.
     func resume() async {
+        if var state = state(), let alert = state.pendingAlert {
+            await store.raise(.critical, alert)
+            state.pendingAlert = nil
+            save(state)
+        }
         guard let state = state(), state.phase == .probation else { return }
         logger.info("a deploy is on probation; watching it", metadata: ["release": "\(state.next)"])
         guard await store.waitForReady(excluding: nil, timeout: config.deploy.readyTimeout) != nil else {
@@ -245,6 +253,7 @@ actor DeployManager {
         done.phase = .rolledBack
         done.outcome = reason
         save(done)
+        var reexecuting = false
         let schemaNow = DatabaseInspector.inspect(path: config.dataDir + "/" + BotDatabase.fileName, check: .none, readOnly: true).schemaVersion
         var restored = "the database was left as it is (the new release did not migrate it)"
         if let backupID = state.backupID, let before = state.schemaBefore, before != schemaNow {
@@ -257,14 +266,21 @@ actor DeployManager {
                 break
             }
         } else if ReleaseLinks.supervisorDiffers(in: state.previous) {
-            Self.reexec.request(ReleaseLinks(root: config.deploy.root ?? "").current + "/bin/bot-supervisor")
-            supervisor.send(.shutdownRequested)
+            reexecuting = true
         } else {
             supervisor.send(.restartRequested(by: "rollback"))
         }
         let message = "deploy of \(ReleaseLinks.version(of: state.next)) rolled back to \(ReleaseLinks.version(of: state.previous)): \(reason); \(restored)"
         step("rolled back", ["outcome": "\(message)"])
-        await store.raise(.critical, message)
+        if reexecuting {
+            // The old release's supervisor raises it once it runs.
+            done.pendingAlert = message
+            save(done)
+            Self.reexec.request(ReleaseLinks(root: config.deploy.root ?? "").current + "/bin/bot-supervisor")
+            supervisor.send(.shutdownRequested)
+        } else {
+            await store.raise(.critical, message)
+        }
         return message
     }
 }

@@ -1,0 +1,80 @@
+#!/bin/bash
+# Installs the bot from this checkout, as root, without questions:
+#   deploy/install.sh               build a release, install it, the config, the unit; enable it
+#   deploy/install.sh --uninstall   remove the unit and the releases; keep data, logs and config
+#
+# Layout: /opt/bot/releases/<version>/{bin,docs,VERSION}, /opt/bot/current -> the running release,
+# /etc/bot/config.json (0640 root:bot), /etc/bot/bot.env (0600: DISCORD_TOKEN=...),
+# /var/lib/bot (data), /var/log/bot (logs), /run/bot (sockets), a system user "bot".
+# Run again after `git pull` to install the new version: when the service runs, the new release
+# goes in through `bot-supervisor deploy` (checks, pre-deploy backup, automatic rollback).
+set -euo pipefail
+
+PREFIX=/opt/bot
+CONF=/etc/bot
+UNIT=/etc/systemd/system/bot-supervisor.service
+CHECKOUT="$(cd "$(dirname "$0")/.." && pwd)"
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (sudo deploy/install.sh)"
+
+if [ "${1:-}" = "--uninstall" ]; then
+    systemctl disable --now bot-supervisor 2>/dev/null || true
+    rm -f "$UNIT"
+    systemctl daemon-reload 2>/dev/null || true
+    rm -rf "$PREFIX"
+    echo "uninstalled: the unit and $PREFIX are gone; kept: /var/lib/bot (data and backups), /var/log/bot, $CONF and the user bot"
+    exit 0
+fi
+[ $# -eq 0 ] || die "unknown argument $1 (use no argument to install, --uninstall to remove)"
+
+cd "$CHECKOUT"
+make install-deps
+swift build -c release
+BIN="$(swift build -c release --show-bin-path)"
+VERSION="$(grep -o '"[0-9][^"]*"' Sources/IPC/Messages/BotVersion.swift | tr -d '"')-$(git rev-parse --short HEAD 2>/dev/null || echo local)"
+if ! git diff --quiet 2>/dev/null; then VERSION="$VERSION-modified-$(date +%Y%m%d%H%M%S)"; fi
+
+getent group bot >/dev/null || groupadd --system bot
+getent passwd bot >/dev/null || useradd --system --gid bot --home-dir /var/lib/bot --no-create-home --shell /usr/sbin/nologin bot
+install -d -m 0755 "$PREFIX" "$PREFIX/releases"
+install -d -m 0750 -o bot -g bot /var/lib/bot /var/log/bot
+install -d -m 0750 -o root -g bot "$CONF"
+
+# The release: binaries, docs, version. An existing release of the same version is kept as it is.
+STAGE="$PREFIX/releases/.staging-$VERSION"
+RELEASE="$PREFIX/releases/$VERSION"
+if [ ! -d "$RELEASE" ]; then
+    rm -rf "$STAGE"
+    install -d -m 0755 "$STAGE/bin" "$STAGE/docs"
+    for binary in bot-supervisor bot-worker discord-sandbox; do install -m 0755 "$BIN/$binary" "$STAGE/bin/$binary"; done
+    install -m 0644 docs/*.md README.md "$STAGE/docs/"
+    echo "$VERSION" > "$STAGE/VERSION"
+    mv "$STAGE" "$RELEASE"
+fi
+# The supervisor writes current/previous when it deploys.
+chown bot:bot "$PREFIX"
+
+[ -f "$CONF/config.json" ] || install -m 0640 -o root -g bot deploy/config.example.json "$CONF/config.json"
+if [ ! -f "$CONF/bot.env" ]; then
+    umask 077
+    printf '# The Discord bot token (Developer Portal -> Bot -> Reset Token). Keep this file 0600.\nDISCORD_TOKEN=\n' > "$CONF/bot.env"
+    chmod 0600 "$CONF/bot.env"
+fi
+install -m 0644 deploy/bot-supervisor.service "$UNIT"
+systemctl daemon-reload
+systemctl enable bot-supervisor >/dev/null
+
+if [ ! -e "$PREFIX/current" ]; then
+    ln -sfn "$RELEASE" "$PREFIX/current"
+    echo "installed $VERSION. Next: put the token in $CONF/bot.env, check $CONF/config.json, then: systemctl start bot-supervisor"
+elif [ "$(readlink -f "$PREFIX/current")" = "$(readlink -f "$RELEASE")" ]; then
+    echo "$VERSION is already the current release; nothing to switch"
+elif systemctl is-active --quiet bot-supervisor; then
+    echo "deploying $VERSION through the running supervisor (checks, backup, probation, automatic rollback)"
+    "$PREFIX/current/bin/bot-supervisor" deploy "$RELEASE" --config "$CONF/config.json"
+else
+    ln -sfn "$(readlink -f "$PREFIX/current")" "$PREFIX/previous"
+    ln -sfn "$RELEASE" "$PREFIX/current"
+    echo "installed $VERSION as the current release (the service is not running: systemctl start bot-supervisor)"
+fi
