@@ -2,6 +2,7 @@
 # Installs the bot from this checkout, as root, without questions:
 #   deploy/install.sh               build a release, install it, the config, the unit; enable it
 #   deploy/install.sh --uninstall   remove the unit and the releases; keep data, logs and config
+#   deploy/install.sh --bin-dir DIR install the binaries already built in DIR (no build here)
 #
 # Layout: /opt/bot/releases/<version>/{bin,docs,VERSION}, /opt/bot/current -> the running release,
 # /etc/bot/config.json (0640 root:bot), /etc/bot/bot.env (0600: DISCORD_TOKEN=...),
@@ -26,14 +27,26 @@ if [ "${1:-}" = "--uninstall" ]; then
     echo "uninstalled: the unit and $PREFIX are gone; kept: /var/lib/bot (data and backups), /var/log/bot, $CONF and the user bot"
     exit 0
 fi
-[ $# -eq 0 ] || die "unknown argument $1 (use no argument to install, --uninstall to remove)"
+BIN=""
+if [ "${1:-}" = "--bin-dir" ]; then
+    [ -n "${2:-}" ] || die "--bin-dir needs a directory"
+    BIN="$(cd "$2" && pwd)"
+    shift 2
+fi
+[ $# -eq 0 ] || die "unknown argument $1 (use no argument to install, --uninstall to remove, --bin-dir DIR to install prebuilt binaries)"
 
 cd "$CHECKOUT"
-make install-deps
-swift build -c release
-BIN="$(swift build -c release --show-bin-path)"
-VERSION="$(grep -o '"[0-9][^"]*"' Sources/IPC/Messages/BotVersion.swift | tr -d '"')-$(git rev-parse --short HEAD 2>/dev/null || echo local)"
-if ! git diff --quiet 2>/dev/null; then VERSION="$VERSION-modified-$(date +%Y%m%d%H%M%S)"; fi
+make --no-print-directory install-deps
+if [ -z "$BIN" ]; then
+    swift build -c release
+    BIN="$(swift build -c release --show-bin-path)"
+fi
+for binary in bot-supervisor bot-worker discord-sandbox; do
+    [ -x "$BIN/$binary" ] || die "$BIN/$binary is missing: build first (swift build -c release)"
+done
+# The version names the code and the very binaries: the same build installs as the same release.
+BUILD="$(cat "$BIN/bot-supervisor" "$BIN/bot-worker" "$BIN/discord-sandbox" | sha256sum | cut -c1-8)"
+VERSION="$(grep -o '"[0-9][^"]*"' Sources/IPC/Messages/BotVersion.swift | tr -d '"')-$(git rev-parse --short HEAD 2>/dev/null || echo local)-$BUILD"
 
 getent group bot >/dev/null || groupadd --system bot
 getent passwd bot >/dev/null || useradd --system --gid bot --home-dir /var/lib/bot --no-create-home --shell /usr/sbin/nologin bot
