@@ -46,3 +46,26 @@ public enum JSONValue: Codable, Sendable, Equatable {
         if case .object(let object) = self { object[key] } else { nil }
     }
 }
+
+extension JSONValue {
+    public var intValue: Int? {
+        switch self {
+        case .integer(let value): value
+        case .number(let value): Int(exactly: value)
+        default: nil
+        }
+    }
+
+    public var doubleValue: Double? {
+        switch self {
+        case .integer(let value): Double(value)
+        case .number(let value): value
+        default: nil
+        }
+    }
+
+    /// The elements, when this is an array; empty otherwise.
+    public var arrayValue: [JSONValue] {
+        if case .array(let values) = self { values } else { [] }
+    }
+}

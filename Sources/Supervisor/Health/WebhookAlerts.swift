@@ -104,13 +104,3 @@ actor WebhookAlerts {
         "\(error)".replacingOccurrences(of: url.reveal(), with: "<webhook URL>")
     }
 }
-
-extension JSONValue {
-    var doubleValue: Double? {
-        switch self {
-        case .integer(let value): Double(value)
-        case .number(let value): value
-        default: nil
-        }
-    }
-}

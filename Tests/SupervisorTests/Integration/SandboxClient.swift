@@ -85,17 +85,3 @@ final class LineReader: @unchecked Sendable {  // `line` is written before the s
         done.wait(timeout: .now() + timeout) == .success ? line : nil
     }
 }
-
-extension JSONValue {
-    var intValue: Int? {
-        switch self {
-        case .integer(let value): value
-        case .number(let value): Int(exactly: value)
-        default: nil
-        }
-    }
-
-    var arrayValue: [JSONValue] {
-        if case .array(let values) = self { values } else { [] }
-    }
-}

@@ -236,13 +236,3 @@ struct GatewaySession: Sendable {
         return .milliseconds(Int64(ms * factor))
     }
 }
-
-extension JSONValue {
-    var intValue: Int? {
-        switch self {
-        case .integer(let value): value
-        case .number(let value): Int(exactly: value)
-        default: nil
-        }
-    }
-}

@@ -197,13 +197,3 @@ struct SessionStartLimit: Sendable, Equatable {
     var resetAfter: Duration
     var maxConcurrency: Int
 }
-
-extension JSONValue {
-    var doubleValue: Double? {
-        switch self {
-        case .integer(let value): Double(value)
-        case .number(let value): value
-        default: nil
-        }
-    }
-}

@@ -204,9 +204,3 @@ struct XPCommands {
         context.audit.info("xp settings changed", metadata: ["guild_id": "\(guild)", "user_id": "\(interaction.user)", "command": "\(command)"])
     }
 }
-
-extension JSONValue {
-    var arrayValue: [JSONValue] {
-        if case .array(let values) = self { values } else { [] }
-    }
-}
