@@ -100,3 +100,30 @@ import Testing
         #expect(MetricsServer.parse("localhost:99999") == nil)
     }
 }
+
+@Suite struct FullDiskLoggingTests {
+    @Test func aFullDiskDegradesLoggingWithoutStoppingAnything() throws {
+        var template = Array("/tmp/fdXXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        // Every write to bot.log fails with ENOSPC, as on a full disk.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/bot.log", withDestinationPath: "/dev/full")
+        let files = try LogFiles(directory: directory)
+        // stderr to a pipe, to see what the supervisor says.
+        var pipe: [Int32] = [0, 0]
+        #expect(Glibc.pipe(&pipe) == 0)
+        let saved = dup(STDERR_FILENO)
+        dup2(pipe[1], STDERR_FILENO)
+        for i in 0..<5 { files.append("line \(i)\n", to: "bot") }
+        files.append("still fine\n", to: "supervisor")
+        dup2(saved, STDERR_FILENO)
+        close(pipe[1])
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = read(pipe[0], &buffer, buffer.count)
+        close(pipe[0])
+        let said = String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
+        // Said once, not once per line; the other files go on.
+        #expect(said.components(separatedBy: "logging to files is degraded").count - 1 == 1, "\(said)")
+        #expect(said.contains("No space left on device"))
+        #expect((try String(contentsOfFile: directory + "/supervisor.log", encoding: .utf8)) == "still fine\n")
+    }
+}
