@@ -4,7 +4,7 @@ APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test system-test install-deps build build-release clean
+.PHONY: run test check-release system-test install-deps build build-release clean
 
 # Installs the Debian packages that are missing: as root directly, otherwise through sudo.
 install-deps:
@@ -34,6 +34,10 @@ run: build
 test: install-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+# What a release must pass before deploy/install.sh --check installs it: every test, and the
+# release build.
+check-release: test build-release
 
 # The service under a real systemd booted in its own namespaces (root only; see deploy/system-test):
 # start, worker kill -9, supervisor kill -STOP (watchdog), a broken deploy rolled back, stop.

@@ -3,6 +3,8 @@
 #   deploy/install.sh               build a release, install it, the config, the unit; enable it
 #   deploy/install.sh --uninstall   remove the unit and the releases; keep data, logs and config
 #   deploy/install.sh --bin-dir DIR install the binaries already built in DIR (no build here)
+#   deploy/install.sh --check       run this checkout's test suite first (make check-release);
+#                                   a failing suite stops the install before anything changes
 #
 # Layout: /opt/bot/releases/<version>/{bin,docs,VERSION}, /opt/bot/current -> the running release,
 # /etc/bot/config.json (0640 root:bot), /etc/bot/bot.env (0600: DISCORD_TOKEN=...),
@@ -28,14 +30,23 @@ if [ "${1:-}" = "--uninstall" ]; then
     exit 0
 fi
 BIN=""
+CHECK=""
+if [ "${1:-}" = "--check" ]; then
+    CHECK=1
+    shift
+fi
 if [ "${1:-}" = "--bin-dir" ]; then
     [ -n "${2:-}" ] || die "--bin-dir needs a directory"
     BIN="$(cd "$2" && pwd)"
     shift 2
 fi
-[ $# -eq 0 ] || die "unknown argument $1 (use no argument to install, --uninstall to remove, --bin-dir DIR to install prebuilt binaries)"
+[ $# -eq 0 ] || die "unknown argument $1 (use no argument to install, --check to test first, --uninstall to remove, --bin-dir DIR to install prebuilt binaries)"
 
 cd "$CHECKOUT"
+if [ -n "$CHECK" ]; then
+    echo "running the release's test suite (make check-release) before installing anything"
+    make --no-print-directory check-release || die "the test suite failed: nothing was installed"
+fi
 make --no-print-directory install-deps
 if [ -z "$BIN" ]; then
     swift build -c release

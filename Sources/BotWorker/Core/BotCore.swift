@@ -222,12 +222,22 @@ actor BotCore: Service {
         }
     }
 
-    /// Fault injection for the tests of what happens when the worker crashes: with
-    /// `BOT_WORKER_FAULT=crash-after-ready` in its environment the worker traps (a real crash,
-    /// with the Swift runtime's backtrace) once it is ready. Never set in production.
+    /// Fault injection, for the tests of what happens when a release misbehaves (never set in
+    /// production), from `BOT_WORKER_FAULT` in the worker's environment:
+    /// - `crash-after-ready`: the worker traps once ready (a real crash, with a backtrace);
+    /// - `error-burst`: it logs 60 errors once ready (a health check goes critical);
+    /// - `command-throws`: every slash command throws (see `CommandRouter`).
+    static let fault = ProcessInfo.processInfo.environment["BOT_WORKER_FAULT"]
+
     static func injectFault() {
-        if ProcessInfo.processInfo.environment["BOT_WORKER_FAULT"] == "crash-after-ready" {
+        switch fault {
+        case "crash-after-ready":
             fatalError("injected fault: BOT_WORKER_FAULT=crash-after-ready")
+        case "error-burst":
+            let logger = Logger(label: "bot")
+            for i in 0..<60 { logger.error("injected error", metadata: ["error": "BOT_WORKER_FAULT=error-burst #\(i)"]) }
+        default:
+            break
         }
     }
 

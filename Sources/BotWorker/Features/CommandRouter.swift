@@ -162,7 +162,10 @@ actor CommandRouter {
             return
         }
         context["feature"] = "\(route.feature)"
-        let handler = route.handler
+        var handler = route.handler
+        if BotCore.fault == "command-throws" {
+            handler = { @Sendable _ in throw InjectedFault() }
+        }
         let (results, continuation) = AsyncStream.makeStream(of: Result<InteractionReply, any Error>.self)
         let work = Task {
             do {
@@ -220,6 +223,7 @@ actor CommandRouter {
     }
 
     private struct DeferNow: Error {}
+    private struct InjectedFault: Error {}
 
     static func callback(_ reply: InteractionReply) -> JSONValue {
         .object(["type": .integer(4), "data": reply.message])

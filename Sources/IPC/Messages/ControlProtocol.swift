@@ -27,14 +27,17 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var backup: String?
     /// `deploy`: the release directory.
     public var release: String?
+    /// `deploy`: run the staging rehearsal only, change nothing.
+    public var rehearseOnly: Bool?
 
-    public init(cmd: ControlCommand, backup: String? = nil, release: String? = nil) {
+    public init(cmd: ControlCommand, backup: String? = nil, release: String? = nil, rehearseOnly: Bool? = nil) {
         self.cmd = cmd
         self.backup = backup
+        self.rehearseOnly = rehearseOnly
         self.release = release
     }
 
-    private enum CodingKeys: String, CodingKey { case cmd, backup, release }
+    private enum CodingKeys: String, CodingKey { case cmd, backup, release, rehearseOnly }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -46,6 +49,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.cmd = cmd
         self.backup = try container.decodeIfPresent(String.self, forKey: .backup)
         self.release = try container.decodeIfPresent(String.self, forKey: .release)
+        self.rehearseOnly = try container.decodeIfPresent(Bool.self, forKey: .rehearseOnly)
     }
 }
 

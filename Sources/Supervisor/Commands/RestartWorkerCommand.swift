@@ -25,11 +25,14 @@ struct DeployCommand: AsyncParsableCommand {
     @Argument(help: "The release directory (bin/bot-supervisor, bin/bot-worker, bin/discord-sandbox, VERSION).")
     var release: String
 
+    @Flag(name: .long, help: "Run the staging rehearsal of the release and print its report; change nothing.")
+    var rehearseOnly = false
+
     @OptionGroup var options: OperatorOptions
 
     func run() async throws {
         let absolute = release.hasPrefix("/") ? release : FileManager.default.currentDirectoryPath + "/" + release
-        let envelope = try await options.request(ControlRequest(cmd: .deploy, release: absolute), timeoutSeconds: 900, showsProgress: false)
+        let envelope = try await options.request(ControlRequest(cmd: .deploy, release: absolute, rehearseOnly: rehearseOnly ? true : nil), timeoutSeconds: 900, showsProgress: false)
         try options.finish(envelope, as: ActionResult.self) { $0.message + "\n" }
     }
 }

@@ -27,7 +27,7 @@ enum ConfigLoader {
         "alerts.webhookURL", "metrics.listen",
         "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
         "sandbox.members", "sandbox.activityPerMinute",
-        "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds",
+        "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds", "deploy.rehearsalSeconds",
     ]
 
     struct Loaded {
@@ -119,7 +119,8 @@ enum ConfigLoader {
         config.deploy = .init(
             root: deployRoot,
             readyTimeout: seconds("deploy.readyTimeoutSeconds", 60),
-            probation: seconds("deploy.probationSeconds", 120)
+            probation: seconds("deploy.probationSeconds", 120),
+            rehearsal: seconds("deploy.rehearsalSeconds", 60)
         )
         return config
     }

@@ -24,6 +24,8 @@ struct SupervisorConfig: Sendable, Equatable {
         /// A new release must be ready within this long, then stay healthy for `probation`.
         var readyTimeout: Duration = .seconds(60)
         var probation: Duration = .seconds(120)
+        /// How long the staging rehearsal's sandbox traffic lasts.
+        var rehearsal: Duration = .seconds(60)
     }
 
     struct Worker: Sendable, Equatable {

@@ -69,7 +69,7 @@ struct ControlCommands: Sendable {
                 response = Self.line(ControlResponse<Ignored>.failure(.badRequest("deploy needs \"release\": the release directory")))
                 break
             }
-            response = switch await deploys.deploy(release, requester: "uid \(peer.uid) pid \(peer.pid)") {
+            response = switch await deploys.deploy(release, requester: "uid \(peer.uid) pid \(peer.pid)", rehearseOnly: request.rehearseOnly ?? false) {
             case .success(let result): Self.line(ControlResponse.success(result))
             case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
             }

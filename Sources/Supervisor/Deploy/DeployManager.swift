@@ -89,7 +89,7 @@ actor DeployManager {
 
     // MARK: - Deploy
 
-    func deploy(_ releaseDir: String, requester: String) async -> Result<ActionResult, ErrorBody> {
+    func deploy(_ releaseDir: String, requester: String, rehearseOnly: Bool = false) async -> Result<ActionResult, ErrorBody> {
         guard !busy else { return .failure(ErrorBody(code: "busy", message: "a deploy or rollback is already running")) }
         busy = true
         defer { busy = false }
@@ -109,6 +109,21 @@ actor DeployManager {
                     throw DeployError("the new release's migrations fail on a copy of the database: \(dryRun.output.suffix(600)). Nothing was changed")
                 }
                 step("migrations pass a dry run on a copy of the database")
+            }
+            guard let copy else { throw DeployError("the pre-deploy backup has no readable copy to rehearse on. Nothing was changed") }
+            // The staging rehearsal: the new release on a copy of production, in the sandbox.
+            let rehearsal = await Rehearsal(
+                release: release, database: copy, scratch: config.dataDir + "/rehearsal",
+                readyTimeout: config.deploy.readyTimeout, duration: config.deploy.rehearsal, logger: logger
+            ).run()
+            step("rehearsal " + (rehearsal.ok ? "passed" : "failed"), ["report": "\(rehearsal.summary)"])
+            if rehearseOnly {
+                return rehearsal.ok
+                    ? .success(ActionResult(message: rehearsal.summary))
+                    : .failure(ErrorBody(code: "rehearsal-failed", message: rehearsal.summary))
+            }
+            guard rehearsal.ok else {
+                throw DeployError(rehearsal.summary + "\nThe deploy is refused; nothing was changed")
             }
             let installed = try links.install(release)
             let previous = links.target(of: links.current) ?? ""
@@ -137,7 +152,7 @@ actor DeployManager {
             step("the worker is ready on the new release", ["pid": "\(pid)"])
             startProbation(state, restartsAtStart: await store.snapshot().worker.restarts)
             return .success(ActionResult(
-                message: "deployed \(ReleaseLinks.version(of: installed)): worker pid \(pid) ready; on probation for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)",
+                message: "rehearsal passed; deployed \(ReleaseLinks.version(of: installed)): worker pid \(pid) ready; on probation for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)",
                 workerPid: pid
             ))
         } catch {

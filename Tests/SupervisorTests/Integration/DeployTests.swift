@@ -16,7 +16,7 @@ import Testing
             try Self.release(at: root + "/releases/v1", version: "v1")
             try FileManager.default.createSymbolicLink(atPath: root + "/current", withDestinationPath: root + "/releases/v1")
             harness = try SupervisorHarness(config: [
-                "deploy": ["root": root, "probationSeconds": probationSeconds, "readyTimeoutSeconds": readyTimeoutSeconds],
+                "deploy": ["root": root, "probationSeconds": probationSeconds, "readyTimeoutSeconds": readyTimeoutSeconds, "rehearsalSeconds": 1],
             ])
         }
 
@@ -46,13 +46,26 @@ import Testing
         }
     }
 
-    /// A worker that answers `migrate` (its checks pass) and crashes at every start.
-    static let crashingWorker = """
+    /// A worker that passes every check before the switch (its migrations, the staging
+    /// rehearsal) and crashes at every start in production: what the probation is for.
+    static var crashingWorker: String {
+        """
         #!/bin/sh
-        if [ "$1" = migrate ]; then echo '{"ok":true}'; exit 0; fi
+        case "$BOT_SUPERVISOR_SOCKET" in */rehearsal/*) exec \(SupervisorHarness.binDir)/bot-worker "$@";; esac
+        if [ "$1" = migrate ]; then exec \(SupervisorHarness.binDir)/bot-worker "$@"; fi
         echo "this release is broken" >&2
         exit 1
         """
+    }
+
+    /// The real worker with a fault injected (`BOT_WORKER_FAULT`).
+    static func faultyWorker(_ fault: String) -> String {
+        """
+        #!/bin/sh
+        if [ "$1" = migrate ]; then exec \(SupervisorHarness.binDir)/bot-worker "$@"; fi
+        BOT_WORKER_FAULT=\(fault) exec \(SupervisorHarness.binDir)/bot-worker "$@"
+        """
+    }
 
     @Test func aGoodReleaseIsSwitchedToAndKeptAfterItsProbation() throws {
         let install = try Installation()
@@ -63,7 +76,7 @@ import Testing
         try Installation.release(at: incoming, version: "v2")
         let result = try install.deploy(incoming)
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.hasPrefix("deployed v2: worker pid"))
+        #expect(result.stdout.contains("rehearsal passed; deployed v2: worker pid"))
         #expect(install.current == install.root + "/releases/v2")
         let after = try install.harness.waitForStatus(timeout: .seconds(20), "the worker on v2") { $0.worker.state == .ready && $0.worker.pid != before }
         #expect(after.worker.pid != before)
@@ -128,5 +141,86 @@ import Testing
         #expect(result.status == 1)
         #expect(result.stderr.contains("install with deploy/install.sh"))
         #expect(try harness.terminate() == 0)
+    }
+
+    // MARK: - The staging rehearsal (issue 10)
+
+    func expectRefused(_ install: Installation, _ release: String, worker: String, cause: String) throws {
+        let pid = try #require(try install.harness.status().worker.pid)
+        try Installation.release(at: install.root + "/releases/" + release, version: release, worker: worker)
+        let result = try install.deploy(install.root + "/releases/" + release)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("rehearsal of \(release): FAILED"), "\(result.stderr)")
+        #expect(result.stderr.contains(cause), "\(result.stderr)")
+        #expect(result.stderr.contains("nothing was changed"))
+        // Production untouched: the same worker, the same release.
+        #expect(install.current == install.root + "/releases/v1")
+        #expect(try install.harness.status().worker.pid == pid)
+    }
+
+    @Test func aReleaseThatCrashesAtStartIsRefusedByTheRehearsal() throws {
+        let install = try Installation()
+        try install.harness.startReady()
+        try expectRefused(install, "crashes", worker: """
+            #!/bin/sh
+            if [ "$1" = migrate ]; then exec \(SupervisorHarness.binDir)/bot-worker "$@"; fi
+            exit 1
+            """, cause: "the worker is")
+        #expect(try install.harness.terminate() == 0)
+    }
+
+    @Test func aReleaseThatFailsAHealthCheckIsRefusedByTheRehearsal() throws {
+        let install = try Installation()
+        try install.harness.startReady()
+        try expectRefused(install, "noisy", worker: Self.faultyWorker("error-burst"), cause: "health check errors is critical")
+        #expect(try install.harness.terminate() == 0)
+    }
+
+    @Test func aReleaseWhoseCommandsThrowIsRefusedByTheRehearsal() throws {
+        let install = try Installation()
+        try install.harness.startReady()
+        try expectRefused(install, "throwing", worker: Self.faultyWorker("command-throws"), cause: "/rank failed")
+        #expect(try install.harness.terminate() == 0)
+    }
+
+    @Test func rehearseOnlyPrintsTheReportAndChangesNothing() throws {
+        let install = try Installation()
+        try install.harness.startReady()
+        let pid = try install.harness.status().worker.pid
+        try Installation.release(at: install.root + "/releases/v2", version: "v2")
+        let result = try SupervisorHarness.cli(["deploy", "--rehearse-only", install.root + "/releases/v2", "--socket", install.harness.statusSocket])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("rehearsal of v2: passed"))
+        #expect(result.stdout.contains("slash commands answered"))
+        #expect(install.current == install.root + "/releases/v1")
+        #expect(try install.harness.status().worker.pid == pid)
+        // Nothing of the rehearsal is left behind; its report is in production's audit.log.
+        #expect(!FileManager.default.fileExists(atPath: install.harness.dataDir + "/rehearsal"))
+        #expect(install.harness.log("audit").contains { $0["message"] as? String == "deploy: rehearsal passed" })
+        #expect(try install.harness.terminate() == 0)
+    }
+
+    @Test func installCheckStopsBeforeAnythingWhenTheSuiteFails() throws {
+        guard getuid() == 0, !FileManager.default.fileExists(atPath: "/opt/bot") else { return }  // install.sh is root's, and never over a real install
+        var template = Array("/tmp/icXXXXXX".utf8CString)
+        let fake = String(cString: mkdtemp(&template)!)
+        // A `make` whose check-release fails, as a broken test suite would.
+        try "#!/bin/sh\ncase \"$*\" in *check-release*) echo 'test failed: 1 issue' ; exit 2;; esac\nexit 0\n".write(toFile: fake + "/make", atomically: true, encoding: .utf8)
+        chmod(fake + "/make", 0o755)
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: repo + "/deploy/install.sh")
+        process.arguments = ["--check"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["PATH": fake + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]) { $1 }
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 1)
+        #expect(said.contains("the test suite failed: nothing was installed"))
+        #expect(!FileManager.default.fileExists(atPath: "/opt/bot"))
+        #expect(!FileManager.default.fileExists(atPath: "/etc/systemd/system/bot-supervisor.service"))
     }
 }
