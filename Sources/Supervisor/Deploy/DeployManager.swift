@@ -152,7 +152,7 @@ actor DeployManager {
             step("the worker is ready on the new release", ["pid": "\(pid)"])
             startProbation(state, restartsAtStart: await store.snapshot().worker.restarts)
             return .success(ActionResult(
-                message: "rehearsal passed; deployed \(ReleaseLinks.version(of: installed)): worker pid \(pid) ready; on probation for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)",
+                message: rehearsal.summary + "\nrehearsal passed; deployed \(ReleaseLinks.version(of: installed)): worker pid \(pid) ready; on probation for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)",
                 workerPid: pid
             ))
         } catch {

@@ -9,8 +9,8 @@ import NIOCore
 /// supervisor runs on a copy of the database (the `pre-deploy` backup) in a scratch data
 /// directory, in sandbox mode, with its own sockets, no NOTIFY_SOCKET, no webhook, no token. It
 /// must apply its migrations, reach ready with its start-up checks passed, answer a burst of
-/// sandbox traffic (joins, messages, slash commands) without an error for `duration`, and pass
-/// one health run. Nothing of production is written: not the live database, sockets or logs,
+/// sandbox traffic (joins, messages, `/verification setup` and Verify presses, `/rank` and
+/// `/leaderboard`) without an error for `duration`, and pass one health run. Nothing of production is written: not the live database, sockets or logs,
 /// and not Discord.
 struct Rehearsal: Sendable {
     struct Report: Codable, Sendable, Equatable {
@@ -164,6 +164,36 @@ struct Rehearsal: Sendable {
         guard let member = members.first else { throw Failure(cause: "the sandbox did not add members") }
         var messages = 0
         var commands = 0
+        var presses = 0
+        // An admin sets verification up (in the rehearsal's copy only), then members press Verify.
+        let state = try await Self.get(sandbox + "/sandbox/state")
+        let roles = Dictionary((state["guild"]?["roles"]?.arrayValue ?? []).compactMap { role in
+            role["name"]?.stringValue.flatMap { name in role["id"]?.stringValue.map { (name, $0) } }
+        }, uniquingKeysWith: { first, _ in first })
+        let channels = Dictionary((state["guild"]?["channels"]?.arrayValue ?? []).compactMap { channel in
+            channel["name"]?.stringValue.flatMap { name in channel["id"]?.stringValue.map { (name, $0) } }
+        }, uniquingKeysWith: { first, _ in first })
+        let owner = (state["guild"]?["members"]?.arrayValue ?? []).first { $0["roles"]?.arrayValue.contains(.string(roles["Owner"] ?? "-")) == true }?["user"]?["id"]?.stringValue
+        if let owner, let verify = channels["verify"], let verified = roles["Verified"] {
+            let setup = try await command(sandbox: sandbox, user: owner, name: "verification", options: [.object([
+                "name": .string("setup"), "type": .integer(1), "options": .array([
+                    .object(["name": .string("channel"), "type": .integer(7), "value": .string(verify)]),
+                    .object(["name": .string("verified_role"), "type": .integer(8), "value": .string(verified)]),
+                ]),
+            ])])
+            commands += 1
+            for user in members {
+                let press = try await Self.post(sandbox + "/sandbox/interaction", .object([
+                    "user": .string(user), "kind": .string("button"), "customID": .string("verification:verify"),
+                ]))
+                guard let id = press["id"]?.stringValue else { throw Failure(cause: "the sandbox did not create the button press") }
+                let answer = try await Self.answer(sandbox: sandbox, interaction: id)
+                if answer.contains("Something went wrong") || answer.contains("not available") {
+                    throw Failure(cause: "the Verify button failed: \(answer) (after /verification setup answered: \(setup))")
+                }
+                presses += 1
+            }
+        }
         let end = ContinuousClock.now + duration
         repeat {
             for user in members {
@@ -171,19 +201,25 @@ struct Rehearsal: Sendable {
                 messages += 1
             }
             for name in ["rank", "leaderboard"] {
-                let interaction = try await Self.post(sandbox + "/sandbox/interaction", .object([
-                    "user": .string(member), "kind": .string("command"), "name": .string(name), "options": .array([]),
-                ]))
-                guard let id = interaction["id"]?.stringValue else { throw Failure(cause: "the sandbox did not create the interaction") }
-                let answer = try await Self.answer(sandbox: sandbox, interaction: id)
-                if answer.contains("Something went wrong") || answer.contains("not available") {
-                    throw Failure(cause: "/\(name) failed: \(answer)")
-                }
+                _ = try await command(sandbox: sandbox, user: member, name: name, options: [])
                 commands += 1
             }
             try await Task.sleep(for: .milliseconds(500))
         } while ContinuousClock.now < end
-        return "\(members.count) joins, \(messages) messages, \(commands) slash commands answered"
+        return "\(members.count) joins, \(messages) messages, \(commands) slash commands answered, \(presses) Verify presses"
+    }
+
+    /// Runs slash command `/name` as `user`; its answer, or a failure when it was an error.
+    private func command(sandbox: String, user: String, name: String, options: [JSONValue]) async throws -> String {
+        let interaction = try await Self.post(sandbox + "/sandbox/interaction", .object([
+            "user": .string(user), "kind": .string("command"), "name": .string(name), "options": .array(options),
+        ]))
+        guard let id = interaction["id"]?.stringValue else { throw Failure(cause: "the sandbox did not create the interaction") }
+        let answer = try await Self.answer(sandbox: sandbox, interaction: id)
+        if answer.contains("Something went wrong") || answer.contains("not available") {
+            throw Failure(cause: "/\(name) failed: \(answer)")
+        }
+        return answer
     }
 
     private static func answer(sandbox: String, interaction: String) async throws -> String {

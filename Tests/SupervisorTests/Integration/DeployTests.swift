@@ -147,6 +147,8 @@ import Testing
 
     func expectRefused(_ install: Installation, _ release: String, worker: String, cause: String) throws {
         let pid = try #require(try install.harness.status().worker.pid)
+        let live = install.harness.dataDir + "/bot.sqlite"
+        let before = try FileManager.default.attributesOfItem(atPath: live)
         try Installation.release(at: install.root + "/releases/" + release, version: release, worker: worker)
         let result = try install.deploy(install.root + "/releases/" + release)
         #expect(result.status == 1)
@@ -156,6 +158,9 @@ import Testing
         // Production untouched: the same worker, the same release.
         #expect(install.current == install.root + "/releases/v1")
         #expect(try install.harness.status().worker.pid == pid)
+        let after = try FileManager.default.attributesOfItem(atPath: live)
+        #expect(after[.modificationDate] as? Date == before[.modificationDate] as? Date)
+        #expect(after[.systemFileNumber] as? Int == before[.systemFileNumber] as? Int)
     }
 
     @Test func aReleaseThatCrashesAtStartIsRefusedByTheRehearsal() throws {
@@ -179,7 +184,7 @@ import Testing
     @Test func aReleaseWhoseCommandsThrowIsRefusedByTheRehearsal() throws {
         let install = try Installation()
         try install.harness.startReady()
-        try expectRefused(install, "throwing", worker: Self.faultyWorker("command-throws"), cause: "/rank failed")
+        try expectRefused(install, "throwing", worker: Self.faultyWorker("command-throws"), cause: "failed: Something went wrong")
         #expect(try install.harness.terminate() == 0)
     }
 
@@ -191,7 +196,7 @@ import Testing
         let result = try SupervisorHarness.cli(["deploy", "--rehearse-only", install.root + "/releases/v2", "--socket", install.harness.statusSocket])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("rehearsal of v2: passed"))
-        #expect(result.stdout.contains("slash commands answered"))
+        #expect(result.stdout.contains("slash commands answered") && result.stdout.contains("3 Verify presses"))
         #expect(install.current == install.root + "/releases/v1")
         #expect(try install.harness.status().worker.pid == pid)
         // Nothing of the rehearsal is left behind; its report is in production's audit.log.
