@@ -97,20 +97,23 @@ actor DeployManager {
             let links = try links()
             let release = URL(fileURLWithPath: releaseDir).standardizedFileURL.path
             step("requested", ["release": "\(release)", "by": "\(requester)"])
+            let resolved = URL(fileURLWithPath: release).resolvingSymlinksInPath().path
+            if !rehearseOnly, let current = links.target(of: links.current), URL(fileURLWithPath: current).resolvingSymlinksInPath().path == resolved {
+                throw DeployError("\(release) is already the current release. Nothing was changed")
+            }
             try await check(release)
             guard case .success(let backup) = await keeper.backup(reason: .preDeploy) else {
                 throw DeployError("the pre-deploy backup failed; see `bot-supervisor backups` and supervisor.log. Nothing was changed")
             }
             step("pre-deploy backup taken", ["backup": "\(backup.id)"])
-            let copy = BackupCatalog.scan(config.backup.locations).candidates(for: backup.id).first?.file
-            if let copy {
-                let dryRun = try await Program.run(release + "/bin/bot-worker", ["migrate", "--dry-run", "--database", copy, "--json"], timeout: .seconds(600))
-                guard dryRun.succeeded else {
-                    throw DeployError("the new release's migrations fail on a copy of the database: \(dryRun.output.suffix(600)). Nothing was changed")
-                }
-                step("migrations pass a dry run on a copy of the database")
+            guard let copy = BackupCatalog.scan(config.backup.locations).candidates(for: backup.id).first?.file else {
+                throw DeployError("the pre-deploy backup has no readable copy to test the release on. Nothing was changed")
             }
-            guard let copy else { throw DeployError("the pre-deploy backup has no readable copy to rehearse on. Nothing was changed") }
+            let dryRun = try await Program.run(release + "/bin/bot-worker", ["migrate", "--dry-run", "--database", copy, "--json"], timeout: .seconds(600))
+            guard dryRun.succeeded else {
+                throw DeployError("the new release's migrations fail on a copy of the database: \(dryRun.output.suffix(600)). Nothing was changed")
+            }
+            step("migrations pass a dry run on a copy of the database")
             // The staging rehearsal: the new release on a copy of production, in the sandbox.
             let rehearsal = await Rehearsal(
                 release: release, database: copy, scratch: config.dataDir + "/rehearsal",
@@ -140,7 +143,7 @@ actor DeployManager {
                 step("the supervisor binary changed: it re-executes itself on the new release")
                 Self.reexec.request(links.current + "/bin/bot-supervisor")
                 supervisor.send(.shutdownRequested)
-                return .success(ActionResult(message: "deployed \(ReleaseLinks.version(of: installed)); the supervisor restarts itself on it, then watches it for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)"))
+                return .success(ActionResult(message: rehearsal.summary + "\ndeployed \(ReleaseLinks.version(of: installed)); the supervisor restarts itself on it, then watches it for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)"))
             }
             let old = await store.workerPid
             supervisor.send(.restartRequested(by: "deploy of \(ReleaseLinks.version(of: installed))"))

@@ -151,9 +151,9 @@ struct Rehearsal: Sendable {
         return report
     }
 
+    /// Its result once it has exited (and been reaped by its own waiting thread), else nil.
     private static func finished(_ running: Program.Running) async throws -> Program.Result? {
-        var status: Int32 = 0
-        return waitpid(running.pid, &status, WNOHANG) == 0 ? nil : try await running.finished.value
+        kill(running.pid, 0) == 0 ? nil : try await running.finished.value
     }
 
     /// Members join and chat, and a member runs slash commands; every command must be answered
