@@ -82,7 +82,7 @@ struct MigrateCommand: AsyncParsableCommand {
             let started = ContinuousClock.now
             try AppDatabase.migrate(migrator, pool)
             let elapsed = ContinuousClock.now - started
-            report.durationMs = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+            report.durationMs = elapsed.milliseconds
             report.applied = plan.pending
             try pool.close()
         } catch {

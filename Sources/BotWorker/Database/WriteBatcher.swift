@@ -146,7 +146,7 @@ struct LatencyWindow: Sendable {
     }
 
     mutating func add(_ duration: Duration) {
-        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        let ms = duration.fractionalMilliseconds
         if samples.count < capacity {
             samples.append(ms)
         } else {

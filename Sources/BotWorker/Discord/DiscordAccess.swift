@@ -15,7 +15,6 @@ actor DiscordAccess {
 
     struct GuildState: Sendable {
         var roles: [RoleID: RolePayload] = [:]
-        var channels: [ChannelID: ChannelPayload] = [:]
         var ownerID: UserID?
         var botRoles: Set<RoleID> = []
     }
@@ -40,7 +39,6 @@ actor DiscordAccess {
     func guildAvailable(_ guild: GuildPayload) {
         var state = GuildState()
         state.roles = Dictionary((guild.roles ?? []).map { ($0.id, $0) }, uniquingKeysWith: { $1 })
-        state.channels = Dictionary((guild.channels ?? []).map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         state.ownerID = guild.owner_id
         if let botUser, let me = guild.members?.first(where: { $0.user?.id == botUser }) {
             state.botRoles = Set(me.roles)
@@ -56,7 +54,6 @@ actor DiscordAccess {
     var guildIDs: [GuildID] { Array(guilds.keys) }
 
     func roles(of guild: GuildID) -> [RoleID: RolePayload] { guilds[guild]?.roles ?? [:] }
-    func channels(of guild: GuildID) -> [ChannelID: ChannelPayload] { guilds[guild]?.channels ?? [:] }
 
     /// Why the bot cannot give or take `role` in `guild`, or nil when it can.
     func cannotManage(_ role: RoleID, in guild: GuildID) -> String? {

@@ -277,8 +277,8 @@ actor DiscordConnection {
             let phase = await gateway.state
             let holding = await gateway.waitingForIdentifyPermit
             state = holding ? "waiting-to-identify" : Self.name(of: phase)
-            if let latency = await gateway.latency { latencyMs = Self.milliseconds(latency) }
-            if let last = await gateway.lastEventAt { lastEventAgeMs = Self.milliseconds(.now - last) }
+            if let latency = await gateway.latency { latencyMs = latency.milliseconds }
+            if let last = await gateway.lastEventAt { lastEventAgeMs = (.now - last).milliseconds }
             let isConnected = phase == .connected
             if isConnected { disconnectedSince = nil } else if disconnectedSince == nil { disconnectedSince = .now }
         }
@@ -297,7 +297,7 @@ actor DiscordConnection {
             sandboxURL: sandbox.map { "http://127.0.0.1:\($0.listening.port)" }
         )
         if let since = disconnectedSince, ContinuousClock.now - since > tolerance {
-            return (report, false, "Discord gateway \(state) for \(Self.milliseconds(.now - since) / 1000) s" + (lastError.map { ": \($0)" } ?? ""))
+            return (report, false, "Discord gateway \(state) for \((.now - since).milliseconds / 1000) s" + (lastError.map { ": \($0)" } ?? ""))
         }
         return (report, true, nil)
     }
@@ -313,7 +313,4 @@ actor DiscordConnection {
         }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
-    }
 }

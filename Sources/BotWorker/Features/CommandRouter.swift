@@ -162,10 +162,7 @@ actor CommandRouter {
             return
         }
         context["feature"] = "\(route.feature)"
-        var handler = route.handler
-        if BotCore.fault == "command-throws" {
-            handler = { @Sendable _ in throw InjectedFault() }
-        }
+        let handler: Handler = BotCore.fault == "command-throws" ? { @Sendable _ in throw InjectedFault() } : route.handler
         let (results, continuation) = AsyncStream.makeStream(of: Result<InteractionReply, any Error>.self)
         let work = Task {
             do {

@@ -10,3 +10,15 @@ public enum Timestamp {
         try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(string)
     }
 }
+
+extension Duration {
+    /// Whole milliseconds (truncated), for status fields and logs.
+    public var milliseconds: Int {
+        Int(components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Milliseconds with their fraction, for latencies.
+    public var fractionalMilliseconds: Double {
+        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    }
+}

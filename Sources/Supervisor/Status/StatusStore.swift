@@ -193,6 +193,6 @@ actor StatusStore {
     }
 
     static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        duration.milliseconds
     }
 }

@@ -50,7 +50,6 @@ actor GatewayClient {
     var state: GatewaySession.Phase { session.phase }
     var latency: Duration? { session.latency }
     var lastEventAt: ContinuousClock.Instant? { session.lastEventAt }
-    var sequence: Int? { session.sequence }
 
     /// Connects and stays connected until cancelled; throws `Fatal` when Discord refuses the
     /// configuration (a bad token, disallowed intents).

@@ -232,7 +232,6 @@ struct GatewaySession: Sendable {
     }
 
     static func scale(_ duration: Duration, by factor: Double) -> Duration {
-        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-        return .milliseconds(Int64(ms * factor))
+        .milliseconds(Int64(duration.fractionalMilliseconds * factor))
     }
 }

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import IPC
 
 /// When the next Identify may go, so that the bot never runs out of Discord's daily allowance
 /// (1000 by default; running out resets the token). Every worker start costs one, so a crash
@@ -33,7 +34,7 @@ enum IdentifyPacing {
             atLeast(oldest + 3600 - now, "\(lastHour.count) identifies in the last hour (at most \(perHour), to stay under Discord's daily limit)")
         }
         if let limit {
-            let reset = Double(limit.resetAfter.components.seconds) + Double(limit.resetAfter.components.attoseconds) / 1e18
+            let reset = limit.resetAfter.fractionalMilliseconds / 1000
             if limit.remaining <= 0 {
                 atLeast(reset, "Discord's session_start_limit is used up (\(limit.total) a day)")
             } else if limit.remaining < lowWater, let last = sorted.last {

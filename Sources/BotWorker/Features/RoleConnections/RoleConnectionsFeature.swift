@@ -93,12 +93,11 @@ struct RoleConnectionsFeature: Feature {
             default: throw CommandRefusal(description: "Unknown sub-command.")
             }
         }
-        await context.events.subscribe([.guildAvailable, .memberJoined, .memberUpdated, .memberLeft, .levelReached, .memberVerified], feature: Self.name) { event in
+        await context.events.subscribe([.guildAvailable, .memberJoined, .memberUpdated, .levelReached, .memberVerified], feature: Self.name) { event in
             switch event {
-            case .guildAvailable(let guild, let members):
+            case .guildAvailable(_, let members):
                 for member in members { await feature.evaluate(member) }
                 feature.startSweeping()
-                _ = guild
             case .memberJoined(let member), .memberUpdated(let member):
                 await feature.evaluate(member)
             case .levelReached(let guild, let user, let level):
