@@ -29,6 +29,13 @@ let package = Package(
         ),
         // Small C shims for what Swift cannot call directly (variadic prctl, struct ucred).
         .target(name: "CSupport", path: "Sources/CSupport"),
+        // SQLite's session extension (changesets), for the change journal: libsqlite3 has it, the
+        // header declares it only with two macros this target defines for itself.
+        .target(
+            name: "CSQLiteSession",
+            path: "Sources/CSQLiteSession",
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
         // The wire protocol shared by the supervisor, the worker and operator clients.
         .target(
             name: "IPC",
@@ -39,11 +46,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The database's identity and the read-only checks both executables make on it.
+        // The database's identity, the read-only checks both executables make on it, and the
+        // change journal's format (the worker writes it, the supervisor replays it).
         .target(
             name: "BotData",
             dependencies: [
                 "IPC",
+                "CSQLiteSession",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -17,6 +17,8 @@ public struct DatabaseInspection: Codable, Sendable, Equatable {
     /// Row counts of the tables registered as critical.
     public var criticalRows: [String: Int]
     public var databaseID: String?
+    /// Where the database stands in the change journal (nil before the journal existed).
+    public var journal: JournalPosition?
     /// Everything wrong, in words; empty when the file is healthy.
     public var problems: [String]
     /// SQLite reported the file damaged (SQLITE_CORRUPT, SQLITE_NOTADB, a failed check), as
@@ -115,6 +117,9 @@ public enum DatabaseInspector {
             if row["critical"] as Bool {
                 inspection.criticalRows[name] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(name)\"")
             }
+        }
+        if existing.contains(JournalState.table) {
+            inspection.journal = try JournalState.read(db)
         }
         if existing.contains(BotDatabase.metaTable) {
             inspection.databaseID = try String.fetchOne(db, sql: "SELECT value FROM \(BotDatabase.metaTable) WHERE key = 'database_id'")

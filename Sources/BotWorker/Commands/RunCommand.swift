@@ -55,7 +55,7 @@ struct RunCommand: AsyncParsableCommand {
                 try? await link.send(.fatal(message: refused.description))
                 throw ExitCode(WorkerExitCode.fatalConfiguration)
             }
-            let core = BotCore(link: link, databasePath: welcome.databasePath, discord: welcome.discord, logger: logger, databaseLogger: Logger(label: "database"))
+            let core = BotCore(link: link, databasePath: welcome.databasePath, discord: welcome.discord, journal: welcome.journal, logger: logger, databaseLogger: Logger(label: "database"))
             var configuration = ServiceGroupConfiguration(
                 services: [
                     .init(service: core),

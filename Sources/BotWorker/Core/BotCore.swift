@@ -23,11 +23,13 @@ actor BotCore: Service {
         var rssBytes: Int?
         var discord: DiscordReport?
         var events: EventReport?
+        var journal: JournalReport?
     }
 
     private let link: SupervisorLink
     private let databasePath: String
     private let discordSettings: DiscordSettings
+    private let journalSettings: JournalSettings
     private let logger: Logger
     private let databaseLogger: Logger
     private(set) var database: SafeDatabase?
@@ -41,8 +43,9 @@ actor BotCore: Service {
     /// unhealthy): a Discord outage must not hold the whole service in `starting`.
     static let connectTimeout = Duration.seconds(20)
 
-    init(link: SupervisorLink, databasePath: String, discord: DiscordSettings, logger: Logger, databaseLogger: Logger) {
+    init(link: SupervisorLink, databasePath: String, discord: DiscordSettings, journal: JournalSettings, logger: Logger, databaseLogger: Logger) {
         self.link = link
+        journalSettings = journal
         self.databasePath = databasePath
         discordSettings = discord
         self.logger = logger
@@ -180,9 +183,6 @@ actor BotCore: Service {
         let path = databasePath
         do {
             let pool = try AppDatabase.openPool(path: path)
-            let database = SafeDatabase(writer: pool, logger: databaseLogger) { detail in
-                try? await link.send(.corruption(detail: detail))
-            }
             let migrator = AppDatabase.migrator()
             let plan = try AppDatabase.plan(migrator, pool, path: path)
             if !plan.pending.isEmpty {
@@ -195,10 +195,19 @@ actor BotCore: Service {
                 }
                 let started = ContinuousClock.now
                 // Off this actor, so that heartbeats go on during a long migration.
-                try await Task.detached { try AppDatabase.migrate(migrator, pool) }.value
+                try await Task.detached {
+                    try AppDatabase.migrate(migrator, pool)
+                    // Journal entries are replayed only onto a snapshot of the schema they were
+                    // recorded on: a migration starts a new timeline, and a snapshot of it follows.
+                    try pool.write { db in _ = try JournalState.startTimeline(db) }
+                }.value
                 databaseLogger.info("migrations applied", metadata: [
                     "applied": "\(plan.pending.joined(separator: ","))", "duration": "\(ContinuousClock.now - started)",
                 ])
+            }
+            let journal = try await openJournal(pool, migrated: !plan.pending.isEmpty)
+            let database = SafeDatabase(writer: pool, logger: databaseLogger, journal: journal) { detail in
+                try? await link.send(.corruption(detail: detail))
             }
             let pid = Int(getpid())
             try await database.write("core.record-start") { db in
@@ -222,6 +231,41 @@ actor BotCore: Service {
         }
     }
 
+    /// The change journal after the database's current position, in every backup location.
+    /// After migrations, waits for the supervisor's snapshot of the new timeline: until one
+    /// exists, its entries would have nothing to be replayed onto.
+    private func openJournal(_ pool: DatabasePool, migrated: Bool) async throws -> JournalWriter? {
+        guard journalSettings.enabled else {
+            logger.warning("the change journal is off (journal.enabled = false): a restore loses what was written after its backup")
+            return nil
+        }
+        let (position, databaseID, uncovered) = try await pool.read { db in
+            (try JournalState.read(db), try String.fetchOne(db, sql: "SELECT value FROM \(BotDatabase.metaTable) WHERE key = 'database_id'"), try JournalCoverage.tablesWithoutPrimaryKey(db))
+        }
+        guard let position, let databaseID else {
+            throw WorkerExit(code: 1, description: "the database has no journal_state row or database_id: restore a backup (`bot-supervisor restore`)")
+        }
+        guard uncovered.isEmpty else {
+            throw WorkerExit(code: 1, description: "tables without a PRIMARY KEY escape the change journal: \(uncovered.joined(separator: ", ")); give them one in a migration")
+        }
+        let link = self.link
+        let logger = self.logger
+        let journal = JournalWriter(settings: journalSettings, databaseID: databaseID, position: position, logger: databaseLogger) { reason in
+            Task {
+                logger.info("asking the supervisor for a snapshot", metadata: ["reason": "\(reason)"])
+                try? await link.send(.snapshotNeeded(reason: reason))
+            }
+        }
+        link.onSnapshotTaken { _ in journal.snapshotTaken() }
+        if migrated {
+            let reply = try await link.requestSnapshot(reason: "post-migration")
+            if !reply.ok {
+                logger.error("no snapshot of the migrated database yet; until the next backup, a restore cannot replay the journal", metadata: ["error": "\(reply.message)"])
+            }
+        }
+        return journal
+    }
+
     /// Fault injection, for the tests of what happens when a release misbehaves (never set in
     /// production), from `BOT_WORKER_FAULT` in the worker's environment:
     /// - `crash-after-ready`: the worker traps once ready (a real crash, with a backtrace);
@@ -243,6 +287,7 @@ actor BotCore: Service {
 
     func healthReport() async -> HealthReport {
         var report = HealthReport(healthy: true, detail: nil, rssBytes: ProcessStats.residentBytes())
+        report.journal = database?.journal?.report()
         if let discord {
             let connection = await discord.report()
             report.discord = connection.report

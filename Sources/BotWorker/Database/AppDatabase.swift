@@ -121,5 +121,10 @@ enum CoreSchema {
             }
             try AppDatabase.registerTable(db, name: "gateway_identifies", feature: "core", critical: false)
         }
+        // Where the database stands in the change journal (see JournalWriter).
+        migrator.registerMigration("v3-core-journal") { db in
+            try JournalState.create(db)
+            try AppDatabase.registerTable(db, name: JournalState.table, feature: "core", critical: true)
+        }
     }
 }

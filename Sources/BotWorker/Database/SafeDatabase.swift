@@ -42,6 +42,8 @@ enum SafeDatabaseError: Error, CustomStringConvertible {
 ///   critical is read back after the commit.
 /// - Every operation is logged to `database.log` (name, duration, rows, outcome), never values.
 /// - SQLITE_CORRUPT and SQLITE_NOTADB are reported to the supervisor at once.
+/// - With a journal, every transaction that changed something is journaled (`JournalWriter`):
+///   its changeset is durable in every backup location before it commits.
 final class SafeDatabase: Sendable {
     struct WriteResult<Value: Sendable>: Sendable {
         var value: Value
@@ -53,14 +55,17 @@ final class SafeDatabase: Sendable {
     let onCorruption: @Sendable (String) async -> Void
     let maximumAttempts: Int
     let initialBackoff: Duration
+    let journal: JournalWriter?
 
     init(
         writer: any DatabaseWriter,
         logger: Logger,
+        journal: JournalWriter? = nil,
         maximumAttempts: Int = 6,
         initialBackoff: Duration = .milliseconds(10),
         onCorruption: @escaping @Sendable (String) async -> Void
     ) {
+        self.journal = journal
         self.writer = writer
         self.logger = logger
         self.maximumAttempts = maximumAttempts
@@ -94,11 +99,19 @@ final class SafeDatabase: Sendable {
         while true {
             attempt += 1
             do {
-                let result = try await writer.write { db -> WriteResult<Value> in
+                let journal = self.journal
+                let (result, sequence) = try await writer.write { db -> (WriteResult<Value>, Int64?) in
+                    let recorder = try journal.map { _ in try ChangeRecorder(db) }
                     let before = db.totalChangesCount
                     let value = try body(db)
-                    return WriteResult(value: value, rowsChanged: db.totalChangesCount - before)
+                    let rows = db.totalChangesCount - before
+                    var sequence: Int64?
+                    if let journal, let recorder, !recorder.isEmpty {
+                        sequence = try journal.record(db, recorder)
+                    }
+                    return (WriteResult(value: value, rowsChanged: rows), sequence)
                 }
+                if let sequence { journal?.committed(sequence) }
                 if let verify, try await !writer.read(verify) {
                     log(operation, started: started, rows: result.rowsChanged, outcome: "verification-failed", level: .error)
                     throw SafeDatabaseError.verificationFailed(operation: operation)
@@ -106,10 +119,12 @@ final class SafeDatabase: Sendable {
                 log(operation, started: started, rows: result.rowsChanged, outcome: attempt == 1 ? "ok" : "ok-after-\(attempt)-attempts", level: attempt == 1 ? logLevel : .info)
                 return result
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < maximumAttempts {
+                journal?.abandonPending()
                 logger.debug("database busy, retrying", metadata: ["operation": "\(operation)", "attempt": "\(attempt)"])
                 try await Task.sleep(for: backoff)
                 backoff *= 2
             } catch let error as DatabaseError {
+                journal?.abandonPending()
                 throw await failure(operation, error, started: started, attempts: attempt)
             }
         }
@@ -121,8 +136,10 @@ final class SafeDatabase: Sendable {
         do {
             try writer.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
             try (writer as? DatabasePool)?.close()
+            journal?.close()
             logger.info("database closed", metadata: ["outcome": "checkpointed"])
         } catch {
+            journal?.close()
             logger.warning("database not checkpointed at stop; SQLite folds the WAL in at the next open", metadata: ["error": "\(error)"])
         }
     }

@@ -22,7 +22,8 @@ struct HeartbeatService: Service {
                     detail: report.detail,
                     rssBytes: report.rssBytes,
                     discord: report.discord,
-                    events: report.events
+                    events: report.events,
+                    journal: report.journal
                 )))
                 guard (try? await Task.sleep(for: interval)) != nil else { return }
             }

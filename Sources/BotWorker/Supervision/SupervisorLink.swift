@@ -15,6 +15,8 @@ final class SupervisorLink: Sendable {
     let logger: Logger
     /// The one request that waits for an answer: the pre-migration backup.
     private let backupReply = Mutex<AsyncStream<(ok: Bool, message: String)>.Continuation?>(nil)
+    /// Told of every backup the supervisor takes (the journal starts a new segment).
+    private let snapshotListener = Mutex<(@Sendable (Int64) -> Void)?>(nil)
 
     init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, logger: Logger) {
         self.outbound = outbound
@@ -50,6 +52,19 @@ final class SupervisorLink: Sendable {
         return (false, "the connection to the supervisor closed before its answer")
     }
 
+    /// Asks the supervisor for a backup the journal can build on, and waits for its answer.
+    func requestSnapshot(reason: String) async throws -> (ok: Bool, message: String) {
+        let (replies, continuation) = AsyncStream.makeStream(of: (ok: Bool, message: String).self)
+        backupReply.withLock { $0 = continuation }
+        try await send(.snapshotNeeded(reason: reason))
+        for await reply in replies { return reply }
+        return (false, "the connection to the supervisor closed before its answer")
+    }
+
+    func onSnapshotTaken(_ listener: @escaping @Sendable (Int64) -> Void) {
+        snapshotListener.withLock { $0 = listener }
+    }
+
     private func deliverBackupReply(ok: Bool, message: String) {
         backupReply.withLock { pending in
             pending?.yield((ok, message))
@@ -74,6 +89,8 @@ final class SupervisorLink: Sendable {
                     return
                 case .migrationBackup(let ok, let message):
                     deliverBackupReply(ok: ok, message: message)
+                case .snapshotTaken(let sequence):
+                    snapshotListener.withLock { $0 }?(sequence)
                 case .error(let body):
                     logger.warning("the supervisor reported an error", metadata: ["error": "\(body)"])
                 case .welcome, nil:

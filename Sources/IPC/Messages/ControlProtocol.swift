@@ -25,19 +25,22 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var cmd: ControlCommand
     /// `restore`: the backup to restore; absent means the newest verified one.
     public var backup: String?
+    /// `restore`: the point in time (ISO 8601) whose state to bring back.
+    public var at: String?
     /// `deploy`: the release directory.
     public var release: String?
     /// `deploy`: run the staging rehearsal only, change nothing.
     public var rehearseOnly: Bool?
 
-    public init(cmd: ControlCommand, backup: String? = nil, release: String? = nil, rehearseOnly: Bool? = nil) {
+    public init(cmd: ControlCommand, backup: String? = nil, at: String? = nil, release: String? = nil, rehearseOnly: Bool? = nil) {
         self.cmd = cmd
+        self.at = at
         self.backup = backup
         self.rehearseOnly = rehearseOnly
         self.release = release
     }
 
-    private enum CodingKeys: String, CodingKey { case cmd, backup, release, rehearseOnly }
+    private enum CodingKeys: String, CodingKey { case cmd, backup, at, release, rehearseOnly }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -48,6 +51,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         }
         self.cmd = cmd
         self.backup = try container.decodeIfPresent(String.self, forKey: .backup)
+        self.at = try container.decodeIfPresent(String.self, forKey: .at)
         self.release = try container.decodeIfPresent(String.self, forKey: .release)
         self.rehearseOnly = try container.decodeIfPresent(Bool.self, forKey: .rehearseOnly)
     }

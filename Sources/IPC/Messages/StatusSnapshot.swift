@@ -12,11 +12,15 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     public var alerts: [Alert]
     /// A long operation running now (backup, restore, verify), with its progress.
     public var operation: OperationStatus?
+    /// The change journal, as the worker last reported it (kept while the worker restarts).
+    public var journal: JournalReport?
 
     public init(
         supervisor: SupervisorStatus, worker: WorkerStatus, database: DatabaseStatus? = nil,
-        backups: BackupsStatus? = nil, health: HealthStatus? = nil, alerts: [Alert] = [], operation: OperationStatus? = nil
+        backups: BackupsStatus? = nil, health: HealthStatus? = nil, alerts: [Alert] = [], operation: OperationStatus? = nil,
+        journal: JournalReport? = nil
     ) {
+        self.journal = journal
         self.operation = operation
         self.supervisor = supervisor
         self.worker = worker
@@ -35,6 +39,7 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
         try c.encode(health, forKey: .health)
         try c.encode(alerts, forKey: .alerts)
         try c.encode(operation, forKey: .operation)
+        try c.encode(journal, forKey: .journal)
     }
 }
 

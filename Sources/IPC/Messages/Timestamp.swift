@@ -9,6 +9,16 @@ public enum Timestamp {
     public static func date(_ string: String) -> Date? {
         try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(string)
     }
+
+    /// 2026-11-26T15:49:00.123Z as 20261126T154900123Z: sorts by time, safe in a file name.
+    public static func compact(_ date: Date) -> String {
+        string(date).filter { $0 != "-" && $0 != ":" && $0 != "." }
+    }
+
+    /// Milliseconds since 1970.
+    public static func milliseconds(_ date: Date = Date()) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    }
 }
 
 extension Duration {

@@ -35,6 +35,10 @@ public enum WorkerMessage: Sendable, Equatable {
     case migrationsPending(identifiers: [String])
     /// SQLite said SQLITE_CORRUPT or SQLITE_NOTADB: the supervisor stops the worker and restores.
     case corruption(detail: String)
+    /// The journal needs a new snapshot to build on (after migrations, which start a new
+    /// timeline, or once a failed journal location takes writes again): the supervisor takes a
+    /// backup and answers `migrationBackup`.
+    case snapshotNeeded(reason: String)
 
     public struct Hello: Codable, Sendable, Equatable {
         public var protocolVersion: Int
@@ -58,10 +62,13 @@ public enum WorkerMessage: Sendable, Equatable {
         public var discord: DiscordReport?
         /// Events handled and the writes they made.
         public var events: EventReport?
+        /// The change journal.
+        public var journal: JournalReport?
         public init(
             sequence: Int, healthy: Bool = true, detail: String? = nil, rssBytes: Int? = nil,
-            discord: DiscordReport? = nil, events: EventReport? = nil
+            discord: DiscordReport? = nil, events: EventReport? = nil, journal: JournalReport? = nil
         ) {
+            self.journal = journal
             self.sequence = sequence
             self.healthy = healthy
             self.detail = detail
@@ -197,8 +204,10 @@ public enum SupervisorMessage: Sendable, Equatable {
     case welcome(Welcome)
     case shutdown(reason: String)
     case error(ErrorBody)
-    /// The answer to `migrationsPending`: whether the `pre-migration` backup was taken.
+    /// The answer to `migrationsPending` and `snapshotNeeded`: whether the backup was taken.
     case migrationBackup(ok: Bool, message: String)
+    /// A backup was taken: the worker starts a new journal segment after it.
+    case snapshotTaken(sequence: Int64)
 
     public struct Welcome: Codable, Sendable, Equatable {
         public var protocolVersion: Int
@@ -206,7 +215,9 @@ public enum SupervisorMessage: Sendable, Equatable {
         /// The live database, `<dataDir>/bot.sqlite`.
         public var databasePath: String
         public var discord: DiscordSettings
-        public init(protocolVersion: Int = WorkerProtocol.version, heartbeatIntervalMs: Int, databasePath: String, discord: DiscordSettings) {
+        public var journal: JournalSettings
+        public init(protocolVersion: Int = WorkerProtocol.version, heartbeatIntervalMs: Int, databasePath: String, discord: DiscordSettings, journal: JournalSettings) {
+            self.journal = journal
             self.protocolVersion = protocolVersion
             self.heartbeatIntervalMs = heartbeatIntervalMs
             self.databasePath = databasePath
@@ -284,7 +295,7 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
 // MARK: - Codable: {"type": "...", ...fields}
 
 private enum TypeKey: String, CodingKey { case type }
-private enum FieldKey: String, CodingKey { case message, reason, code, identifiers, detail, ok }
+private enum FieldKey: String, CodingKey { case message, reason, code, identifiers, detail, ok, sequence }
 
 extension WorkerMessage: Codable {
     public init(from decoder: any Decoder) throws {
@@ -300,6 +311,8 @@ extension WorkerMessage: Codable {
             self = .migrationsPending(identifiers: try decoder.container(keyedBy: FieldKey.self).decode([String].self, forKey: .identifiers))
         case "corruption":
             self = .corruption(detail: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .detail))
+        case "snapshotNeeded":
+            self = .snapshotNeeded(reason: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .reason))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
         }
     }
@@ -330,6 +343,10 @@ extension WorkerMessage: Codable {
             try container.encode("corruption", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(detail, forKey: .detail)
+        case .snapshotNeeded(let reason):
+            try container.encode("snapshotNeeded", forKey: .type)
+            var fields = encoder.container(keyedBy: FieldKey.self)
+            try fields.encode(reason, forKey: .reason)
         }
     }
 }
@@ -345,6 +362,8 @@ extension SupervisorMessage: Codable {
         case "migrationBackup":
             let fields = try decoder.container(keyedBy: FieldKey.self)
             self = .migrationBackup(ok: try fields.decode(Bool.self, forKey: .ok), message: try fields.decode(String.self, forKey: .message))
+        case "snapshotTaken":
+            self = .snapshotTaken(sequence: try decoder.container(keyedBy: FieldKey.self).decode(Int64.self, forKey: .sequence))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
         }
     }
@@ -367,6 +386,10 @@ extension SupervisorMessage: Codable {
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(ok, forKey: .ok)
             try fields.encode(message, forKey: .message)
+        case .snapshotTaken(let sequence):
+            try container.encode("snapshotTaken", forKey: .type)
+            var fields = encoder.container(keyedBy: FieldKey.self)
+            try fields.encode(sequence, forKey: .sequence)
         }
     }
 }

@@ -1,3 +1,4 @@
+import BotData
 import FoundationEssentials
 import IPC
 
@@ -65,6 +66,25 @@ struct BackupCatalog: Sendable {
     func candidates(for id: String?) -> [Copy] {
         if let id { return copies.filter { $0.manifest.id == id } }
         return copies.filter { $0.manifest.isVerified }
+    }
+
+    /// The copies a restore to `target` tries, best first.
+    func candidates(for target: RestoreEngine.Target) -> [Copy] {
+        switch target {
+        case .latest: return candidates(for: nil)
+        case .backup(let id, _): return candidates(for: id)
+        case .pointInTime(let date):
+            let limit = Timestamp.milliseconds(date)
+            return candidates(for: nil).filter { copy in
+                guard let position = copy.manifest.journal else {
+                    return Timestamp.date(copy.manifest.createdAt).map { $0 <= date } ?? false
+                }
+                // Its last transaction and the start of its timeline (a migration, a restore)
+                // are both from before the moment.
+                let started = JournalState.start(of: position.timeline).map { Timestamp.milliseconds($0) } ?? 0
+                return position.committedAtMs <= limit && started <= limit
+            }
+        }
     }
 
     /// Removes leftovers of backups that never finished (a crash mid-backup): no file that looks

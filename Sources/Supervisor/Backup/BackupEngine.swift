@@ -30,6 +30,8 @@ struct BackupEngine: Sendable {
         /// integrity_check, the SHA-256.
         var phasesMs: [String: Int]
         var results: [LocationResult]
+        /// The snapshot's place in the change journal.
+        var journal: JournalPosition?
         var succeeded: Bool { results.contains(where: \.ok) }
         var failures: [LocationResult] { results.filter { !$0.ok } }
     }
@@ -76,7 +78,8 @@ struct BackupEngine: Sendable {
         }
         return Report(
             id: id, createdAt: Timestamp.string(now), reason: reason.rawValue, sizeBytes: primary?.manifest.sizeBytes ?? 0,
-            durationMs: StatusStore.milliseconds(ContinuousClock.now - started), phasesMs: phases, results: results
+            durationMs: StatusStore.milliseconds(ContinuousClock.now - started), phasesMs: phases, results: results,
+            journal: primary?.manifest.journal
         )
     }
 
@@ -108,12 +111,16 @@ struct BackupEngine: Sendable {
         defer { if flusher >= 0 { close(flusher) } }
         let bytesPerStep = 4096 * max(source.pageSize, 512)
         var unflushedSteps = 0
+        var position: JournalPosition?
         do {
             try sourceQueue.inDatabase { source in
                 // One read transaction pins the snapshot for every step: the worker's commits
                 // in between cannot restart the copy.
                 try source.inTransaction(.deferred) {
                     _ = try Int.fetchOne(source, sql: "SELECT COUNT(*) FROM sqlite_master")
+                    // Read in the same snapshot as the copy: exactly the entries after it are
+                    // what a restore from this backup replays.
+                    position = try JournalState.read(source)
                     try destination.writeWithoutTransaction { copy in
                         try source.backup(to: copy, pagesPerStep: 4096) { step in
                             progress("copying", step.totalPageCount == 0 ? 1 : Double(step.completedPageCount) / Double(step.totalPageCount))
@@ -149,7 +156,8 @@ struct BackupEngine: Sendable {
             id: id, createdAt: Timestamp.string(now), reason: reason, sizeBytes: checked.sizeBytes,
             pageSize: checked.pageSize, pageCount: checked.pageCount, schemaVersion: checked.schemaVersion,
             databaseID: checked.databaseID, sha256: sha,
-            verification: .init(at: Timestamp.string(), result: "ok", check: "integrity_check")
+            verification: .init(at: Timestamp.string(), result: "ok", check: "integrity_check"),
+            journal: position
         )
         try publish(temporary, manifest: manifest, in: location)
         return manifest

@@ -1,5 +1,6 @@
-import IPC
+import BotData
 import FoundationEssentials
+import IPC
 
 /// What a backup is, written beside it as `<id>.json`: enough to check later that the copy is the
 /// one that was verified, and to tell what a restore from it brings back.
@@ -9,6 +10,13 @@ struct BackupManifest: Codable, Sendable, Equatable {
         case manual
         case preMigration = "pre-migration"
         case preDeploy = "pre-deploy"
+        /// The first snapshot of the timeline a migration started (the worker asks for it).
+        case postMigration = "post-migration"
+        /// The restored database, taken before the worker starts on it: its timeline's base.
+        case postRestore = "post-restore"
+        /// The journal needs a new base (a location that failed takes writes again; a live
+        /// timeline without a snapshot).
+        case journal
     }
 
     var id: String
@@ -22,6 +30,9 @@ struct BackupManifest: Codable, Sendable, Equatable {
     var databaseID: String?
     var sha256: String
     var verification: Verification
+    /// Where the snapshot stands in the change journal: a restore replays the entries of this
+    /// timeline after this sequence. Nil for a database from before the journal.
+    var journal: JournalPosition?
 
     struct Verification: Codable, Sendable, Equatable {
         var at: String
@@ -39,6 +50,6 @@ struct BackupManifest: Codable, Sendable, Equatable {
 
     /// 2026-11-26T15:49:00.123Z as 20261126T154900123Z.
     static func compactTimestamp(_ date: Date) -> String {
-        Timestamp.string(date).filter { $0 != "-" && $0 != ":" && $0 != "." }
+        Timestamp.compact(date)
     }
 }

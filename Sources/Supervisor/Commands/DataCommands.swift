@@ -63,13 +63,25 @@ struct RestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Stop the worker, restore a backup (the newest verified one by default), start it again.",
-        discussion: "The replaced database, with its -wal and -shm, is kept in <dataDir>/quarantine/."
+        discussion: "By default the newest verified backup is restored and the change journal after it replayed: nothing committed is lost. --at TIME brings back the state as of TIME; --backup ID one backup exactly. The replaced database, with its -wal and -shm, is kept in <dataDir>/quarantine/."
     )
 
     @OptionGroup var options: OperatorOptions
 
-    @Option(name: .long, help: "The backup to restore (see `bot-supervisor backups`).")
+    @Option(name: .long, help: "The backup to restore exactly as it was taken (see `bot-supervisor backups`); the journal after it is not replayed.")
     var backup: String?
+
+    @Option(name: .long, help: "A point in time (ISO 8601, e.g. 2026-12-01T18:30:00Z): the state as it was then, from the newest backup before it and the journal up to it.")
+    var at: String?
+
+    func validate() throws {
+        if backup != nil, at != nil {
+            throw ValidationError("--backup and --at exclude each other: a backup as it was taken, or the state at a point in time")
+        }
+        if let at, Timestamp.date(at) == nil, (try? Date.ISO8601FormatStyle().parse(at)) == nil {
+            throw ValidationError("--at must be an ISO 8601 time in UTC or with an offset, e.g. 2026-12-01T18:30:00Z; got \"\(at)\"")
+        }
+    }
 
     @Flag(name: .long, help: "Do not ask for confirmation.")
     var yes = false
@@ -80,13 +92,20 @@ struct RestoreCommand: AsyncParsableCommand {
                 StandardError.write("bot-supervisor: restore replaces the live database; pass --yes to confirm when not at a terminal\n")
                 throw ExitCode(2)
             }
-            print("This stops the bot and replaces its database with \(backup.map { "backup \($0)" } ?? "the newest verified backup"); what was written since that backup is lost (the current file is kept in quarantine/). Continue? [y/N] ", terminator: "")
+            let what = if let backup {
+                "backup \(backup) as it was taken; what was written since that backup is not replayed"
+            } else if let at {
+                "its state as of \(at); what was written after that is not replayed"
+            } else {
+                "the newest verified backup and every journaled transaction after it"
+            }
+            print("This stops the bot and replaces its database with \(what) (the current file is kept in quarantine/). Continue? [y/N] ", terminator: "")
             guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
                 print("nothing done")
                 return
             }
         }
-        let envelope = try await options.request(ControlRequest(cmd: .restore, backup: backup))
+        let envelope = try await options.request(ControlRequest(cmd: .restore, backup: backup, at: at))
         try options.finish(envelope, as: ActionResult.self) { result in
             result.message + (result.workerPid.map { "\nworker ready, pid \($0)" } ?? "") + "\n"
         }

@@ -61,6 +61,10 @@ struct RunCommand: AsyncParsableCommand {
         let link = WorkerLink()
         let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
         await keeper.prepare()
+        // Every snapshot starts a new journal segment in the worker.
+        await keeper.onSnapshot { [link] position in
+            _ = await link.sendToCurrent(.snapshotTaken(sequence: position.sequence))
+        }
         let supervisor = WorkerSupervisor(
             config: config, link: link, store: store, keeper: keeper, notifier: notifier,
             logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
@@ -89,6 +93,7 @@ struct RunCommand: AsyncParsableCommand {
             readTimeout: config.worker.heartbeatTimeout,
             databasePath: config.dataDir + "/" + BotDatabase.fileName,
             discord: config.discord.settings,
+            journal: config.journalSettings,
             link: link,
             keeper: keeper,
             status: store,

@@ -28,6 +28,7 @@ enum ConfigLoader {
         "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
         "sandbox.members", "sandbox.activityPerMinute",
         "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds", "deploy.rehearsalSeconds",
+        "journal.enabled", "journal.segmentMaxBytes",
     ]
 
     struct Loaded {
@@ -122,6 +123,10 @@ enum ConfigLoader {
             probation: seconds("deploy.probationSeconds", 120),
             rehearsal: seconds("deploy.rehearsalSeconds", 60)
         )
+        config.journal = .init(
+            enabled: r.bool(forKey: "journal.enabled", default: true),
+            segmentMaxBytes: r.int(forKey: "journal.segmentMaxBytes", default: 64 << 20)
+        )
         return config
     }
 
@@ -141,6 +146,7 @@ enum ConfigLoader {
         try require(c.health.interval > .zero, "health.intervalSeconds must be greater than 0")
         try require(c.logs.keepDays >= 1, "logs.keepDays must be at least 1")
         try require(c.backup.keepDays >= 1, "backup.keepDays must be at least 1")
+        try require(c.journal.segmentMaxBytes >= 65536, "journal.segmentMaxBytes must be at least 65536")
         try require(!c.backup.locations.isEmpty, "backup.locations must name at least one directory")
         try require(Self.isClockTime(c.backup.dailyAt), "backup.dailyAt must be a local time as \"HH:MM\", e.g. \"04:00\"; got \"\(c.backup.dailyAt)\"")
         try require(["discord", "sandbox"].contains(c.discord.mode), "discord.mode must be \"discord\" or \"sandbox\"; got \"\(c.discord.mode)\"")

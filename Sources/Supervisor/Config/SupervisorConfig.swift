@@ -16,6 +16,19 @@ struct SupervisorConfig: Sendable, Equatable {
     var metricsListen: String?
     var discord: Discord
     var deploy: Deploy = Deploy()
+    var journal: Journal = Journal()
+
+    /// The change journal (`journal.*`): every committed write of the worker, in every backup
+    /// location, replayed after a restore.
+    struct Journal: Sendable, Equatable {
+        var enabled = true
+        var segmentMaxBytes = 64 << 20
+    }
+
+    /// What the worker is told of the journal in its welcome.
+    var journalSettings: JournalSettings {
+        JournalSettings(enabled: journal.enabled, locations: backup.locations, segmentMaxBytes: journal.segmentMaxBytes)
+    }
 
     struct Deploy: Sendable, Equatable {
         /// Holds `releases/<version>/`, `current` and `previous`; nil when the supervisor does

@@ -54,7 +54,7 @@ struct ControlCommands: Sendable {
                 ? Self.line(ControlResponse.success(report))
                 : Self.line(ControlResponse<DataKeeper.VerifyReport>(ok: false, result: report, error: ErrorBody(code: "verification-failed", message: Self.describeFailures(report))))
         case .restore:
-            response = await restore(backupID: request.backup, requester: "uid \(peer.uid) pid \(peer.pid)")
+            response = await restore(request, requester: "uid \(peer.uid) pid \(peer.pid)")
         case .health:
             let status = await health.run()
             let failing = status.checks.filter { $0.status == .critical }
@@ -99,7 +99,23 @@ struct ControlCommands: Sendable {
         return Self.line(ControlResponse.success(ActionResult(message: message, workerPid: pid)))
     }
 
-    private func restore(backupID: String?, requester: String) async -> String {
+    private func restore(_ request: ControlRequest, requester: String) async -> String {
+        let backupID = request.backup
+        var target = RestoreEngine.Target.latest
+        if let at = request.at {
+            guard backupID == nil else {
+                return Self.line(ControlResponse<Ignored>.failure(.badRequest("restore takes either a backup or a point in time (at), not both")))
+            }
+            guard let date = Timestamp.date(at) ?? (try? Date.ISO8601FormatStyle().parse(at)) else {
+                return Self.line(ControlResponse<Ignored>.failure(.badRequest("at must be an ISO 8601 time such as 2026-12-01T18:30:00Z; got \"\(at)\"")))
+            }
+            guard date <= Date() else {
+                return Self.line(ControlResponse<Ignored>.failure(.badRequest("at \(at) is in the future; nothing was done")))
+            }
+            target = .pointInTime(date)
+        } else if let backupID {
+            target = .backup(id: backupID, rollForward: false)
+        }
         let backups = await keeper.backupList()
         if let backupID, !backups.contains(where: { $0.id == backupID }) {
             // Refused before the worker is stopped.
@@ -109,7 +125,7 @@ struct ControlCommands: Sendable {
             return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: "there is no verified backup to restore. Nothing was done.")))
         }
         let outcomes = await keeper.nextRestoreOutcome()
-        supervisor.send(.maintenanceRequested(.restore(backupID: backupID, requestedBy: requester)))
+        supervisor.send(.maintenanceRequested(.restore(target, requestedBy: requester)))
         for await outcome in outcomes {
             guard outcome.succeeded else {
                 return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: outcome.message)))

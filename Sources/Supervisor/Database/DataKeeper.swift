@@ -35,6 +35,10 @@ actor DataKeeper {
     private var criticalBaseline: [String: Int]?
     private var summaries: [BackupCatalog.Summary] = []
     private var restoreWaiters: [AsyncStream<MaintenanceOutcome>.Continuation] = []
+    /// Told of every snapshot taken, so that the worker starts a new journal segment.
+    private var snapshotListener: (@Sendable (JournalPosition) async -> Void)?
+    /// The live database's journal timeline, as last seen (never pruned).
+    private var liveTimeline: String?
 
     init(config: SupervisorConfig, store: StatusStore, logger: Logger) {
         self.config = config
@@ -43,6 +47,10 @@ actor DataKeeper {
     }
 
     var livePath: String { config.dataDir + "/" + BotDatabase.fileName }
+
+    func onSnapshot(_ listener: @escaping @Sendable (JournalPosition) async -> Void) {
+        snapshotListener = listener
+    }
     /// Written once a healthy database was seen: from then on a missing file is a loss, not a new install.
     private var markerPath: String { config.dataDir + "/.database-id" }
 
@@ -90,28 +98,34 @@ actor DataKeeper {
     // MARK: - Backups
 
     func backup(reason: BackupManifest.Reason) async -> Result<BackupEngine.Report, ErrorBody> {
-        await exclusively("backup (\(reason.rawValue))") {
-            let engine = BackupEngine(livePath: livePath, locations: config.backup.locations)
-            let tracker = self.tracker
-            do {
-                let report = try await onOwnThread { try engine.run(reason: reason) { tracker.update($0, $1) } }
-                for failure in report.failures {
-                    await store.raise(report.succeeded ? .warning : .critical, "backup \(report.id) failed in \(failure.location): \(failure.message)")
-                }
-                logger.log(level: report.succeeded ? .info : .error, "backup finished", metadata: [
-                    "id": "\(report.id)", LogKey.reason: "\(reason.rawValue)", "durationMs": "\(report.durationMs)",
-                    "locations": "\(report.results.map { "\($0.location): \($0.ok ? "ok" : $0.message)" }.joined(separator: "; "))",
-                ])
-                prune()
-                guard report.succeeded else {
-                    return .failure(ErrorBody(code: "backup-failed", message: "backup \(report.id) failed in every location: \(report.failures.map(\.message).joined(separator: "; "))"))
-                }
-                return .success(report)
-            } catch {
-                logger.error("backup failed", metadata: [LogKey.error: "\(error)"])
-                await store.raise(.critical, "backup (\(reason.rawValue)) failed: \(error)")
-                return .failure(ErrorBody(code: "backup-failed", message: "\(error)"))
+        await exclusively("backup (\(reason.rawValue))") { await takeBackup(reason: reason) }
+    }
+
+    /// A backup, inside an exclusive section.
+    private func takeBackup(reason: BackupManifest.Reason) async -> Result<BackupEngine.Report, ErrorBody> {
+        let engine = BackupEngine(livePath: livePath, locations: config.backup.locations)
+        let tracker = self.tracker
+        do {
+            let report = try await onOwnThread { try engine.run(reason: reason) { tracker.update($0, $1) } }
+            for failure in report.failures {
+                await store.raise(report.succeeded ? .warning : .critical, "backup \(report.id) failed in \(failure.location): \(failure.message)")
             }
+            logger.log(level: report.succeeded ? .info : .error, "backup finished", metadata: [
+                "id": "\(report.id)", LogKey.reason: "\(reason.rawValue)", "durationMs": "\(report.durationMs)",
+                "journalSequence": "\(report.journal.map { String($0.sequence) } ?? "none")",
+                "locations": "\(report.results.map { "\($0.location): \($0.ok ? "ok" : $0.message)" }.joined(separator: "; "))",
+            ])
+            if let position = report.journal { liveTimeline = position.timeline }
+            prune()
+            guard report.succeeded else {
+                return .failure(ErrorBody(code: "backup-failed", message: "backup \(report.id) failed in every location: \(report.failures.map(\.message).joined(separator: "; "))"))
+            }
+            if let position = report.journal, let snapshotListener { await snapshotListener(position) }
+            return .success(report)
+        } catch {
+            logger.error("backup failed", metadata: [LogKey.error: "\(error)"])
+            await store.raise(.critical, "backup (\(reason.rawValue)) failed: \(error)")
+            return .failure(ErrorBody(code: "backup-failed", message: "\(error)"))
         }
     }
 
@@ -123,7 +137,13 @@ actor DataKeeper {
             unlink(copy.file)
             logger.info("backup pruned by retention", metadata: ["id": "\(copy.manifest.id)", LogKey.path: "\(copy.location)"])
         }
-        summaries = BackupCatalog.scan(config.backup.locations).summaries
+        let remaining = BackupCatalog.scan(config.backup.locations)
+        summaries = remaining.summaries
+        for segment in JournalRetention.expired(locations: config.backup.locations, copies: remaining.copies, liveTimeline: liveTimeline) {
+            if (try? FileManager.default.removeItem(atPath: segment)) != nil {
+                logger.info("journal pruned with the snapshots it follows", metadata: [LogKey.path: "\(segment)"])
+            }
+        }
     }
 
     // MARK: - Verification
@@ -190,13 +210,15 @@ actor DataKeeper {
                 return await checkAndRepair(reason: nil)
             case .repair(let reason):
                 return await checkAndRepair(reason: reason)
-            case .restore(let id, let requester):
-                let candidates = BackupCatalog.scan(config.backup.locations).candidates(for: id)
+            case .restore(let target, let requester):
+                let candidates = BackupCatalog.scan(config.backup.locations).candidates(for: target)
                 let outcome: MaintenanceOutcome
-                if let id, candidates.isEmpty {
+                if case .backup(let id, _) = target, candidates.isEmpty {
                     outcome = MaintenanceOutcome(startWorker: true, succeeded: false, message: "there is no backup \(id); `bot-supervisor backups` lists them. The database was not touched.")
+                } else if case .pointInTime(let date) = target, candidates.isEmpty {
+                    outcome = MaintenanceOutcome(startWorker: true, succeeded: false, message: "there is no verified backup from before \(Timestamp.string(date)) to start from; `bot-supervisor backups` lists them. The database was not touched.")
                 } else {
-                    outcome = await restore(from: candidates, reason: "restore requested by \(requester)", keepLiveIfNoBackup: true)
+                    outcome = await restore(from: candidates, target: target, reason: "restore requested by \(requester)", keepLiveIfNoBackup: true)
                 }
                 for waiter in restoreWaiters {
                     waiter.yield(outcome)
@@ -228,11 +250,12 @@ actor DataKeeper {
                 lastCheck = .init(at: Timestamp.string(), result: "no database yet: the worker creates it")
                 return MaintenanceOutcome(startWorker: true, succeeded: true, message: "no database yet: the worker creates it")
             }
-            return await restore(from: candidates, reason: "the database file \(livePath) is missing", keepLiveIfNoBackup: false)
+            return await restore(from: candidates, target: .latest, reason: "the database file \(livePath) is missing", keepLiveIfNoBackup: false)
         }
         if inspection.isHealthy {
             criticalBaseline = inspection.criticalRows
             rememberDatabase(inspection)
+            await ensureJournalBase(inspection)
             if let reason {
                 await store.raise(.warning, "\(reason); but the database passes its checks with the worker stopped, so it was not restored")
             }
@@ -246,7 +269,7 @@ actor DataKeeper {
         }
         let why = (reason.map { $0 + "; " } ?? "") + inspection.problems.joined(separator: "; ")
         let candidates = BackupCatalog.scan(config.backup.locations).candidates(for: nil)
-        return await restore(from: candidates, reason: "the database is damaged: \(why)", keepLiveIfNoBackup: false)
+        return await restore(from: candidates, target: .latest, reason: "the database is damaged: \(why)", keepLiveIfNoBackup: false)
     }
 
     /// From the first time a healthy database is seen, a missing file is a loss to repair.
@@ -269,21 +292,40 @@ actor DataKeeper {
         return inspection
     }
 
+    /// A live timeline without a snapshot (a supervisor stopped between a restore and its
+    /// snapshot, a journal turned on) gets one before the worker starts: its journal entries
+    /// need a base to be replayed onto.
+    private func ensureJournalBase(_ inspection: DatabaseInspection) async {
+        guard config.journal.enabled, let position = inspection.journal else { return }
+        liveTimeline = position.timeline
+        let catalog = BackupCatalog.scan(config.backup.locations)
+        guard !catalog.copies.contains(where: { $0.manifest.isVerified && $0.manifest.journal?.timeline == position.timeline }) else { return }
+        logger.info("the live journal timeline has no snapshot yet; taking one", metadata: ["timeline": "\(position.timeline)"])
+        _ = await takeBackup(reason: .journal)
+    }
+
     /// - Parameter keepLiveIfNoBackup: an operator's restore that finds no usable backup leaves the
     ///   working database and starts the worker on it; a damaged database never gets the worker.
-    private func restore(from candidates: [BackupCatalog.Copy], reason: String, keepLiveIfNoBackup: Bool) async -> MaintenanceOutcome {
-        let engine = RestoreEngine(dataDir: config.dataDir, livePath: livePath)
+    private func restore(from candidates: [BackupCatalog.Copy], target: RestoreEngine.Target, reason: String, keepLiveIfNoBackup: Bool) async -> MaintenanceOutcome {
+        let engine = RestoreEngine(dataDir: config.dataDir, livePath: livePath, locations: config.backup.locations)
         let tracker = self.tracker
+        let reported = await store.journalReport
         logger.warning("restoring the database", metadata: [LogKey.reason: "\(reason)"])
         do {
-            let report = try await onOwnThread { try engine.restore(from: candidates, reason: reason) { tracker.update($0, $1) } }
+            let report = try await onOwnThread { try engine.restore(from: candidates, target: target, reason: reason) { tracker.update($0, $1) } }
             let inspection = DatabaseInspector.inspect(path: livePath, check: .none)
             criticalBaseline = inspection.criticalRows
+            liveTimeline = report.timeline ?? liveTimeline
             lastCheck = .init(at: Timestamp.string(), result: "ok (restored from \(report.backupID))")
-            let message = "database restored from backup \(report.backupID) taken at \(report.backupCreatedAt) (\(reason)); "
-                + "everything written after \(report.backupCreatedAt) is lost"
-                + (report.quarantinedTo.map { "; the replaced files are in \($0)" } ?? "")
-                + (report.rejected.isEmpty ? "" : "; skipped backups that no longer verify: \(report.rejected.joined(separator: "; "))")
+            var message = Self.describe(report, target: target, reason: reason, reported: reported)
+            // The restored file is the base of its new timeline: snapshot it before the worker
+            // writes anything, so that its journal can be replayed if it is lost again.
+            if report.timeline != nil, config.journal.enabled {
+                tracker.update("taking a snapshot of the restored database", 0.95)
+                if case .failure(let error) = await takeBackup(reason: .postRestore) {
+                    message += "; the snapshot of the restored database failed (\(error.message)): until the next backup, a restore cannot replay what the worker writes now"
+                }
+            }
             await store.raise(.critical, message)
             return MaintenanceOutcome(startWorker: true, succeeded: true, message: message)
         } catch {
@@ -297,6 +339,41 @@ actor DataKeeper {
             }
             return MaintenanceOutcome(startWorker: keepLiveIfNoBackup, succeeded: false, message: message)
         }
+    }
+
+    /// What a restore did, and exactly what it recovered, in the alert's words.
+    static func describe(_ report: RestoreEngine.Report, target: RestoreEngine.Target, reason: String, reported: JournalReport?) -> String {
+        var message = "database restored from backup \(report.backupID) taken at \(report.backupCreatedAt) (\(reason))"
+        if let replay = report.replay {
+            message += "; \(replay.entries) journal entries replayed (sequence \(replay.fromSequence + 1)…\(replay.toSequence))"
+            let asOf = replay.lastCommitAt ?? report.backupCreatedAt
+            switch replay.stop {
+            case "end-of-journal":
+                message += "; every committed transaction is back, up to \(asOf)"
+            case "point-in-time":
+                if case .pointInTime(let date) = target {
+                    message += "; the data is as it was at \(Timestamp.string(date)) (last transaction kept: \(asOf))"
+                }
+            default:
+                message += "; the replay stopped: \(replay.detail ?? replay.stop). Recovered up to sequence \(replay.toSequence), committed at \(asOf); what committed after that is lost"
+            }
+            if let reported, reported.timeline == replay.timeline, reported.sequence > replay.toSequence, target == .latest {
+                message += "; the worker had reported sequence \(reported.sequence): \(reported.sequence - replay.toSequence) committed transactions are missing"
+            }
+            if let ignored = replay.ignoredUncommitted {
+                message += "; entry \(ignored), written by a transaction that never committed, was ignored"
+            }
+            if !replay.repaired.isEmpty {
+                message += "; damaged journal copies were made up for by another location: \(replay.repaired.joined(separator: "; "))"
+            }
+        } else if case .backup(_, false) = target {
+            message += "; the data is as of that backup, as asked"
+        } else {
+            message += "; the backup has no journal position (taken before the journal existed, or journal.enabled is false): everything written after \(report.backupCreatedAt) is lost"
+        }
+        if let quarantine = report.quarantinedTo { message += "; the replaced files are in \(quarantine)" }
+        if !report.rejected.isEmpty { message += "; skipped backups that no longer verify: \(report.rejected.joined(separator: "; "))" }
+        return message
     }
 
     /// The outcome of the next operator restore, delivered when it finishes.

@@ -1,25 +1,69 @@
 import BotData
 import FoundationEssentials
+import GRDB
 import Glibc
 import IPC
 
-/// Replaces the live database with a verified backup. Blocking: run it with `onOwnThread`, and
-/// only while the worker is stopped (the supervisor never writes the live file otherwise).
+/// Replaces the live database with a verified backup and the change journal after it. Blocking:
+/// run it with `onOwnThread`, and only while the worker is stopped (the supervisor never writes
+/// the live file otherwise).
 ///
 /// 1. The first candidate whose copy still verifies (SHA-256 as in its manifest, integrity_check)
 ///    is chosen; if none does, nothing is touched and the restore fails.
-/// 2. The live file moves, with its -wal and -shm, into `quarantine/<time>-<reason>/`: never
-///    deleted, and no stale -wal is ever left beside the restored file.
-/// 3. The backup is copied to a temporary file, fsynced, renamed over the live path, and the
-///    directory fsynced.
+/// 2. It is copied beside the live file, and the journal entries of its timeline after its
+///    sequence are replayed onto the copy, in order, each checked (CRC, no gap, the changeset
+///    fits the rows exactly), up to the point in time if one was asked for. A damaged entry
+///    stops the replay at the last good one; the report says where.
+/// 3. The copy starts a new timeline, passes quick_check and is fsynced; only then does the live
+///    file move, with its -wal and -shm, into `quarantine/<time>-<reason>/` (never deleted, and no
+///    stale -wal is ever left beside the restored file) and the copy take its place.
 struct RestoreEngine: Sendable {
+    enum Target: Sendable, Equatable {
+        /// The newest verified backup and the whole journal after it: nothing committed is lost.
+        case latest
+        /// One backup; with `rollForward`, the journal of its timeline after it too.
+        case backup(id: String, rollForward: Bool)
+        /// The state as of this moment: the newest backup from before it, and the journal up to it.
+        case pointInTime(Date)
+
+        var untilMs: Int64? {
+            if case .pointInTime(let date) = self { return Timestamp.milliseconds(date) }
+            return nil
+        }
+
+        var replays: Bool {
+            if case .backup(_, let rollForward) = self { return rollForward }
+            return true
+        }
+    }
+
+    /// What the journal replay brought back.
+    struct Replay: Codable, Sendable, Equatable {
+        var timeline: String
+        var fromSequence: Int64
+        var toSequence: Int64
+        var entries: Int
+        /// When the last replayed transaction committed: the data is as of this time.
+        var lastCommitAt: String?
+        /// `end-of-journal`, `point-in-time`, `damaged`, `gap`, or `conflict`.
+        var stop: String
+        var detail: String?
+        var ignoredUncommitted: Int64?
+        var repaired: [String]
+
+        var complete: Bool { stop == "end-of-journal" || stop == "point-in-time" }
+    }
+
     struct Report: Codable, Sendable, Equatable {
         var backupID: String
-        /// The data is as of this time: what was written after it is not in the restored file.
+        /// The backup's own time: with a replay, the data is newer (see `replay`).
         var backupCreatedAt: String
         var location: String
         var quarantinedTo: String?
         var rejected: [String]
+        var replay: Replay?
+        /// The restored database's new timeline.
+        var timeline: String?
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -28,32 +72,107 @@ struct RestoreEngine: Sendable {
 
     let dataDir: String
     let livePath: String
+    /// Every backup location: each holds a copy of the journal.
+    var locations: [String] = []
 
-    func restore(from candidates: [BackupCatalog.Copy], reason: String, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
+    func restore(from candidates: [BackupCatalog.Copy], target: Target = .latest, reason: String, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
         var rejected: [String] = []
         for (index, candidate) in candidates.enumerated() {
-            progress("verifying backup \(candidate.manifest.id)", Double(index) / Double(max(candidates.count, 1)))
+            progress("verifying backup \(candidate.manifest.id)", Double(index) / Double(max(candidates.count, 1)) * 0.2)
             do {
                 try check(candidate)
             } catch {
                 rejected.append("\(candidate.manifest.id) in \(candidate.location): \(error)")
                 continue
             }
-            let quarantine = try quarantineLiveFiles(reason: reason, now: now)
             let temporary = dataDir + "/.restore-tmp.sqlite"
-            let sha = try DurableFile.copy(candidate.file, to: temporary) { progress("copying", Double($0) / Double(max(candidate.manifest.sizeBytes, 1))) }
+            defer { unlink(temporary) }
+            let sha = try DurableFile.copy(candidate.file, to: temporary) { progress("copying", 0.2 + 0.3 * Double($0) / Double(max(candidate.manifest.sizeBytes, 1))) }
             guard sha == candidate.manifest.sha256 else {
-                unlink(temporary)
-                throw Failure(description: "the restored copy's SHA-256 differs from the backup's; the live database is in \(quarantine ?? "place")")
+                throw Failure(description: "the restored copy's SHA-256 differs from the backup's; the live database was not touched")
             }
+            var replay: Replay?
+            if target.replays, let position = candidate.manifest.journal {
+                progress("replaying the journal", 0.5)
+                replay = try self.replay(after: position, untilMs: target.untilMs, onto: temporary) { progress("replaying the journal", 0.5 + 0.4 * $0) }
+            }
+            progress("checking the restored database", 0.9)
+            let timeline = try finish(temporary)
+            let quarantine = try quarantineLiveFiles(reason: reason, now: now)
             try DurableFile.rename(temporary, to: livePath)
             return Report(
                 backupID: candidate.manifest.id, backupCreatedAt: candidate.manifest.createdAt,
-                location: candidate.location, quarantinedTo: quarantine, rejected: rejected
+                location: candidate.location, quarantinedTo: quarantine, rejected: rejected, replay: replay, timeline: timeline
             )
         }
         let detail = rejected.isEmpty ? "there is no backup" : "no backup verifies: " + rejected.joined(separator: "; ")
         throw Failure(description: detail)
+    }
+
+    /// Applies the committed journal entries after `position` to the database at `path`.
+    func replay(after position: JournalPosition, untilMs: Int64?, onto path: String, progress: (Double) -> Void = { _ in }) throws -> Replay {
+        let journals = locations.map { LocationJournal.scan(location: $0, timeline: position.timeline) }
+        let plan = ReplayPlan.make(after: position, journals: journals, untilMs: untilMs)
+        var configuration = Configuration()
+        configuration.label = "restore-replay"
+        // The file is fsynced once at the end; a crash before that leaves only the scratch copy.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        var applied: [JournalEntry] = []
+        var conflict: String?
+        var remaining = plan.entries[...]
+        while !remaining.isEmpty, conflict == nil {
+            let batch = remaining.prefix(500)
+            remaining = remaining.dropFirst(batch.count)
+            try queue.inTransaction {
+                for entry in batch {
+                    do {
+                        try Changeset.apply(entry.changeset, to: $0)
+                        let now = try JournalState.read($0)
+                        guard now?.sequence == entry.sequence else {
+                            throw Failure(description: "entry \(entry.sequence) left the database at sequence \(now.map { String($0.sequence) } ?? "none")")
+                        }
+                    } catch {
+                        conflict = "entry \(entry.sequence) does not apply: \(error)"
+                        break
+                    }
+                    applied.append(entry)
+                }
+                return .commit
+            }
+            progress(Double(applied.count) / Double(max(plan.entries.count, 1)))
+        }
+        let stop: (String, String?) = switch plan.stop {
+        case _ where conflict != nil: ("conflict", conflict)
+        case .endOfJournal: ("end-of-journal", nil)
+        case .pointInTime: ("point-in-time", nil)
+        case .damaged(let sequence, let detail): ("damaged", "entry \(sequence) is damaged in every location: \(detail)")
+        case .gap(let sequence): ("gap", "no location has entry \(sequence), though later entries exist")
+        }
+        return Replay(
+            timeline: position.timeline, fromSequence: position.sequence, toSequence: applied.last?.sequence ?? position.sequence,
+            entries: applied.count,
+            lastCommitAt: (applied.last?.committedAtMs ?? (position.committedAtMs > 0 ? position.committedAtMs : nil)).map { Timestamp.string(Date(timeIntervalSince1970: Double($0) / 1000)) },
+            stop: stop.0, detail: stop.1, ignoredUncommitted: plan.ignoredUncommitted, repaired: plan.repaired
+        )
+    }
+
+    /// The restored file starts a new timeline (the journal after it is a new history), is
+    /// checked and made durable. Returns the timeline.
+    private func finish(_ path: String) throws -> String? {
+        let queue = try DatabaseQueue(path: path)
+        var timeline: String?
+        try queue.write { db in
+            if try JournalState.read(db) != nil { timeline = try JournalState.startTimeline(db) }
+        }
+        try queue.close()
+        let inspection = DatabaseInspector.inspect(path: path, check: .quick)
+        guard inspection.isHealthy else {
+            throw Failure(description: "the restored database fails its checks (\(inspection.problems.joined(separator: "; "))); the live database was not touched")
+        }
+        try DurableFile.fsync(path: path)
+        return timeline
     }
 
     /// A copy is usable when it is byte for byte what was verified, and still passes the checks.

@@ -276,7 +276,9 @@ actor DeployManager {
         var restored = "the database was left as it is (the new release did not migrate it)"
         if let backupID = state.backupID, let before = state.schemaBefore, before != schemaNow {
             let outcomes = await keeper.nextRestoreOutcome()
-            supervisor.send(.maintenanceRequested(.restore(backupID: backupID, requestedBy: "rollback")))
+            // The pre-deploy backup and the journal of its timeline after it: what the old release
+            // wrote until the new one migrated comes back too.
+            supervisor.send(.maintenanceRequested(.restore(.backup(id: backupID, rollForward: true), requestedBy: "rollback")))
             for await outcome in outcomes {
                 restored = outcome.succeeded
                     ? "the pre-deploy backup \(backupID) was restored (the new release had migrated the database)"

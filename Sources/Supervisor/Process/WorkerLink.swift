@@ -13,6 +13,12 @@ actor WorkerLink {
         if connection?.pid == pid { connection = nil }
     }
 
+    /// Sends `message` to whichever worker is connected; false when none is.
+    func sendToCurrent(_ message: SupervisorMessage) async -> Bool {
+        guard let connection else { return false }
+        return await send(message, to: connection.pid)
+    }
+
     /// Sends `message` to worker `pid`; false when that worker has no open connection.
     func send(_ message: SupervisorMessage, to pid: Int32) async -> Bool {
         guard let connection, connection.pid == pid else { return false }

@@ -16,6 +16,7 @@ struct WorkerLinkServer: Service {
     let readTimeout: Duration
     let databasePath: String
     let discord: DiscordSettings
+    let journal: JournalSettings
     let link: WorkerLink
     let keeper: DataKeeper
     let status: StatusStore
@@ -61,6 +62,8 @@ struct WorkerLinkServer: Service {
                         case .success(.migrationsPending(let identifiers)):
                             // In a task of its own: heartbeats keep flowing during the backup.
                             requests.addTask { await self.preMigrationBackup(for: pid, pending: identifiers) }
+                        case .success(.snapshotNeeded(let reason)):
+                            requests.addTask { await self.journalSnapshot(for: pid, reason: reason) }
                         case .success(.hello):
                             try await reject(.badRequest("hello was already received on this connection"), outbound, pid: pid)
                             return
@@ -106,7 +109,7 @@ struct WorkerLinkServer: Service {
             return nil
         }
         let intervalMs = Int(StatusStore.milliseconds(heartbeatInterval))
-        try await outbound.writeLine(SupervisorMessage.welcome(.init(heartbeatIntervalMs: intervalMs, databasePath: databasePath, discord: discord)))
+        try await outbound.writeLine(SupervisorMessage.welcome(.init(heartbeatIntervalMs: intervalMs, databasePath: databasePath, discord: discord, journal: journal)))
         logger.info("worker connected", metadata: [LogKey.pid: "\(hello.pid)", "version": "\(hello.version)"])
         return hello.pid
     }
@@ -114,6 +117,17 @@ struct WorkerLinkServer: Service {
     private func preMigrationBackup(for pid: Int32, pending: [String]) async {
         logger.info("the worker has migrations to apply; taking a pre-migration backup", metadata: [LogKey.pid: "\(pid)", "pending": "\(pending.joined(separator: ","))"])
         let reply: SupervisorMessage = switch await keeper.backup(reason: .preMigration) {
+        case .success(let report): .migrationBackup(ok: true, message: "backup \(report.id) taken")
+        case .failure(let error): .migrationBackup(ok: false, message: error.message)
+        }
+        _ = await link.send(reply, to: pid)
+    }
+
+    /// A backup the journal builds on: after migrations (a new timeline), or once a failed
+    /// journal location takes writes again.
+    private func journalSnapshot(for pid: Int32, reason: String) async {
+        logger.info("the worker asks for a snapshot for its journal", metadata: [LogKey.pid: "\(pid)", LogKey.reason: "\(reason)"])
+        let reply: SupervisorMessage = switch await keeper.backup(reason: reason == "post-migration" ? .postMigration : .journal) {
         case .success(let report): .migrationBackup(ok: true, message: "backup \(report.id) taken")
         case .failure(let error): .migrationBackup(ok: false, message: error.message)
         }

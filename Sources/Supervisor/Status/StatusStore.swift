@@ -34,6 +34,7 @@ actor StatusStore {
     private var report: (pid: Int32, heartbeat: WorkerMessage.Heartbeat)?
     /// The start-up checks of the last worker that sent them (kept after it exits: why it failed).
     private var startup: (pid: Int32, report: StartupReport)?
+    private var journal: JournalReport?
     private var summary = ""
     private var readyWaiters: [UUID: (excluding: Int32?, continuation: CheckedContinuation<Int32?, Never>)] = [:]
 
@@ -70,7 +71,8 @@ actor StatusStore {
                 startup: startup?.report
             ),
             health: health,
-            alerts: alerts
+            alerts: alerts,
+            journal: journal
         )
     }
 
@@ -90,7 +92,29 @@ actor StatusStore {
 
     func record(report heartbeat: WorkerMessage.Heartbeat, from pid: Int32) {
         report = (pid, heartbeat)
+        if let journal = heartbeat.journal {
+            noteJournal(journal)
+        }
     }
+
+    /// The journal as last reported; alerts when a location fails or recovers.
+    private func noteJournal(_ journal: JournalReport) {
+        let failedBefore = Set((self.journal?.locations ?? []).filter { $0.state != "ok" }.map(\.path))
+        let failedNow = journal.locations.filter { $0.state != "ok" }
+        for location in failedNow where !failedBefore.contains(location.path) {
+            raise(.critical, "the change journal in \(location.path) failed (\(location.error ?? "unknown error")) at sequence \(location.lastSequence); the other locations go on, and a restore from this location alone would stop there")
+        }
+        for path in failedBefore.subtracting(failedNow.map(\.path)) where journal.locations.contains(where: { $0.path == path }) {
+            raise(.info, "the change journal in \(path) takes writes again; a new snapshot is its base")
+        }
+        if journal.unjournaled > 0, (self.journal?.unjournaled ?? 0) == 0 {
+            raise(.critical, "no backup location takes the change journal: transactions since sequence \(journal.sequence - journal.unjournaled) are protected only by the next backup")
+        }
+        self.journal = journal
+    }
+
+    /// The worker's last known journal position, to compare a restore's replay against.
+    var journalReport: JournalReport? { journal }
 
     var workerState: WorkerState { worker.state }
     var workerPid: Int32? { worker.pid }
