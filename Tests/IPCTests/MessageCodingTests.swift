@@ -10,6 +10,10 @@ import Testing
         .fatal(message: "Discord rejected the token (close code 4004)"),
         .migrationsPending(identifiers: ["v2-xp", "v3-rules"]),
         .corruption(detail: "SQLite error 11: database disk image is malformed"),
+        .snapshotNeeded(reason: "post-migration"),
+        .heartbeat(.init(sequence: 8, journal: JournalReport(enabled: true, timeline: "t", sequence: 9, lastCommitAt: nil, unjournaled: 0, locations: [
+            .init(path: "/b", state: "failed", lastSequence: 7, lag: 2, sizeBytes: 100, segments: 1, error: "write: No space left on device"),
+        ]))),
     ])
     func workerMessagesRoundTrip(_ message: WorkerMessage) throws {
         let line = try JSONLine.encode(message)
@@ -19,8 +23,9 @@ import Testing
     }
 
     @Test(arguments: [
-        SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite", discord: DiscordSettings(mode: .discord, token: Secret("t0ken"), guildIDs: ["1"]))),
+        SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite", discord: DiscordSettings(mode: .discord, token: Secret("t0ken"), guildIDs: ["1"]), journal: JournalSettings(enabled: true, locations: ["/b1", "/b2"], segmentMaxBytes: 1 << 20))),
         .migrationBackup(ok: false, message: "disk full"),
+        .snapshotTaken(sequence: 42),
         .shutdown(reason: "restart requested\nby operator"),
         .error(ErrorBody(code: "bad-request", message: "not JSON")),
     ])

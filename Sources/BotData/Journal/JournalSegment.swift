@@ -54,6 +54,14 @@ public struct JournalSegmentFile: Sendable, Equatable {
     public var records: [JournalRecord]
     public var ending: Ending
 
+    public init(path: String, sizeBytes: Int, header: JournalSegmentHeader?, records: [JournalRecord], ending: Ending) {
+        self.path = path
+        self.sizeBytes = sizeBytes
+        self.header = header
+        self.records = records
+        self.ending = ending
+    }
+
     /// Reads and checks a whole segment.
     public static func read(path: String) -> JournalSegmentFile {
         guard let data = FileManager.default.contents(atPath: path) else {
