@@ -192,6 +192,9 @@ actor DataKeeper {
         }
         lastCheck = .init(at: Timestamp.string(), result: inspection.isHealthy ? "ok" : inspection.problems.joined(separator: "; "))
         if inspection.isDamaged { return .damaged(inspection.problems.joined(separator: "; ")) }
+        // Deleted under the running worker (which goes on writing to the unlinked file): a loss
+        // to repair, once a healthy database had been seen here.
+        if inspection.isMissing, FileManager.default.fileExists(atPath: markerPath) { return .damaged("the database file \(livePath) was deleted") }
         if !inspection.isHealthy { return .unreadable(inspection.problems.joined(separator: "; ")) }
         for drop in CriticalDataCheck.drops(from: criticalBaseline, to: inspection.criticalRows) {
             await store.raise(.critical, drop)

@@ -204,6 +204,7 @@ import Testing
             json.loads(f.readline())
             send({"type": "migrationsPending", "identifiers": ["v2-test"]})
             reply = json.loads(f.readline())
+            while reply["type"] == "snapshotTaken": reply = json.loads(f.readline())
             open(sys.argv[1], "w").write(json.dumps(reply))
             send({"type": "ready"})
             s.settimeout(0.2)

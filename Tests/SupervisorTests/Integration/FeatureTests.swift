@@ -14,8 +14,11 @@ import Testing
         let channels: [String: String]
         let owner: String
 
-        init() async throws {
-            harness = try SupervisorHarness()
+        /// - Parameter config: merged over the harness's; `DIR` in it names the harness's directory.
+        init(config: [String: Any] = [:]) async throws {
+            let harness = try SupervisorHarness(config: config)
+            self.harness = harness
+            try harness.rewriteConfig { $0.replacingOccurrences(of: "DIR", with: harness.dir) }
             try harness.startReady()
             let status = try harness.waitForStatus(timeout: .seconds(30), "the gateway connected") {
                 $0.worker.discord?.gatewayState == "connected" && $0.worker.discord?.guilds == 1
