@@ -14,7 +14,8 @@ import Synchronization
 ///    `journal_state`, the changeset taken, and the entry appended to every location's segment
 ///    and fdatasync'ed there. A committed transaction therefore always has its entry.
 /// 2. COMMIT.
-/// 3. `committed` — a commit record is appended (fsynced with the next entry): from then on the
+/// 3. `committed` — right after COMMIT, on the writer's queue (GRDB's `afterNextTransaction`), a
+///    commit record is appended (fsynced with the next entry): from then on the
 ///    entry is known to have committed. A crash between 1 and 3 leaves an entry that a restore
 ///    recognises as uncommitted and never applies (see `LocationJournal`).
 ///
@@ -75,6 +76,9 @@ final class JournalWriter: Sendable {
         try JournalState.advance(db, to: sequence, committedAtMs: committedAtMs)
         let entry = JournalEntry(sequence: sequence, committedAtMs: committedAtMs, changeset: try recorder.changeset())
         append(entry)
+        // On the writer's queue, before the next transaction can begin: the next one must see
+        // this one's sequence (or reuse it, when this one rolled back).
+        db.afterNextTransaction(onCommit: { [self] _ in committed(sequence) }, onRollback: { [self] _ in abandonPending() })
         return sequence
     }
 
@@ -120,7 +124,7 @@ final class JournalWriter: Sendable {
     }
 
     /// After COMMIT: the entry is known to have committed.
-    func committed(_ sequence: Int64) {
+    private func committed(_ sequence: Int64) {
         let frame = JournalRecord.commit(sequence: sequence).encoded()
         state.withLock { state in
             guard state.pending == sequence else { return }
@@ -139,7 +143,7 @@ final class JournalWriter: Sendable {
     }
 
     /// The transaction of the recorded entry did not commit: its sequence is used again.
-    func abandonPending() {
+    private func abandonPending() {
         state.withLock { $0.pending = nil }
     }
 
@@ -183,7 +187,7 @@ final class JournalWriter: Sendable {
         let directory = JournalLayout.timelineDirectory(location.path, timeline: position.timeline)
         do {
             let created = !FileManager.default.fileExists(atPath: directory)
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try makeDirectories(directory)
             if created {
                 // The new folders must survive a power cut as much as the files in them.
                 for folder in [JournalLayout.root(of: location.path), location.path] { fsyncPath(folder) }
@@ -245,6 +249,21 @@ final class JournalWriter: Sendable {
         }
         if sync, fdatasync(fd) != 0 { return "fdatasync: \(String(cString: strerror(errno)))" }
         return nil
+    }
+
+    /// mkdir -p, with the system's own words when it fails.
+    private static func makeDirectories(_ path: String) throws {
+        var current = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            current += "/" + component
+            if mkdir(current, 0o750) != 0, errno != EEXIST {
+                throw Failure("cannot create \(current): \(String(cString: strerror(errno)))")
+            }
+        }
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw Failure("\(path) is not a directory")
+        }
     }
 
     private static func fsyncPath(_ path: String) {

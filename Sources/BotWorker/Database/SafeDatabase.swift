@@ -100,18 +100,16 @@ final class SafeDatabase: Sendable {
             attempt += 1
             do {
                 let journal = self.journal
-                let (result, sequence) = try await writer.write { db -> (WriteResult<Value>, Int64?) in
+                let result = try await writer.write { db -> WriteResult<Value> in
                     let recorder = try journal.map { _ in try ChangeRecorder(db) }
                     let before = db.totalChangesCount
                     let value = try body(db)
                     let rows = db.totalChangesCount - before
-                    var sequence: Int64?
                     if let journal, let recorder, !recorder.isEmpty {
-                        sequence = try journal.record(db, recorder)
+                        _ = try journal.record(db, recorder)
                     }
-                    return (WriteResult(value: value, rowsChanged: rows), sequence)
+                    return WriteResult(value: value, rowsChanged: rows)
                 }
-                if let sequence { journal?.committed(sequence) }
                 if let verify, try await !writer.read(verify) {
                     log(operation, started: started, rows: result.rowsChanged, outcome: "verification-failed", level: .error)
                     throw SafeDatabaseError.verificationFailed(operation: operation)
@@ -119,12 +117,10 @@ final class SafeDatabase: Sendable {
                 log(operation, started: started, rows: result.rowsChanged, outcome: attempt == 1 ? "ok" : "ok-after-\(attempt)-attempts", level: attempt == 1 ? logLevel : .info)
                 return result
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < maximumAttempts {
-                journal?.abandonPending()
                 logger.debug("database busy, retrying", metadata: ["operation": "\(operation)", "attempt": "\(attempt)"])
                 try await Task.sleep(for: backoff)
                 backoff *= 2
             } catch let error as DatabaseError {
-                journal?.abandonPending()
                 throw await failure(operation, error, started: started, attempts: attempt)
             }
         }

@@ -81,6 +81,16 @@ enum StatusTable {
         rows.append(("backups", s.backups.map { b in
             "\(b.count)" + (b.last.map { ", last \($0.id) at \($0.at) (\($0.reason), \($0.verified ? "verified" : "NOT verified"))" } ?? "")
         } ?? "-"))
+        if let j = s.journal {
+            rows.append(("journal", "sequence \(j.sequence)" + (j.lastCommitAt.map { ", last commit \($0)" } ?? "")
+                + (j.timeline.map { ", timeline \($0)" } ?? "") + (j.unjournaled > 0 ? ", \(j.unjournaled) transactions NOT journaled" : "")))
+            for location in j.locations {
+                rows.append(("  \(location.path)", "\(location.state), at \(location.lastSequence), lag \(location.lag), \(megabytes(location.sizeBytes)) in \(location.segments) segment\(location.segments == 1 ? "" : "s")"
+                    + (location.error.map { ": \($0)" } ?? "")))
+            }
+        } else {
+            rows.append(("journal", "-"))
+        }
         rows.append(("health", s.health.map { h in
             "\(h.status.rawValue)" + (h.lastRunAt.map { " at \($0)" } ?? "")
         } ?? "-"))
