@@ -65,8 +65,6 @@ final class JournalWriter: Sendable {
         self.state = Mutex(state)
     }
 
-    var position: JournalPosition { state.withLock { $0.position } }
-
     /// Inside the transaction, before its COMMIT: stores the next sequence in `journal_state`,
     /// takes the changeset and makes the entry durable in every location. Returns the sequence.
     func record(_ db: Database, _ recorder: ChangeRecorder) throws -> Int64 {
