@@ -39,7 +39,8 @@ final class JournalWriter: Sendable {
     private struct State {
         var locations: [Location]
         var position: JournalPosition
-        var pending: Int64?
+        /// The entry written whose transaction has not committed yet.
+        var pending: (sequence: Int64, committedAtMs: Int64)?
         var rotationRequested = false
         var unjournaled: Int64 = 0
         var closed = false
@@ -66,8 +67,8 @@ final class JournalWriter: Sendable {
     }
 
     /// Inside the transaction, before its COMMIT: stores the next sequence in `journal_state`,
-    /// takes the changeset and makes the entry durable in every location. Returns the sequence.
-    func record(_ db: Database, _ recorder: ChangeRecorder) throws -> Int64 {
+    /// takes the changeset and makes the entry durable in every location.
+    func record(_ db: Database, _ recorder: ChangeRecorder) throws {
         let (sequence, committedAtMs) = state.withLock { state in
             (state.position.sequence + 1, max(Timestamp.milliseconds(), state.position.committedAtMs))
         }
@@ -77,7 +78,6 @@ final class JournalWriter: Sendable {
         // On the writer's queue, before the next transaction can begin: the next one must see
         // this one's sequence (or reuse it, when this one rolled back).
         db.afterNextTransaction(onCommit: { [self] _ in committed(sequence) }, onRollback: { [self] _ in abandonPending() })
-        return sequence
     }
 
     private func append(_ entry: JournalEntry) {
@@ -106,7 +106,7 @@ final class JournalWriter: Sendable {
                 }
                 state.locations[index] = location
             }
-            state.pending = entry.sequence
+            state.pending = (entry.sequence, entry.committedAtMs)
             if !state.locations.contains(where: \.isOK) {
                 state.unjournaled += 1
                 if state.unjournaled == 1 || state.unjournaled % 1000 == 0 {
@@ -125,10 +125,11 @@ final class JournalWriter: Sendable {
     private func committed(_ sequence: Int64) {
         let frame = JournalRecord.commit(sequence: sequence).encoded()
         state.withLock { state in
-            guard state.pending == sequence else { return }
+            guard let pending = state.pending, pending.sequence == sequence else { return }
             state.pending = nil
-            state.position.sequence = sequence
-            state.position.committedAtMs = max(state.position.committedAtMs, Timestamp.milliseconds())
+            // As `journal_state` now says.
+            state.position.sequence = pending.sequence
+            state.position.committedAtMs = pending.committedAtMs
             for index in state.locations.indices where state.locations[index].isOK {
                 if let problem = Self.write(frame, to: state.locations[index].fd, sync: false) {
                     Self.fail(&state.locations[index], problem, logger: logger)

@@ -106,7 +106,7 @@ final class SafeDatabase: Sendable {
                     let value = try body(db)
                     let rows = db.totalChangesCount - before
                     if let journal, let recorder, !recorder.isEmpty {
-                        _ = try journal.record(db, recorder)
+                        try journal.record(db, recorder)
                     }
                     return WriteResult(value: value, rowsChanged: rows)
                 }

@@ -45,18 +45,19 @@ final class SupervisorLink: Sendable {
 
     /// Asks the supervisor for a `pre-migration` backup and waits for its answer.
     func requestMigrationBackup(pending: [String]) async throws -> (ok: Bool, message: String) {
-        let (replies, continuation) = AsyncStream.makeStream(of: (ok: Bool, message: String).self)
-        backupReply.withLock { $0 = continuation }
-        try await send(.migrationsPending(identifiers: pending))
-        for await reply in replies { return reply }
-        return (false, "the connection to the supervisor closed before its answer")
+        try await requestBackup(.migrationsPending(identifiers: pending))
     }
 
     /// Asks the supervisor for a backup the journal can build on, and waits for its answer.
     func requestSnapshot(reason: String) async throws -> (ok: Bool, message: String) {
+        try await requestBackup(.snapshotNeeded(reason: reason))
+    }
+
+    /// Sends a message the supervisor answers with `migrationBackup`, and waits for the answer.
+    private func requestBackup(_ request: WorkerMessage) async throws -> (ok: Bool, message: String) {
         let (replies, continuation) = AsyncStream.makeStream(of: (ok: Bool, message: String).self)
         backupReply.withLock { $0 = continuation }
-        try await send(.snapshotNeeded(reason: reason))
+        try await send(request)
         for await reply in replies { return reply }
         return (false, "the connection to the supervisor closed before its answer")
     }

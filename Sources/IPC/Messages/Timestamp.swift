@@ -10,6 +10,12 @@ public enum Timestamp {
         try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(string)
     }
 
+    /// ISO 8601 with or without fractional seconds, in UTC or with an offset (what an operator
+    /// types, or Discord sends).
+    public static func parse(_ string: String) -> Date? {
+        date(string) ?? (try? Date.ISO8601FormatStyle().parse(string))
+    }
+
     /// 2026-11-26T15:49:00.123Z as 20261126T154900123Z: sorts by time, safe in a file name.
     public static func compact(_ date: Date) -> String {
         string(date).filter { $0 != "-" && $0 != ":" && $0 != "." }

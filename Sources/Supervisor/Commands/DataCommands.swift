@@ -78,7 +78,7 @@ struct RestoreCommand: AsyncParsableCommand {
         if backup != nil, at != nil {
             throw ValidationError("--backup and --at exclude each other: a backup as it was taken, or the state at a point in time")
         }
-        if let at, Timestamp.date(at) == nil, (try? Date.ISO8601FormatStyle().parse(at)) == nil {
+        if let at, Timestamp.parse(at) == nil {
             throw ValidationError("--at must be an ISO 8601 time in UTC or with an offset, e.g. 2026-12-01T18:30:00Z; got \"\(at)\"")
         }
     }

@@ -106,7 +106,7 @@ struct ControlCommands: Sendable {
             guard backupID == nil else {
                 return Self.line(ControlResponse<Ignored>.failure(.badRequest("restore takes either a backup or a point in time (at), not both")))
             }
-            guard let date = Timestamp.date(at) ?? (try? Date.ISO8601FormatStyle().parse(at)) else {
+            guard let date = Timestamp.parse(at) else {
                 return Self.line(ControlResponse<Ignored>.failure(.badRequest("at must be an ISO 8601 time such as 2026-12-01T18:30:00Z; got \"\(at)\"")))
             }
             guard date <= Date() else {

@@ -310,7 +310,9 @@ actor DataKeeper {
     /// - Parameter keepLiveIfNoBackup: an operator's restore that finds no usable backup leaves the
     ///   working database and starts the worker on it; a damaged database never gets the worker.
     private func restore(from candidates: [BackupCatalog.Copy], target: RestoreEngine.Target, reason: String, keepLiveIfNoBackup: Bool) async -> MaintenanceOutcome {
-        let engine = RestoreEngine(dataDir: config.dataDir, livePath: livePath, locations: config.backup.locations)
+        // With the journal off there is nothing after the backup to replay: the alert must not
+        // claim everything came back.
+        let engine = RestoreEngine(dataDir: config.dataDir, livePath: livePath, locations: config.journal.enabled ? config.backup.locations : [])
         let tracker = self.tracker
         let reported = await store.journalReport
         logger.warning("restoring the database", metadata: [LogKey.reason: "\(reason)"])

@@ -50,8 +50,6 @@ struct RestoreEngine: Sendable {
         var detail: String?
         var ignoredUncommitted: Int64?
         var repaired: [String]
-
-        var complete: Bool { stop == "end-of-journal" || stop == "point-in-time" }
     }
 
     struct Report: Codable, Sendable, Equatable {
@@ -72,7 +70,8 @@ struct RestoreEngine: Sendable {
 
     let dataDir: String
     let livePath: String
-    /// Every backup location: each holds a copy of the journal.
+    /// Every backup location: each holds a copy of the journal. Empty when the journal is off:
+    /// then nothing is replayed.
     var locations: [String] = []
 
     func restore(from candidates: [BackupCatalog.Copy], target: Target = .latest, reason: String, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
@@ -92,7 +91,7 @@ struct RestoreEngine: Sendable {
                 throw Failure(description: "the restored copy's SHA-256 differs from the backup's; the live database was not touched")
             }
             var replay: Replay?
-            if target.replays, let position = candidate.manifest.journal {
+            if target.replays, !locations.isEmpty, let position = candidate.manifest.journal {
                 progress("replaying the journal", 0.5)
                 replay = try self.replay(after: position, untilMs: target.untilMs, onto: temporary) { progress("replaying the journal", 0.5 + 0.4 * $0) }
             }

@@ -61,9 +61,17 @@ struct WorkerLinkServer: Service {
                             events(.maintenanceRequested(.repair(reason: "the worker reported a damaged database (\(detail))")))
                         case .success(.migrationsPending(let identifiers)):
                             // In a task of its own: heartbeats keep flowing during the backup.
-                            requests.addTask { await self.preMigrationBackup(for: pid, pending: identifiers) }
+                            requests.addTask {
+                                logger.info("the worker has migrations to apply; taking a pre-migration backup", metadata: [LogKey.pid: "\(pid)", "pending": "\(identifiers.joined(separator: ","))"])
+                                await self.backup(for: pid, reason: .preMigration)
+                            }
                         case .success(.snapshotNeeded(let reason)):
-                            requests.addTask { await self.journalSnapshot(for: pid, reason: reason) }
+                            // A backup the journal builds on: after migrations (a new timeline),
+                            // or once a failed journal location takes writes again.
+                            requests.addTask {
+                                logger.info("the worker asks for a snapshot for its journal", metadata: [LogKey.pid: "\(pid)", LogKey.reason: "\(reason)"])
+                                await self.backup(for: pid, reason: reason == "post-migration" ? .postMigration : .journal)
+                            }
                         case .success(.hello):
                             try await reject(.badRequest("hello was already received on this connection"), outbound, pid: pid)
                             return
@@ -114,20 +122,9 @@ struct WorkerLinkServer: Service {
         return hello.pid
     }
 
-    private func preMigrationBackup(for pid: Int32, pending: [String]) async {
-        logger.info("the worker has migrations to apply; taking a pre-migration backup", metadata: [LogKey.pid: "\(pid)", "pending": "\(pending.joined(separator: ","))"])
-        let reply: SupervisorMessage = switch await keeper.backup(reason: .preMigration) {
-        case .success(let report): .migrationBackup(ok: true, message: "backup \(report.id) taken")
-        case .failure(let error): .migrationBackup(ok: false, message: error.message)
-        }
-        _ = await link.send(reply, to: pid)
-    }
-
-    /// A backup the journal builds on: after migrations (a new timeline), or once a failed
-    /// journal location takes writes again.
-    private func journalSnapshot(for pid: Int32, reason: String) async {
-        logger.info("the worker asks for a snapshot for its journal", metadata: [LogKey.pid: "\(pid)", LogKey.reason: "\(reason)"])
-        let reply: SupervisorMessage = switch await keeper.backup(reason: reason == "post-migration" ? .postMigration : .journal) {
+    /// Takes a backup the worker waits for, and answers it with `migrationBackup`.
+    private func backup(for pid: Int32, reason: BackupManifest.Reason) async {
+        let reply: SupervisorMessage = switch await keeper.backup(reason: reason) {
         case .success(let report): .migrationBackup(ok: true, message: "backup \(report.id) taken")
         case .failure(let error): .migrationBackup(ok: false, message: error.message)
         }

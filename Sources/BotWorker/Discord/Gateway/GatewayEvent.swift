@@ -109,10 +109,7 @@ struct MemberPayload: Codable, Sendable, Equatable {
     }
 
     /// Discord's timestamps have microseconds (`2021-04-01T12:34:56.789000+00:00`) or none.
-    static func date(_ text: String) -> Date? {
-        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
-        return try? Date.ISO8601FormatStyle().parse(text)
-    }
+    static func date(_ text: String) -> Date? { Timestamp.parse(text) }
 }
 
 struct MemberRemovePayload: Codable, Sendable, Equatable {
