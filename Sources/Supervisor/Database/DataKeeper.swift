@@ -106,7 +106,7 @@ actor DataKeeper {
         let engine = BackupEngine(livePath: livePath, locations: config.backup.locations)
         let tracker = self.tracker
         do {
-            let report = try await onOwnThread { try engine.run(reason: reason) { tracker.update($0, $1) } }
+            let report = try await onOwnThread { try engine.run(reason: reason) { tracker.step($0, $1) } }
             for failure in report.failures {
                 await store.raise(report.succeeded ? .warning : .critical, "backup \(report.id) failed in \(failure.location): \(failure.message)")
             }
@@ -317,7 +317,7 @@ actor DataKeeper {
         let reported = await store.journalReport
         logger.warning("restoring the database", metadata: [LogKey.reason: "\(reason)"])
         do {
-            let report = try await onOwnThread { try engine.restore(from: candidates, target: target, reason: reason) { tracker.update($0, $1) } }
+            let report = try await onOwnThread { try engine.restore(from: candidates, target: target, reason: reason) { tracker.step($0, $1) } }
             let inspection = DatabaseInspector.inspect(path: livePath, check: .none)
             criticalBaseline = inspection.criticalRows
             liveTimeline = report.timeline ?? liveTimeline

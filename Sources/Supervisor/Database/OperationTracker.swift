@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import IPC
 import Synchronization
 
@@ -18,6 +19,20 @@ final class OperationTracker: Sendable {
             status?.phase = phase
             status?.progress = min(max(progress, 0), 1)
         }
+    }
+
+    /// Test hook, never set in production: `BOT_SUPERVISOR_FAULT=slow-maintenance:MS` makes each
+    /// step of a backup or restore take MS milliseconds longer, so that the fault-injection suite
+    /// (Tests/Fault) can kill the supervisor in the middle of one, at a phase it chooses.
+    static let injectedStepDelay: UInt32? = {
+        guard let fault = ProcessInfo.processInfo.environment["BOT_SUPERVISOR_FAULT"], fault.hasPrefix("slow-maintenance:") else { return nil }
+        return UInt32(fault.dropFirst("slow-maintenance:".count)).map { $0 * 1000 }
+    }()
+
+    /// `update`, from the blocking thread of a backup or restore: there the injected delay applies.
+    func step(_ phase: String, _ progress: Double) {
+        update(phase, progress)
+        if let delay = Self.injectedStepDelay { usleep(delay) }
     }
 
     func end() {

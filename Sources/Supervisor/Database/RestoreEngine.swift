@@ -98,6 +98,9 @@ struct RestoreEngine: Sendable {
             progress("checking the restored database", 0.9)
             let timeline = try finish(temporary)
             let quarantine = try quarantineLiveFiles(reason: reason, now: now)
+            // A crash here leaves no live file: the next start restores again (the marker says
+            // a database existed), from the same backup and journal.
+            progress("switching to the restored file", 0.92)
             try DurableFile.rename(temporary, to: livePath)
             return Report(
                 backupID: candidate.manifest.id, backupCreatedAt: candidate.manifest.createdAt,

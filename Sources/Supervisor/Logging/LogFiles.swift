@@ -16,13 +16,21 @@ import Glibc
 ///   and a new one started; dated files older than `keepDays` are deleted.
 /// - Secrets (the token, the webhook URL) are replaced by `<redacted>` in every line, whoever
 ///   wrote it.
-/// - A write that fails (a full disk) never stops the supervisor: logging degrades, and says so
-///   once on stderr.
+/// - A write that fails (a full disk) never stops the supervisor: that line is dropped whole (a
+///   short write is truncated away, so no line is ever torn), stderr says so once, and the first
+///   line that can be written again is a `supervisor.log` warning with how many were lost.
 final class LogFiles: Sendable {
     private struct State {
         var descriptors: [String: Int32] = [:]
         /// When the current day ends (seconds since 1970).
         var rotateAt: Int = 0
+        /// Since when writes fail (a full disk), and how many lines were dropped.
+        struct Outage {
+            var since: Int
+            var lines: Int
+            var error: String
+        }
+        var outage: Outage?
     }
 
     let directory: String
@@ -30,7 +38,6 @@ final class LogFiles: Sendable {
     private let secrets: [String]
     private let clock: @Sendable () -> Int
     private let state = Mutex(State())
-    private let failureReported = Atomic<Bool>(false)
 
     init(directory: String, keepDays: Int = 30, secrets: [String] = [], clock: @escaping @Sendable () -> Int = { Int(time(nil)) }) throws {
         self.directory = directory
@@ -55,28 +62,54 @@ final class LogFiles: Sendable {
         }
         let now = clock()
         var rotated = false
-        let fd = state.withLock { state -> Int32 in
+        var recovered: State.Outage?
+        state.withLock { state in
             if now >= state.rotateAt {
                 rotate(&state, dayEndingAt: state.rotateAt)
                 state.rotateAt = Self.nextMidnight(after: now)
                 rotated = true
             }
-            if let fd = state.descriptors[system] { return fd }
-            let fd = Glibc.open(directory + "/" + system + ".log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            if fd >= 0 { state.descriptors[system] = fd }
-            return fd
+            // Under the lock: a short write is undone before anyone else appends, so a full disk
+            // loses whole lines, never leaves half of one.
+            if let error = write(text, to: system, &state) {
+                if state.outage == nil {
+                    state.outage = .init(since: now, lines: 0, error: error)
+                    // Logging degrades instead of taking the supervisor down; say so once.
+                    StandardError.write("bot-supervisor: cannot write to \(directory)/\(system).log (\(error)); log lines are dropped (and counted) until writing works again\n")
+                }
+                state.outage?.lines += 1
+            } else if let outage = state.outage {
+                state.outage = nil
+                let notice = LogLine.render(level: "WARNING", system: "supervisor", message: "log lines could not be written", fields: [
+                    "lines": .integer(outage.lines), "error": .string(outage.error), "since": .string(Timestamp.string(Date(timeIntervalSince1970: Double(outage.since)))),
+                    "path": .string(directory),
+                ])
+                if self.write(notice, to: "supervisor", &state) == nil { recovered = outage }
+            }
         }
         if rotated { prune(now: now) }
-        var ok = fd >= 0
-        if ok {
-            ok = text.utf8.withContiguousStorageIfAvailable { write(fd, $0.baseAddress, $0.count) == $0.count }
-                ?? Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count }
+        if let recovered {
+            StandardError.write("bot-supervisor: writing to \(directory) works again; \(recovered.lines) log lines were lost (\(recovered.error))\n")
         }
-        if !ok, !failureReported.exchange(true, ordering: .relaxed) {
-            // Logging degrades instead of taking the supervisor down; say so once.
-            let message = "bot-supervisor: cannot write to \(directory)/\(system).log (\(String(cString: strerror(errno)))); logging to files is degraded until the supervisor restarts\n"
-            StandardError.write(message)
+    }
+
+    /// One write(2) of `text` to `<system>.log`, opened if needed; nil when it all went out, else
+    /// the error (a partial line is truncated away).
+    private func write(_ text: String, to system: String, _ state: inout State) -> String? {
+        var fd = state.descriptors[system] ?? -1
+        if fd < 0 {
+            fd = Glibc.open(directory + "/" + system + ".log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            guard fd >= 0 else { return String(cString: strerror(errno)) }
+            state.descriptors[system] = fd
         }
+        let before = lseek(fd, 0, SEEK_END)
+        let count = text.utf8.count
+        let written = text.utf8.withContiguousStorageIfAvailable { Glibc.write(fd, $0.baseAddress, $0.count) }
+            ?? Array(text.utf8).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        if written == count { return nil }
+        let error = written < 0 ? String(cString: strerror(errno)) : "short write (\(written) of \(count) bytes): \(String(cString: strerror(ENOSPC)))"
+        if written > 0, before >= 0 { _ = ftruncate(fd, before) }
+        return error
     }
 
     /// Renames every open file to the dated name of the day that ends at `end`.

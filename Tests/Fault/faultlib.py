@@ -1,0 +1,475 @@
+"""What the fault-injection suite (Tests/Fault/fault-test) and the soak run (benchmarks/soak) share:
+the real binaries run as an operator runs them, a local Discord that outlives the bot, a load of
+events and commands, and the oracle that says whether anything committed was lost.
+
+* Sandbox: `discord-sandbox` as its own process (Discord does not die with the bot). The worker
+  reaches it in `discord` mode, with a token, as it would reach Discord.
+* Supervisor: `bot-supervisor run` on a fresh directory with a config merged over fast defaults;
+  status over the status socket, operator commands through the CLI.
+* Load: messages flooding the guild, and `/xp add member:M amount:1` invoked over and over.
+  Each answered command is an acknowledged write: the bot answers only after its transaction
+  committed, so the XP it reports must still be there afterwards. The sum of `messages` in
+  `xp_members`, read through read-only connections, is committed state too: it may never go down.
+* Oracle.lost(): what was acknowledged or seen committed and is not in the database now.
+
+Every wait has a deadline; a wait that runs out raises Timeout with what it waited for.
+"""
+import json, os, random, re, select, shutil, signal, socket, sqlite3, subprocess, tempfile, threading, time, urllib.error, urllib.request
+
+TOKEN = "fault-suite-token-" + "".join(random.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(24))
+
+
+class Timeout(Exception):
+    pass
+
+
+class Failed(Exception):
+    """A case's expectation did not hold."""
+
+
+def wait_for(what, timeout, probe, interval=0.05):
+    """Polls `probe` until it returns something truthy; returns that. Raises Timeout naming `what`."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as error:  # a probe may race with a restart; the deadline decides
+            last_error = error
+        if time.monotonic() >= deadline:
+            suffix = f" (last error: {last_error})" if last_error else ""
+            raise Timeout(f"timed out after {timeout:g} s waiting for {what}{suffix}")
+        time.sleep(interval)
+
+
+def deep_merge(base, extra):
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def http(method, url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return {"httpStatus": error.code, "body": error.read().decode(errors="replace")}
+
+
+def proc_status(pid):
+    """VmRSS (kB) and open file descriptors of a process, or None when it is gone."""
+    try:
+        rss = 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        return {"rss_kb": rss, "fds": fds}
+    except OSError:
+        return None
+
+
+def alive(pid):
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Sandbox:
+    """The local Discord, its own process."""
+
+    def __init__(self, bin_dir, workdir, members=30, heartbeat_ms=41250):
+        self.log_path = os.path.join(workdir, "sandbox.stderr")
+        self.process = subprocess.Popen(
+            [os.path.join(bin_dir, "discord-sandbox"), "--port", "0", "--token", TOKEN, "--members", str(members),
+             "--activity-per-minute", "0", "--heartbeat-interval-ms", str(heartbeat_ms)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"))
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        if not ready:
+            self.process.kill()
+            raise Timeout("the sandbox did not announce itself within 30 s")
+        info = json.loads(self.process.stdout.readline())
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.gateway_url, self.api_base_url = info["gatewayURL"], info["apiBaseURL"]
+        self.url = f"http://127.0.0.1:{info['port']}"
+        state = self.get("/sandbox/state")["guild"]
+        self.roles = {r["name"]: r["id"] for r in state["roles"]}
+        self.channels = {c["name"]: c["id"] for c in state["channels"]}
+        owner_role = self.roles.get("Owner")
+        humans = [m for m in state["members"] if not m["user"].get("bot")]
+        self.owner = next(m["user"]["id"] for m in humans if owner_role in m["roles"])
+        self.members = [m["user"]["id"] for m in humans if m["user"]["id"] != self.owner]
+
+    def _drain(self):
+        for _ in self.process.stdout:
+            pass
+
+    def get(self, path):
+        return http("GET", self.url + path)
+
+    def post(self, path, body=None, timeout=30):
+        return http("POST", self.url + path, body or {}, timeout=timeout)
+
+    def command(self, name, options, user=None):
+        """Starts a slash command; returns the interaction id."""
+        answer = self.post("/sandbox/interaction", {"user": user or self.owner, "kind": "command", "name": name, "options": options})
+        return answer.get("id")
+
+    def answer(self, interaction, timeout):
+        """The bot's first answer's content, or None when none came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = self.get(f"/sandbox/interactions/{interaction}")
+            responses = record.get("responses") or []
+            if responses:
+                data = responses[0].get("data") or responses[0]
+                return data.get("content") or ""
+            time.sleep(0.02)
+        return None
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def option(name, kind, value):
+    return {"name": name, "type": kind, "value": value}
+
+
+class Supervisor:
+    """`bot-supervisor run` on its own directory."""
+
+    def __init__(self, bin_dir, root, name, sandbox=None, config=None, locations=2):
+        self.bin_dir = bin_dir
+        self.dir = tempfile.mkdtemp(prefix=name + "-", dir=root)
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, "data")
+        self.locations = [os.path.join(self.dir, f"b{i + 1}") for i in range(locations)]
+        defaults = {
+            "dataDir": self.data,
+            "worker": {"executable": os.path.join(bin_dir, "bot-worker"), "heartbeatIntervalSeconds": 0.5, "heartbeatTimeoutSeconds": 3, "stopGraceSeconds": 3,
+                       "restartDelaySeconds": 0.2, "restartDelayMaxSeconds": 5},
+            "control": {"readTimeoutSeconds": 2},
+            "health": {"intervalSeconds": 2},
+            "backup": {"locations": self.locations, "dailyAt": "04:00", "keepDays": 7},
+            "deploy": {"root": os.path.join(self.dir, "releases")},
+        }
+        if sandbox:
+            defaults["discord"] = {"mode": "discord", "gatewayURL": sandbox.gateway_url, "apiBaseURL": sandbox.api_base_url}
+        else:
+            defaults["sandbox"] = {"activityPerMinute": 0, "members": 10}
+        self.config = deep_merge(defaults, config or {})
+        self.config_path = os.path.join(self.dir, "config.json")
+        self.write_config()
+        self.socket = os.path.join(self.data, "run", "supervisor.sock")
+        self.db_path = os.path.join(self.data, "bot.sqlite")
+        self.logs = self.config.get("logs", {}).get("dir") or os.path.join(self.data, "logs")
+        self.process = None
+        self.stderr_path = os.path.join(self.dir, "supervisor.stderr")
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+
+    def environment(self, extra=None):
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "DISCORD_TOKEN", "LD_PRELOAD")}
+        env["DISCORD_TOKEN"] = TOKEN
+        env.update(extra or {})
+        return env
+
+    def start(self, env=None, umask=None, launcher=()):
+        def preexec():
+            os.setpgrp()
+            if umask is not None:
+                os.umask(umask)
+        self.process = subprocess.Popen(
+            [*launcher, os.path.join(self.bin_dir, "bot-supervisor"), "run", "--config", self.config_path],
+            env=self.environment(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.stderr_path, "a"), preexec_fn=preexec)
+        return self
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process else None
+
+    def request(self, cmd, timeout=10, **fields):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.socket)
+            s.sendall((json.dumps({"cmd": cmd, **fields}) + "\n").encode())
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+
+    def status(self, timeout=10):
+        answer = self.request("status", timeout=timeout)
+        if not answer.get("ok"):
+            raise Failed(f"status failed: {answer}")
+        return answer["result"]
+
+    def wait(self, what, timeout, predicate):
+        """Waits for a status snapshot for which `predicate` holds; returns it."""
+        def probe():
+            if self.process and self.process.poll() is not None:
+                raise Failed(f"the supervisor exited ({self.process.returncode}) while waiting for {what}; see {self.stderr_path}")
+            snapshot = self.status(timeout=5)
+            return snapshot if predicate(snapshot) else None
+        try:
+            return wait_for(what, timeout, probe)
+        except Timeout as timeout_error:
+            try:
+                snapshot = self.status(timeout=5)
+                brief = {"worker": {k: snapshot["worker"].get(k) for k in ("state", "pid", "restarts", "detail")},
+                         "operation": snapshot.get("operation"), "alerts": snapshot.get("alerts", [])[:3]}
+            except Exception as error:
+                brief = f"(no status: {error})"
+            raise Timeout(f"{timeout_error}; status then: {json.dumps(brief)[:1500]}") from None
+
+    def wait_ready(self, timeout=60, other_than=None):
+        """The worker ready (and, against the sandbox, its gateway connected); `other_than` a pid
+        it must not be."""
+        def ready(s):
+            worker = s["worker"]
+            if worker.get("state") != "ready" or worker.get("pid") in (None, other_than):
+                return False
+            discord = worker.get("discord")
+            return discord is None or discord.get("gatewayState") == "connected"
+        return self.wait("the worker ready" + (f" (not pid {other_than})" if other_than else ""), timeout, ready)
+
+    def worker_pid(self):
+        return self.status()["worker"].get("pid")
+
+    def cli(self, *args, timeout=120, env=None):
+        run = subprocess.run([os.path.join(self.bin_dir, "bot-supervisor"), *args, "--socket", self.socket],
+                             capture_output=True, text=True, timeout=timeout, env=self.environment(env))
+        return run.returncode, run.stdout, run.stderr
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def terminate(self, timeout=30):
+        """SIGTERM; returns the exit status (SIGKILL after `timeout`, then raises)."""
+        if not self.process:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+                raise Failed(f"the supervisor did not stop within {timeout} s of SIGTERM")
+        return self.process.returncode
+
+    def log_lines(self, system):
+        """Every line of <system>.log and its rotations, parsed; raises on a torn line."""
+        lines = []
+        if not os.path.isdir(self.logs):
+            return lines
+        for name in sorted(os.listdir(self.logs)):
+            if name == system + ".log" or (name.startswith(system + "-") and name.endswith(".log")):
+                with open(os.path.join(self.logs, name), errors="replace") as f:
+                    for number, line in enumerate(f, 1):
+                        if line.strip():
+                            lines.append(json.loads(line))
+        return lines
+
+    def alerts(self):
+        return self.status().get("alerts") or []
+
+    def cleanup(self, keep=False):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        # The worker dies with its supervisor (PDEATHSIG); anything left of this directory is a bug
+        # the case has already reported. Make sure it does not outlive the suite either.
+        for pid in processes_using(self.dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def processes_using(path):
+    """PIDs of processes whose command line mentions `path`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if path.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def read_only(path):
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+
+
+class Load:
+    """Messages and commands against the sandbox while a case does its damage."""
+
+    XP = re.compile(r"now has (\d+) XP")
+
+    def __init__(self, sandbox, supervisor, messages_per_second=400, commands=True, members=8):
+        self.sandbox = sandbox
+        self.supervisor = supervisor
+        self.rate = messages_per_second
+        self.commands = commands
+        self.targets = sandbox.members[:members]
+        self.acknowledged = {}          # member -> the highest XP an answer reported
+        self.answers = []               # every (member, XP) an answer reported
+        self.commands_sent = 0
+        self.commands_answered = 0
+        self.messages_sent = 0
+        self.committed_messages = 0     # the highest SUM(messages) a read-only connection saw
+        self.errors = []
+        self._stop = threading.Event()
+        self._threads = []
+
+    def start(self):
+        targets = [self._messages, self._monitor] + ([self._commands] if self.commands else [])
+        for target in targets:
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _messages(self):
+        while not self._stop.is_set():
+            if self.rate <= 0:
+                self._stop.wait(0.2)
+                continue
+            try:
+                count = max(1, int(self.rate / 5))
+                answer = self.sandbox.post("/sandbox/flood", {"count": count, "perSecond": self.rate})
+                if answer.get("sessions", 1) == 0:
+                    self._stop.wait(0.1)  # nobody connected: the bot is down; the flood is lost for it, as on Discord
+                else:
+                    self.messages_sent += count
+            except Exception as error:
+                self.errors.append(f"flood: {error}")
+                self._stop.wait(0.2)
+
+    def _commands(self):
+        index = 0
+        while not self._stop.is_set():
+            member = self.targets[index % len(self.targets)]
+            index += 1
+            try:
+                interaction = self.sandbox.command("xp", [{"name": "add", "type": 1, "options": [
+                    option("member", 6, member), option("amount", 4, 1)]}])
+                self.commands_sent += 1
+                content = self.sandbox.answer(interaction, timeout=4) if interaction else None
+                match = self.XP.search(content or "")
+                if match:
+                    self.commands_answered += 1
+                    self.acknowledged[member] = max(self.acknowledged.get(member, 0), int(match.group(1)))
+                    self.answers.append((member, int(match.group(1))))
+                elif content is None:
+                    self._stop.wait(0.05)
+            except Exception as error:
+                self.errors.append(f"command: {error}")
+                self._stop.wait(0.2)
+
+    def _monitor(self):
+        while not self._stop.is_set():
+            seen = committed_messages(self.supervisor.db_path)
+            if seen is not None:
+                self.committed_messages = max(self.committed_messages, seen)
+            self._stop.wait(0.2)
+
+    def lost(self, path=None, timeout=30):
+        """What was acknowledged or seen committed and is not in the database: a list of
+        descriptions, empty when nothing was lost. Waits up to `timeout` for the worker to have
+        caught up (the answers it gave are committed; they must be readable)."""
+        path = path or self.supervisor.db_path
+
+        def missing():
+            problems = []
+            connection = read_only(path)
+            try:
+                xp = dict(connection.execute("SELECT user_id, xp FROM xp_members").fetchall())
+                messages = connection.execute("SELECT COALESCE(SUM(messages), 0) FROM xp_members").fetchone()[0]
+            finally:
+                connection.close()
+            for member, acknowledged in self.acknowledged.items():
+                if xp.get(member, 0) < acknowledged:
+                    problems.append(f"member {member}: {xp.get(member, 0)} XP, but an answer reported {acknowledged}")
+            if messages < self.committed_messages:
+                problems.append(f"{messages} messages counted, but {self.committed_messages} were seen committed")
+            return problems
+        problems = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                problems = missing()
+            except sqlite3.Error as error:
+                problems = [f"the database cannot be read: {error}"]
+            if not problems:
+                return []
+            time.sleep(0.2)
+        return problems
+
+    def missing_audit_lines(self, supervisor=None):
+        """Answers with no `xp changed` line in audit.log: the worker writes that line before it
+        answers, so each one must have reached the file, whatever was killed in between."""
+        supervisor = supervisor or self.supervisor
+        logged = {(l.get("member"), str(l.get("xp"))) for l in supervisor.log_lines("audit") if l.get("message") == "xp changed"}
+        return [(m, x) for m, x in self.answers if (m, str(x)) not in logged]
+
+    def summary(self):
+        return (f"{self.commands_answered}/{self.commands_sent} commands answered, "
+                f"{self.committed_messages} messages committed")
+
+
+def committed_messages(path):
+    if not os.path.exists(path):
+        return None
+    try:
+        connection = read_only(path)
+        try:
+            return connection.execute("SELECT COALESCE(SUM(messages), 0) FROM xp_members").fetchone()[0]
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None
+
+
+def files_under(*roots):
+    for root in roots:
+        for directory, dirs, files in os.walk(root):
+            yield directory
+            for name in files:
+                yield os.path.join(directory, name)
