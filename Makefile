@@ -1,10 +1,11 @@
 # Two commands set this project up on a fresh Debian machine: `make run` and `make test`.
 SHELL := /bin/bash
-APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3
+# libfaketime: the fault suite's clock-jump case.
+APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test check-release system-test install-deps build build-release clean
+.PHONY: run test check-release system-test fault-test fault-test-quick fuzz soak install-deps build build-release clean
 
 # Installs the Debian packages that are missing: as root directly, otherwise through sudo.
 install-deps:
@@ -44,6 +45,25 @@ check-release: test build-release
 # Exit 77 means skipped (not root, or no unshare/systemd).
 system-test: build
 	deploy/system-test --bin-dir .build/debug
+
+# The fault-injection matrix against the real binaries under load (Tests/Fault/fault-test; the
+# results table in docs/reliability.md comes from it). Root runs the tmpfs and other-uid cases too.
+# `make fault-test-quick` is the shorter version .ci/run runs.
+fault-test: build
+	Tests/Fault/fault-test --bin-dir .build/debug --report .build/fault-test.md
+
+fault-test-quick: build
+	Tests/Fault/fault-test --bin-dir .build/debug --quick
+
+# The decoders' property-based fuzz tests, longer than in `make test` and with a fresh seed.
+FUZZ_ITERATIONS ?= 200000
+fuzz: install-deps
+	$(SWIFT) build --build-tests
+	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(SWIFT) test --skip-build --filter Fuzz
+
+# 30 minutes of load, kills and backups on the release build: memory, descriptors, log lines.
+soak: build-release
+	benchmarks/soak --bin-dir .build/release
 
 clean:
 	rm -rf .build

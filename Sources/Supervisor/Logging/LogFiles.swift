@@ -17,20 +17,20 @@ import Glibc
 /// - Secrets (the token, the webhook URL) are replaced by `<redacted>` in every line, whoever
 ///   wrote it.
 /// - A write that fails (a full disk) never stops the supervisor: that line is dropped whole (a
-///   short write is truncated away, so no line is ever torn), stderr says so once, and the first
-///   line that can be written again is a `supervisor.log` warning with how many were lost.
+///   short write is truncated away, so no line is ever torn), stderr says so once, and once the
+///   file can be written again its next line is a warning with how many lines were lost.
 final class LogFiles: Sendable {
     private struct State {
         var descriptors: [String: Int32] = [:]
         /// When the current day ends (seconds since 1970).
         var rotateAt: Int = 0
-        /// Since when writes fail (a full disk), and how many lines were dropped.
+        /// Per file: since when writes fail (a full disk), and how many lines were dropped.
         struct Outage {
             var since: Int
             var lines: Int
             var error: String
         }
-        var outage: Outage?
+        var outages: [String: Outage] = [:]
     }
 
     let directory: String
@@ -70,26 +70,30 @@ final class LogFiles: Sendable {
                 rotated = true
             }
             // Under the lock: a short write is undone before anyone else appends, so a full disk
-            // loses whole lines, never leaves half of one.
-            if let error = write(text, to: system, &state) {
-                if state.outage == nil {
-                    state.outage = .init(since: now, lines: 0, error: error)
-                    // Logging degrades instead of taking the supervisor down; say so once.
-                    StandardError.write("bot-supervisor: cannot write to \(directory)/\(system).log (\(error)); log lines are dropped (and counted) until writing works again\n")
-                }
-                state.outage?.lines += 1
-            } else if let outage = state.outage {
-                state.outage = nil
+            // loses whole lines, never leaves half of one. After an outage, the file first says
+            // how many lines it lost, then goes on.
+            if let outage = state.outages[system] {
                 let notice = LogLine.render(level: "WARNING", system: "supervisor", message: "log lines could not be written", fields: [
-                    "lines": .integer(outage.lines), "error": .string(outage.error), "since": .string(Timestamp.string(Date(timeIntervalSince1970: Double(outage.since)))),
-                    "path": .string(directory),
+                    "lines": .integer(outage.lines), "error": .string(outage.error), "file": .string(system + ".log"),
+                    "since": .string(Timestamp.string(Date(timeIntervalSince1970: Double(outage.since)))),
                 ])
-                if self.write(notice, to: "supervisor", &state) == nil { recovered = outage }
+                if write(notice, to: system, &state) == nil {
+                    state.outages[system] = nil
+                    recovered = outage
+                }
+            }
+            if let error = write(text, to: system, &state) {
+                if state.outages[system] == nil {
+                    state.outages[system] = .init(since: now, lines: 0, error: error)
+                    // Logging degrades instead of taking the supervisor down; say so once.
+                    StandardError.write("bot-supervisor: cannot write to \(directory)/\(system).log (\(error)); its lines are dropped (and counted) until writing works again\n")
+                }
+                state.outages[system]?.lines += 1
             }
         }
         if rotated { prune(now: now) }
         if let recovered {
-            StandardError.write("bot-supervisor: writing to \(directory) works again; \(recovered.lines) log lines were lost (\(recovered.error))\n")
+            StandardError.write("bot-supervisor: \(directory)/\(system).log can be written again; \(recovered.lines) lines were lost (\(recovered.error))\n")
         }
     }
 
@@ -98,7 +102,13 @@ final class LogFiles: Sendable {
     private func write(_ text: String, to system: String, _ state: inout State) -> String? {
         var fd = state.descriptors[system] ?? -1
         if fd < 0 {
-            fd = Glibc.open(directory + "/" + system + ".log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            let path = directory + "/" + system + ".log"
+            fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            if fd < 0, errno == ENOENT {
+                // The directory went away (deleted, unmounted): make it again.
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            }
             guard fd >= 0 else { return String(cString: strerror(errno)) }
             state.descriptors[system] = fd
         }
@@ -107,8 +117,11 @@ final class LogFiles: Sendable {
         let written = text.utf8.withContiguousStorageIfAvailable { Glibc.write(fd, $0.baseAddress, $0.count) }
             ?? Array(text.utf8).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         if written == count { return nil }
-        let error = written < 0 ? String(cString: strerror(errno)) : "short write (\(written) of \(count) bytes): \(String(cString: strerror(ENOSPC)))"
+        let error = written < 0 ? String(cString: strerror(errno)) : "short write, \(written) of \(count) bytes"
         if written > 0, before >= 0 { _ = ftruncate(fd, before) }
+        // Opened afresh next time: the file may have been moved, or its disk remounted.
+        close(fd)
+        state.descriptors[system] = nil
         return error
     }
 

@@ -69,4 +69,18 @@ import Testing
         let again = BackupScheduler.nextRun(after: next, hour: 4, minute: 0)
         #expect(abs(again.timeIntervalSince(next) - 86_400) <= 3600)  // a day later (DST may move it an hour)
     }
+
+    @Test func aWallClockJumpIsToldFromTimePassing() {
+        let steady = ContinuousClock.now
+        let later = steady + .seconds(10)
+        // Ten seconds on both clocks: no jump; a few seconds of drift: none either.
+        #expect(BackupScheduler.jump(wallFrom: now, to: now + 10, steadyFrom: steady, to: later) == nil)
+        #expect(BackupScheduler.jump(wallFrom: now, to: now + 40, steadyFrom: steady, to: later) == nil)
+        // A day forward in ten seconds; an hour back.
+        #expect(BackupScheduler.jump(wallFrom: now, to: now + 86_410, steadyFrom: steady, to: later).map { abs($0 - 86_400) < 0.01 } == true)
+        #expect(BackupScheduler.jump(wallFrom: now, to: now - 3590, steadyFrom: steady, to: later).map { abs($0 + 3600) < 0.01 } == true)
+        #expect(BackupScheduler.describe(86_340) == "23 h 59 min")
+        #expect(BackupScheduler.describe(8 * 86_400 + 3600) == "8 days 1 h")
+        #expect(BackupScheduler.describe(300) == "5 min")
+    }
 }

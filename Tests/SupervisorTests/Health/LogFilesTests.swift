@@ -122,8 +122,30 @@ import Testing
         close(pipe[0])
         let said = String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
         // Said once, not once per line; the other files go on.
-        #expect(said.components(separatedBy: "logging to files is degraded").count - 1 == 1, "\(said)")
+        #expect(said.components(separatedBy: "its lines are dropped").count - 1 == 1, "\(said)")
         #expect(said.contains("No space left on device"))
         #expect((try String(contentsOfFile: directory + "/supervisor.log", encoding: .utf8)) == "still fine\n")
+    }
+
+    @Test func onceTheDiskHasRoomAgainTheFileSaysHowManyLinesWereLost() throws {
+        var template = Array("/tmp/fdXXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        try FileManager.default.createSymbolicLink(atPath: directory + "/bot.log", withDestinationPath: "/dev/full")
+        let files = try LogFiles(directory: directory)
+        let saved = dup(STDERR_FILENO)
+        let null = open("/dev/null", O_WRONLY)
+        dup2(null, STDERR_FILENO)
+        defer { dup2(saved, STDERR_FILENO); close(null); close(saved) }
+        for i in 0..<3 { files.append("{\"message\":\"lost \(i)\"}\n", to: "bot") }
+        // Room again: a real file in its place.
+        unlink(directory + "/bot.log")
+        files.append("{\"message\":\"kept\"}\n", to: "bot")
+        let lines = (try String(contentsOfFile: directory + "/bot.log", encoding: .utf8)).split(separator: "\n")
+        #expect(lines.count == 2)
+        let notice = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        #expect(notice["message"] as? String == "log lines could not be written")
+        #expect(notice["lines"] as? Int == 3)
+        #expect((notice["error"] as? String)?.contains("No space left") == true)
+        #expect(lines[1] == #"{"message":"kept"}"#)
     }
 }
