@@ -176,6 +176,7 @@ class Supervisor:
         if sandbox:
             defaults["discord"] = {"mode": "discord", "gatewayURL": sandbox.gateway_url, "apiBaseURL": sandbox.api_base_url}
         else:
+            defaults["discord"] = {"mode": "sandbox"}
             defaults["sandbox"] = {"activityPerMinute": 0, "members": 10}
         self.config = deep_merge(defaults, config or {})
         self.config_path = os.path.join(self.dir, "config.json")

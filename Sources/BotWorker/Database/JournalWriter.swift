@@ -89,8 +89,12 @@ final class JournalWriter: Sendable {
             for index in state.locations.indices {
                 var location = state.locations[index]
                 if location.isOK, rotate || location.segmentBytes + frame.count > segmentMaxBytes {
+                    // A segment deleted under us took entries with it: once a new one is open, the
+                    // location needs a new snapshot to be complete again.
+                    let lost = Self.isDeleted(location.fd)
                     Self.close(&location)
                     Self.open(&location, databaseID: databaseID, position: state.position, logger: logger)
+                    if lost, location.isOK { recovered.append(location.path) }
                 } else if !location.isOK, let failedAt = location.failedAt, ContinuousClock.now - failedAt >= Self.retryInterval {
                     Self.open(&location, databaseID: databaseID, position: state.position, logger: logger)
                     if location.isOK { recovered.append(location.path) }
@@ -98,6 +102,10 @@ final class JournalWriter: Sendable {
                 if location.isOK {
                     if let problem = Self.write(frame, to: location.fd, sync: true) {
                         Self.fail(&location, problem, logger: logger)
+                    } else if Self.isDeleted(location.fd) {
+                        // The location was deleted or unmounted: writes to the open file succeed
+                        // and reach nothing. Failed, it is made again at the next retry.
+                        Self.fail(&location, "its journal segment was deleted (the location removed or unmounted?)", logger: logger)
                     } else {
                         location.segmentBytes += frame.count
                         location.sizeBytes += frame.count
@@ -218,6 +226,12 @@ final class JournalWriter: Sendable {
         } catch {
             fail(&location, "\(error)", logger: logger)
         }
+    }
+
+    /// Whether the file open at `fd` has no name left (unlinked, or its directory removed).
+    private static func isDeleted(_ fd: Int32) -> Bool {
+        var info = stat()
+        return fstat(fd, &info) == 0 && info.st_nlink == 0
     }
 
     private static func close(_ location: inout Location) {

@@ -204,6 +204,24 @@ actor DataKeeper {
         return .healthy
     }
 
+    /// The health loop's look at the backup locations: one that disappeared (deleted, unmounted)
+    /// took its backups and its copy of the journal with it. A backup at once makes it again,
+    /// with a new base for the journal there (the worker starts a new segment after it).
+    func repairLostLocations() async {
+        guard !busy else { return }
+        let lost = config.backup.locations.filter { location in
+            // Only where backups were: a new installation's locations appear with the first one.
+            let copies = summaries.filter { $0.locations.contains(location) }
+            return !copies.isEmpty && !copies.contains { FileManager.default.fileExists(atPath: location + "/" + $0.id + ".sqlite") }
+        }
+        guard !lost.isEmpty else { return }
+        for location in lost {
+            logger.critical("a backup location lost its backups", metadata: [LogKey.path: "\(location)"])
+            await store.raise(.critical, "backup location \(location) is gone or empty (deleted or unmounted?): its backups and its copy of the journal are lost; taking a new backup to make it again")
+        }
+        _ = await backup(reason: .journal)
+    }
+
     // MARK: - Maintenance (the worker is stopped)
 
     func perform(_ task: MaintenanceTask) async -> MaintenanceOutcome {

@@ -81,6 +81,7 @@ actor HealthMonitor {
         }
         switch await keeper.periodicCheck() {
         case .healthy:
+            await keeper.repairLostLocations()
             let rows = await keeper.criticalRows() ?? [:]
             let summary = rows.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             return .init(name: "database", status: .ok, detail: "quick_check ok" + (summary.isEmpty ? "" : "; critical rows: " + summary))

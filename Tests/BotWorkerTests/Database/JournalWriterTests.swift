@@ -107,4 +107,22 @@ import Testing
         #expect(report.unjournaled == 0)
         journal.close()
     }
+
+    @Test func aLocationDeletedUnderTheWriterIsFailedNotWrittenIntoTheVoid() async throws {
+        let (database, journal, _) = try open(locations: [directory + "/kept", directory + "/deleted"])
+        try await database.write("test.insert") { db in
+            try db.execute(sql: "INSERT INTO worker_starts (started_at, pid, version) VALUES ('t', 1, 'v')")
+        }
+        #expect(journal.report().locations[1].state == "ok")
+        // rm -rf of the location: the open segment still takes writes, which reach nothing.
+        try FileManager.default.removeItem(atPath: directory + "/deleted")
+        try await database.write("test.insert") { db in
+            try db.execute(sql: "INSERT INTO worker_starts (started_at, pid, version) VALUES ('t', 2, 'v')")
+        }
+        let report = journal.report()
+        #expect(report.locations[0].state == "ok" && report.locations[0].lastSequence == 2)
+        #expect(report.locations[1].state == "failed" && report.locations[1].lastSequence == 1)
+        #expect(report.locations[1].error?.contains("deleted") == true)
+        journal.close()
+    }
 }
