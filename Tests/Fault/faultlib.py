@@ -65,15 +65,17 @@ def http(method, url, body=None, timeout=10):
 
 
 def proc_status(pid):
-    """VmRSS (kB) and open file descriptors of a process, or None when it is gone."""
+    """VmRSS and RssAnon (its own memory, without the pages of the binaries and libraries), in
+    kB, and open file descriptors of a process; None when it is gone."""
     try:
-        rss = 0
+        fields = {}
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon"):
+                    fields[key] = int(value.split()[0])
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-        return {"rss_kb": rss, "fds": fds}
+        return {"rss_kb": fields.get("VmRSS", 0), "anon_kb": fields.get("RssAnon", 0), "fds": fds}
     except OSError:
         return None
 
