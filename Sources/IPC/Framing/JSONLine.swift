@@ -11,11 +11,20 @@ public enum JSONLine {
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from line: String) throws -> T {
-        try JSONDecoder().decode(type, from: Data(line.utf8))
+        // With a newline after the line, which JSON allows: swift-foundation's decoder traps,
+        // instead of throwing, on a 513th nested `[` that is the input's last byte (it reports
+        // the error at an index past the end). Found by DecoderFuzzTests.
+        var data = Data(line.utf8)
+        data.append(UInt8(ascii: "\n"))
+        return try JSONDecoder().decode(type, from: data)
     }
 
     /// A readable one-line explanation of a decoding failure, naming the field where possible.
     public static func explain(_ error: any Error) -> String {
+        oneLine(describe(error))
+    }
+
+    private static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.dataCorrupted(let context):
             if context.codingPath.isEmpty { return "not valid JSON" }
@@ -31,6 +40,26 @@ public enum JSONLine {
         default:
             return String(describing: error)
         }
+    }
+
+    /// A description can quote what the peer sent (an unknown command or message type, a bad
+    /// enum value), which may be a megabyte of newlines: control characters are escaped and the
+    /// text is cut short. Found by DecoderFuzzTests.
+    private static func oneLine(_ text: String, limit: Int = 300) -> String {
+        var result = ""
+        var length = 0
+        for scalar in text.unicodeScalars {
+            guard length < limit else { return result + "…" }
+            if scalar.value < 0x20 || (0x7F..<0xA0).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}" {
+                let escaped = scalar.escaped(asASCII: true)
+                result += escaped
+                length += escaped.unicodeScalars.count
+            } else {
+                result.unicodeScalars.append(scalar)
+                length += 1
+            }
+        }
+        return result
     }
 
     private static func path(_ keys: [any CodingKey]) -> String {

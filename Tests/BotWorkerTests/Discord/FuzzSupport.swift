@@ -1,0 +1,1 @@
+../../IPCTests/FuzzSupport.swift
