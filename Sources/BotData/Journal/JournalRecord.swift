@@ -1,4 +1,5 @@
 import FoundationEssentials
+import IPC
 
 /// Where the database stands in its change journal: the last journaled transaction it contains.
 ///
@@ -119,7 +120,7 @@ public enum JournalRecord: Sendable, Equatable {
         guard let kind = Kind(rawValue: rawKind) else { return nil }
         switch kind {
         case .header:
-            guard let header = try? JSONDecoder().decode(JournalSegmentHeader.self, from: Data(payload)) else { return nil }
+            guard let header = try? JSONLine.decode(JournalSegmentHeader.self, from: Data(payload)) else { return nil }
             return .header(header)
         case .entry:
             guard payload.count >= 16 else { return nil }

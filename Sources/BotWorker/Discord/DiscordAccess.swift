@@ -102,7 +102,7 @@ actor DiscordAccess {
         while true {
             let page = try await rest.members(guild: guild, after: after)
             let decoded = page.compactMap { json -> Member? in
-                guard let data = try? JSONEncoder().encode(json), let payload = try? JSONDecoder().decode(MemberPayload.self, from: data) else { return nil }
+                guard let data = try? JSONEncoder().encode(json), let payload = try? JSONLine.decode(MemberPayload.self, from: data) else { return nil }
                 return payload.member(in: guild)
             }
             all += decoded
@@ -116,7 +116,7 @@ actor DiscordAccess {
         do {
             guard let json = try await client().member(guild: guild, user: user),
                   let data = try? JSONEncoder().encode(json),
-                  let payload = try? JSONDecoder().decode(MemberPayload.self, from: data) else { return nil }
+                  let payload = try? JSONLine.decode(MemberPayload.self, from: data) else { return nil }
             return payload.member(in: guild)
         } catch let failure as DiscordREST.Failure where failure.code == 10007 || failure.status == 404 {
             return nil

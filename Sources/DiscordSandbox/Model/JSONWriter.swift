@@ -66,7 +66,7 @@ extension JSONValue {
 
     /// Parses a request body or Gateway payload.
     static func parse(_ buffer: ByteBuffer) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        try? JSONLine.decode(JSONValue.self, from: Data(buffer.readableBytesView))
     }
 
     var int: Int? {

@@ -11,10 +11,15 @@ public enum JSONLine {
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from line: String) throws -> T {
-        // With a newline after the line, which JSON allows: swift-foundation's decoder traps,
-        // instead of throwing, on a 513th nested `[` that is the input's last byte (it reports
-        // the error at an index past the end). Found by DecoderFuzzTests.
-        var data = Data(line.utf8)
+        try decode(type, from: Data(line.utf8))
+    }
+
+    /// `JSONDecoder().decode`, for every JSON the project reads from outside (sockets, files on
+    /// disk, Discord): with a newline after the input, which JSON allows. swift-foundation's
+    /// decoder traps, instead of throwing, on a 513th nested `[` that is the input's last byte (it
+    /// reports the error at an index past the end). Found by DecoderFuzzTests.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        var data = data
         data.append(UInt8(ascii: "\n"))
         return try JSONDecoder().decode(type, from: data)
     }

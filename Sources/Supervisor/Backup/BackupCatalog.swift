@@ -29,14 +29,13 @@ struct BackupCatalog: Sendable {
     /// Reads the manifests of `locations`; a missing or unreadable location holds nothing.
     static func scan(_ locations: [String]) -> BackupCatalog {
         var copies: [Copy] = []
-        let decoder = JSONDecoder()
         for location in locations {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: location) else { continue }
             for name in names where name.hasSuffix(".json") && !name.hasPrefix(temporaryPrefix) {
                 let id = String(name.dropLast(5))
                 let file = location + "/" + id + ".sqlite"
                 guard let data = FileManager.default.contents(atPath: location + "/" + name),
-                      let manifest = try? decoder.decode(BackupManifest.self, from: data),
+                      let manifest = try? JSONLine.decode(BackupManifest.self, from: data),
                       manifest.id == id,
                       FileManager.default.fileExists(atPath: file)
                 else { continue }

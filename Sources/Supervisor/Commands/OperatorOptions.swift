@@ -75,14 +75,14 @@ extension OperatorOptions {
     func finish<Result: Decodable>(_ envelope: JSONValue, as type: Result.Type, text: (Result) -> String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let result = try? JSONDecoder().decode(Result.self, from: try encoder.encode(envelope["result"] ?? .null))
+        let result = try? JSONLine.decode(Result.self, from: try encoder.encode(envelope["result"] ?? .null))
         if json, let value = envelope["result"], value != .null {
             print(String(decoding: try encoder.encode(value), as: UTF8.self))
         } else if let result {
             print(text(result), terminator: "")
         }
         guard envelope["ok"] == .bool(true) else {
-            let error = (try? JSONDecoder().decode(ErrorBody.self, from: try encoder.encode(envelope["error"] ?? .null)))
+            let error = (try? JSONLine.decode(ErrorBody.self, from: try encoder.encode(envelope["error"] ?? .null)))
                 ?? ErrorBody(code: "unknown", message: "the supervisor refused without saying why")
             StandardError.write("bot-supervisor: \(error)\n")
             throw ExitCode(1)

@@ -187,7 +187,7 @@ enum ConfigLoader {
     /// The keys of a JSON file, flattened with dots, that are neither known nor below a known key.
     private static func unknownKeys(inFile path: String) throws -> [String] {
         guard let data = FileManager.default.contents(atPath: path),
-              case .object(let object) = try? JSONDecoder().decode(JSONValue.self, from: data)
+              case .object(let object) = try? JSONLine.decode(JSONValue.self, from: data)
         else {
             throw ConfigError(description: "config file \(path) must hold one JSON object, like deploy/config.example.json")
         }

@@ -68,7 +68,7 @@ actor DeployManager {
 
     func state() -> State? {
         guard let data = FileManager.default.contents(atPath: stateFile) else { return nil }
-        return try? JSONDecoder().decode(State.self, from: data)
+        return try? JSONLine.decode(State.self, from: data)
     }
 
     private func save(_ state: State) {

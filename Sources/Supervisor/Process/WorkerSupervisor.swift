@@ -155,7 +155,9 @@ final class WorkerSupervisor: Service, Sendable {
             WorkerProtocol.socketEnvironmentKey: config.workerSocket,
             WorkerProtocol.supervisorPIDEnvironmentKey: String(getpid()),
             // A crash prints the Swift runtime's backtrace on stderr, which lands in errors.log.
-            "SWIFT_BACKTRACE": "enable=yes,interactive=no,color=no,output-to=stderr",
+            // Symbol names only (`fast`): full symbolication of a large binary takes tens of
+            // seconds, during which the crashed worker is neither alive nor gone.
+            "SWIFT_BACKTRACE": "enable=yes,interactive=no,color=no,output-to=stderr,symbolicate=fast",
         ])
         let continuation = self.continuation
         let running = try await WorkerProcess.spawn(executable: config.worker.executable, environment: environment) { pid, status in

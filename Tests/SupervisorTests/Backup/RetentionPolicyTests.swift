@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import IPC
 import Testing
 
@@ -82,5 +83,15 @@ import Testing
         #expect(BackupScheduler.describe(86_340) == "23 h 59 min")
         #expect(BackupScheduler.describe(8 * 86_400 + 3600) == "8 days 1 h")
         #expect(BackupScheduler.describe(300) == "5 min")
+    }
+
+    @Test func aManifestOfDeeplyNestedBracketsIsSkippedNotACrash() throws {
+        // A damaged (or hostile) manifest: 513 `[` and nothing after them made JSONDecoder trap.
+        var template = Array("/tmp/mfXXXXXX".utf8CString)
+        let location = String(cString: mkdtemp(&template)!)
+        defer { try? FileManager.default.removeItem(atPath: location) }
+        try Data(String(repeating: "[", count: 513).utf8).write(to: URL(fileURLWithPath: location + "/20261201T000000000Z-daily.json"))
+        FileManager.default.createFile(atPath: location + "/20261201T000000000Z-daily.sqlite", contents: Data())
+        #expect(BackupCatalog.scan([location]).copies.isEmpty)
     }
 }

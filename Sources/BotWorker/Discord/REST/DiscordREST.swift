@@ -76,7 +76,7 @@ actor DiscordREST {
             let bytes = try await response.body.collect(upTo: 8 << 20)
             let status = Int(response.status.code)
             let headers = Dictionary(response.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { $1 })
-            let json = bytes.readableBytes == 0 ? nil : try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
+            let json = bytes.readableBytes == 0 ? nil : try? JSONLine.decode(JSONValue.self, from: Data(bytes.readableBytesView))
 
             if status == 429 {
                 let retryAfter = json?["retry_after"]?.doubleValue ?? headers["retry-after"].flatMap(Double.init) ?? 1

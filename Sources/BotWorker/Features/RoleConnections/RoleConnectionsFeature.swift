@@ -300,7 +300,7 @@ struct RoleConnectionsFeature: Feature {
         var byGuild: [GuildID: [RoleRule]] = [:]
         for row in loaded {
             guard let guild = GuildID(row.guild), let target = RoleID(row.target),
-                  let conditions = try? JSONDecoder().decode([RoleRule.Condition].self, from: Data(row.conditions.utf8))
+                  let conditions = try? JSONLine.decode([RoleRule.Condition].self, from: Data(row.conditions.utf8))
             else {
                 context.logger.error("a stored rule does not decode; it is skipped", metadata: ["rule": "\(row.id)"])
                 continue
