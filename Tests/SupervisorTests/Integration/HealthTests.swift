@@ -42,13 +42,16 @@ import Testing
         try harness.waitForStatus(timeout: .seconds(20), "the first backup") { ($0.backups?.count ?? 0) >= 1 && $0.operation == nil }
         #expect(try health(harness).status == 0)
 
-        // The backups vanish: critical, exit 1, one alert however often the check runs.
+        // The backups vanish, and a file takes the location's place so that the supervisor's own
+        // repair (a new backup there) fails: critical, exit 1, one alert however often the check runs.
         try FileManager.default.removeItem(atPath: harness.dataDir + "/backups")
+        FileManager.default.createFile(atPath: harness.dataDir + "/backups", contents: Data("not a directory".utf8))
         let failing = try health(harness)
         #expect(failing.status == 1)
         #expect(checks(failing.result)["backups"] == "critical")
         #expect(try health(harness).status == 1)
-        // A new backup: the check recovers.
+        // The location back, and a new backup: the check recovers.
+        try FileManager.default.removeItem(atPath: harness.dataDir + "/backups")
         #expect(try SupervisorHarness.cli(["backup", "--socket", harness.statusSocket]).status == 0)
         let recovered = try health(harness)
         #expect(checks(recovered.result)["backups"] == "ok")
