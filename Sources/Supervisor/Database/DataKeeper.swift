@@ -102,11 +102,15 @@ actor DataKeeper {
     }
 
     /// A backup, inside an exclusive section.
-    private func takeBackup(reason: BackupManifest.Reason) async -> Result<BackupEngine.Report, ErrorBody> {
+    /// - Parameter phasePrefix: names the backup's phases in the status when it is part of a
+    ///   larger operation (the snapshot that ends a restore).
+    private func takeBackup(reason: BackupManifest.Reason, phasePrefix: String? = nil) async -> Result<BackupEngine.Report, ErrorBody> {
         let engine = BackupEngine(livePath: livePath, locations: config.backup.locations)
         let tracker = self.tracker
         do {
-            let report = try await onOwnThread { try engine.run(reason: reason) { tracker.step($0, $1) } }
+            let report = try await onOwnThread {
+                try engine.run(reason: reason) { phase, progress in tracker.step(phasePrefix.map { "\($0): \(phase)" } ?? phase, progress) }
+            }
             for failure in report.failures {
                 await store.raise(report.succeeded ? .warning : .critical, "backup \(report.id) failed in \(failure.location): \(failure.message)")
             }
@@ -344,8 +348,7 @@ actor DataKeeper {
             // The restored file is the base of its new timeline: snapshot it before the worker
             // writes anything, so that its journal can be replayed if it is lost again.
             if report.timeline != nil, config.journal.enabled {
-                tracker.update("taking a snapshot of the restored database", 0.95)
-                if case .failure(let error) = await takeBackup(reason: .postRestore) {
+                if case .failure(let error) = await takeBackup(reason: .postRestore, phasePrefix: "taking a snapshot of the restored database") {
                     message += "; the snapshot of the restored database failed (\(error.message)): until the next backup, a restore cannot replay what the worker writes now"
                 }
             }
