@@ -56,7 +56,7 @@ fault-test-quick: build
 	Tests/Fault/fault-test --bin-dir .build/debug --quick
 
 # The decoders' property-based fuzz tests, longer than in `make test` and with a fresh seed.
-FUZZ_ITERATIONS ?= 200000
+FUZZ_ITERATIONS ?= 50000
 fuzz: install-deps
 	$(SWIFT) build --build-tests
 	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(SWIFT) test --skip-build --filter Fuzz
