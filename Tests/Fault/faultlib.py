@@ -296,7 +296,7 @@ class Supervisor:
         for name in sorted(os.listdir(self.logs)):
             if name == system + ".log" or (name.startswith(system + "-") and name.endswith(".log")):
                 with open(os.path.join(self.logs, name), errors="replace") as f:
-                    for number, line in enumerate(f, 1):
+                    for line in f:
                         if line.strip():
                             lines.append(json.loads(line))
         return lines
