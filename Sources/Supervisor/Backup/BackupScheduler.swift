@@ -16,7 +16,7 @@ struct BackupScheduler: Service {
         await cancelWhenGracefulShutdown {
             // After the first start, so that a database the worker just created is included.
             _ = await store.waitForReady(excluding: nil, timeout: .seconds(600))
-            if await keeper.isWorthBackingUp(), (await keeper.newestVerifiedBackupDate()).map({ Date().timeIntervalSince($0) > 86_400 }) ?? true {
+            if keeper.isWorthBackingUp(), keeper.newestVerifiedBackupDate().map({ Date().timeIntervalSince($0) > 86_400 }) ?? true {
                 logger.info("no verified backup from the last 24 hours; taking one now")
                 _ = await keeper.backup(reason: .daily)
             }
@@ -36,7 +36,7 @@ struct BackupScheduler: Service {
                     }
                     (wall, steady) = (Date(), ContinuousClock.now)
                 }
-                if await keeper.isWorthBackingUp() {
+                if keeper.isWorthBackingUp() {
                     _ = await keeper.backup(reason: .daily)
                 }
                 (wall, steady) = (Date(), ContinuousClock.now)

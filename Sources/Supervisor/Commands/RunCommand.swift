@@ -60,9 +60,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         let link = WorkerLink()
         let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
-        await keeper.prepare()
         // Every snapshot starts a new journal segment in the worker.
-        await keeper.onSnapshot { [link] position in
+        keeper.onSnapshot { [link] position in
             _ = await link.sendToCurrent(.snapshotTaken(sequence: position.sequence))
         }
         let supervisor = WorkerSupervisor(
@@ -102,7 +101,11 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger
         )
         let dailyAt = config.backup.dailyAt.split(separator: ":").compactMap { Int($0) }
+        // First in the list, last to be told of a graceful shutdown: the data keeper serves the
+        // worker's stop and the other services' requests until they are done.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: keeper),
+            .init(service: deploys),
             .init(service: controlServer),
             .init(service: linkServer),
             .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, store: store, logger: logger)),
@@ -111,8 +114,8 @@ struct RunCommand: AsyncParsableCommand {
         if let listen = config.metricsListen, let address = MetricsServer.parse(listen) {
             services.append(.init(service: MetricsServer(host: address.host, port: address.port, render: {
                 var snapshot = await store.snapshot()
-                snapshot.database = await keeper.databaseStatus()
-                snapshot.backups = await keeper.backupsStatus()
+                snapshot.database = keeper.databaseStatus()
+                snapshot.backups = keeper.backupsStatus()
                 return MetricsText.render(snapshot)
             }, logger: logger)))
         }
@@ -132,15 +135,13 @@ struct RunCommand: AsyncParsableCommand {
             "statusSocket": "\(config.statusSocket)", "worker": "\(config.worker.executable)",
         ])
         await store.setSupervisorState("running")
-        let probation = Task { await deploys.resume() }
         do {
             try await serviceGroup.run()
         } catch {
             logger.critical("supervisor stopped on an error", metadata: [LogKey.error: "\(error)"])
             throw ExitCode(1)
         }
-        probation.cancel()
-        if let binary = DeployManager.reexec.requested {
+        if let binary = deploys.reexecBinary {
             logger.info("supervisor re-executing itself on the new release", metadata: [LogKey.path: "\(binary)"])
             runtime.removeSockets(sockets)
             let arguments = CommandLine.arguments

@@ -35,8 +35,8 @@ struct ControlCommands: Sendable {
         switch request.cmd {
         case .status:
             var snapshot = await store.snapshot()
-            snapshot.database = await keeper.databaseStatus()
-            snapshot.backups = await keeper.backupsStatus()
+            snapshot.database = keeper.databaseStatus()
+            snapshot.backups = keeper.backupsStatus()
             snapshot.operation = keeper.tracker.status
             response = Self.line(ControlResponse.success(snapshot))
         case .restartWorker:
@@ -124,7 +124,7 @@ struct ControlCommands: Sendable {
         if backupID == nil, !backups.contains(where: \.verified) {
             return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: "there is no verified backup to restore. Nothing was done.")))
         }
-        let outcomes = await keeper.nextRestoreOutcome()
+        let outcomes = keeper.nextRestoreOutcome()
         supervisor.send(.maintenanceRequested(.restore(target, requestedBy: requester)))
         for await outcome in outcomes {
             guard outcome.succeeded else {

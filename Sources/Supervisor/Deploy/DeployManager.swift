@@ -3,43 +3,20 @@ import FoundationEssentials
 import Glibc
 import IPC
 import Logging
+import ServiceLifecycle
 import Synchronization
 
-/// `bot-supervisor deploy RELEASE_DIR` and `rollback`, performed by the supervisor itself.
-///
-/// Deploy: the release's binaries must run and its migrations must pass a dry run on a copy of
-/// the database (the `pre-deploy` backup, taken first); any failure refuses the deploy and
-/// changes nothing. Then `current` is switched, the worker restarted on the new release (the
-/// supervisor re-executes itself first when its own binary changed) and watched: not ready within
-/// `deploy.readyTimeoutSeconds`, crash-looping, failed, or a critical health check before
-/// `deploy.probationSeconds` are over → automatic rollback. Every step goes to `audit.log`.
-///
-/// Rollback (automatic, or on request): `current` back to the previous release, the `pre-deploy`
-/// backup restored if the new release migrated the database, the old worker started, and a
-/// critical alert saying why.
-///
-/// The deploy's state lives in `<dataDir>/deploy.json`, so that a supervisor that re-executed
-/// itself (or was restarted by systemd) goes on with the probation, or the rollback.
-actor DeployManager {
-    struct State: Codable, Sendable, Equatable {
-        enum Phase: String, Codable, Sendable {
-            case probation, done
-            case rolledBack = "rolled-back"
-        }
+/// `bot-supervisor deploy RELEASE_DIR` and `rollback`, performed by the supervisor itself: the
+/// executor of `DeployMachine`. One loop owns the machine; requests, the steps' results, the
+/// worker's state (as the supervision loop publishes it) and timers arrive on one stream, and
+/// each step runs as a child task while the loop goes on. Every step goes to `audit.log`.
+final class DeployManager: Service, Sendable {
+    typealias State = DeployMachine.Record
 
-        var phase: Phase
-        var previous: String
-        var next: String
-        var backupID: String?
-        /// The database's migrations before the deploy: a rollback restores the backup only if
-        /// the new release changed them.
-        var schemaBefore: String?
-        var startedAt: String
-        var requester: String
-        var outcome: String?
-        /// The rollback's alert, kept here for a supervisor that re-executes itself before it
-        /// could raise it (alerts live in memory); nil once raised.
-        var pendingAlert: String?
+    private enum Input: Sendable {
+        case deploy(String, requester: String, rehearseOnly: Bool, CheckedContinuation<Result<ActionResult, ErrorBody>, Never>)
+        case rollback(requester: String, CheckedContinuation<Result<ActionResult, ErrorBody>, Never>)
+        case event(DeployMachine.Event)
     }
 
     private let config: SupervisorConfig
@@ -49,10 +26,9 @@ actor DeployManager {
     private let health: HealthMonitor
     private let audit: Logger
     private let logger: Logger
-    private var busy = false
-    private var probationTask: Task<Void, Never>?
-    /// Set when the supervisor must re-execute itself from `current` once it has stopped.
-    nonisolated static let reexec = ReexecFlag()
+    private let inputs: AsyncStream<Input>
+    private let continuation: AsyncStream<Input>.Continuation
+    private let reexecTarget = Mutex<String?>(nil)
 
     init(config: SupervisorConfig, keeper: DataKeeper, supervisor: WorkerSupervisor, store: StatusStore, health: HealthMonitor, audit: Logger, logger: Logger) {
         self.config = config
@@ -62,7 +38,12 @@ actor DeployManager {
         self.health = health
         self.audit = audit
         self.logger = logger
+        (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
     }
+
+    /// The binary the supervisor must re-execute once its services have stopped (a deploy or a
+    /// rollback changed the supervisor itself), or nil.
+    var reexecBinary: String? { reexecTarget.withLock { $0 } }
 
     private var stateFile: String { config.dataDir + "/deploy.json" }
 
@@ -83,89 +64,197 @@ actor DeployManager {
         return ReleaseLinks(root: root)
     }
 
-    private func step(_ message: String, _ metadata: Logger.Metadata = [:]) {
-        audit.info("deploy: \(message)", metadata: metadata)
-    }
-
-    // MARK: - Deploy
+    // MARK: - Requests
 
     func deploy(_ releaseDir: String, requester: String, rehearseOnly: Bool = false) async -> Result<ActionResult, ErrorBody> {
-        guard !busy else { return .failure(ErrorBody(code: "busy", message: "a deploy or rollback is already running")) }
-        busy = true
-        defer { busy = false }
-        do {
-            let links = try links()
-            let release = URL(fileURLWithPath: releaseDir).standardizedFileURL.path
-            step("requested", ["release": "\(release)", "by": "\(requester)"])
-            let resolved = URL(fileURLWithPath: release).resolvingSymlinksInPath().path
-            if !rehearseOnly, let current = links.target(of: links.current), URL(fileURLWithPath: current).resolvingSymlinksInPath().path == resolved {
-                throw DeployError("\(release) is already the current release. Nothing was changed")
+        await withCheckedContinuation { waiter in
+            if case .terminated = continuation.yield(.deploy(releaseDir, requester: requester, rehearseOnly: rehearseOnly, waiter)) {
+                waiter.resume(returning: .failure(Self.stopping))
             }
-            try await check(release)
-            guard case .success(let backup) = await keeper.backup(reason: .preDeploy) else {
-                throw DeployError("the pre-deploy backup failed; see `bot-supervisor backups` and supervisor.log. Nothing was changed")
-            }
-            step("pre-deploy backup taken", ["backup": "\(backup.id)"])
-            guard let copy = BackupCatalog.scan(config.backup.locations).candidates(for: backup.id).first?.file else {
-                throw DeployError("the pre-deploy backup has no readable copy to test the release on. Nothing was changed")
-            }
-            let dryRun = try await Program.run(release + "/bin/bot-worker", ["migrate", "--dry-run", "--database", copy, "--json"], timeout: .seconds(600))
-            guard dryRun.succeeded else {
-                throw DeployError("the new release's migrations fail on a copy of the database: \(dryRun.output.suffix(600)). Nothing was changed")
-            }
-            step("migrations pass a dry run on a copy of the database")
-            // The staging rehearsal: the new release on a copy of production, in the sandbox.
-            let rehearsal = await Rehearsal(
-                release: release, database: copy, scratch: config.dataDir + "/rehearsal",
-                readyTimeout: config.deploy.readyTimeout, duration: config.deploy.rehearsal, logger: logger
-            ).run()
-            step("rehearsal " + (rehearsal.ok ? "passed" : "failed"), ["report": "\(rehearsal.summary)"])
-            if rehearseOnly {
-                return rehearsal.ok
-                    ? .success(ActionResult(message: rehearsal.summary))
-                    : .failure(ErrorBody(code: "rehearsal-failed", message: rehearsal.summary))
-            }
-            guard rehearsal.ok else {
-                throw DeployError(rehearsal.summary + "\nThe deploy is refused; nothing was changed")
-            }
-            let installed = try links.install(release)
-            let previous = links.target(of: links.current) ?? ""
-            guard installed != previous else { throw DeployError("\(installed) is already the current release") }
-            let schemaBefore = DatabaseInspector.inspect(path: config.dataDir + "/" + BotDatabase.fileName, check: .none, readOnly: true).schemaVersion
-            try links.point(links.current, at: installed)
-            if !previous.isEmpty { try links.point(links.previous, at: previous) }
-            let state = State(phase: .probation, previous: previous, next: installed, backupID: backup.id, schemaBefore: schemaBefore,
-                              startedAt: Timestamp.string(), requester: requester, outcome: nil)
-            save(state)
-            step("current switched", ["from": "\(previous)", "to": "\(installed)"])
-
-            if ReleaseLinks.supervisorDiffers(in: installed) {
-                step("the supervisor binary changed: it re-executes itself on the new release")
-                Self.reexec.request(links.current + "/bin/bot-supervisor")
-                supervisor.send(.shutdownRequested)
-                return .success(ActionResult(message: rehearsal.summary + "\ndeployed \(ReleaseLinks.version(of: installed)); the supervisor restarts itself on it, then watches it for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)"))
-            }
-            let old = await store.workerPid
-            supervisor.send(.restartRequested(by: "deploy of \(ReleaseLinks.version(of: installed))"))
-            guard let pid = await store.waitForReady(excluding: old, timeout: config.deploy.readyTimeout) else {
-                let reason = "the new release was not ready within \(WorkerStateMachine.seconds(config.deploy.readyTimeout))"
-                let rolled = await rollBack(state, reason: reason)
-                return .failure(ErrorBody(code: "rolled-back", message: "\(reason); \(rolled)"))
-            }
-            step("the worker is ready on the new release", ["pid": "\(pid)"])
-            startProbation(state, restartsAtStart: await store.snapshot().worker.restarts)
-            return .success(ActionResult(
-                message: rehearsal.summary + "\nrehearsal passed; deployed \(ReleaseLinks.version(of: installed)): worker pid \(pid) ready; on probation for \(WorkerStateMachine.seconds(config.deploy.probation)) (`bot-supervisor status` shows the outcome)",
-                workerPid: pid
-            ))
-        } catch {
-            step("refused", ["error": "\(error)"])
-            return .failure(ErrorBody(code: "deploy-refused", message: "\(error)"))
         }
     }
 
-    /// The release's binaries exist and run.
-    private func check(_ release: String) async throws {
+    func rollback(requester: String) async -> Result<ActionResult, ErrorBody> {
+        await withCheckedContinuation { waiter in
+            if case .terminated = continuation.yield(.rollback(requester: requester, waiter)) {
+                waiter.resume(returning: .failure(Self.stopping))
+            }
+        }
+    }
+
+    private static let stopping = ErrorBody(code: "stopping", message: "the supervisor is stopping; nothing was done")
+
+    // MARK: - The loop
+
+    func run() async throws {
+        var machine = DeployMachine(settings: .init(readyTimeout: config.deploy.readyTimeout, probation: config.deploy.probation))
+        var waiters: [DeployMachine.RequestID: CheckedContinuation<Result<ActionResult, ErrorBody>, Never>] = [:]
+        var nextID = 0
+        let continuation = self.continuation
+        await withDiscardingTaskGroup { children in
+            // The worker's state, as the supervision loop publishes it.
+            let changes = await store.workerChanges()
+            children.addTask {
+                for await worker in changes {
+                    continuation.yield(.event(.worker(state: worker.state, pid: worker.pid, restarts: worker.restarts, lastExit: worker.lastExit?.reason)))
+                }
+            }
+            if var record = state(), let alert = record.pendingAlert {
+                await store.raise(.critical, alert)
+                record.pendingAlert = nil
+                save(record)
+            }
+            if let record = state(), record.phase == .probation {
+                logger.info("a deploy is on probation; watching it", metadata: ["release": "\(record.next)"])
+                continuation.yield(.event(.resumed(record)))
+            }
+            await withGracefulShutdownHandler {
+                for await input in inputs {
+                    let event: DeployMachine.Event
+                    switch input {
+                    case .deploy(let release, let requester, let rehearseOnly, let waiter):
+                        nextID += 1
+                        waiters[nextID] = waiter
+                        event = .deployRequested(nextID, release: URL(fileURLWithPath: release).standardizedFileURL.path, rehearseOnly: rehearseOnly, requester: requester)
+                    case .rollback(let requester, let waiter):
+                        nextID += 1
+                        waiters[nextID] = waiter
+                        event = .rollbackRequested(nextID, requester: requester, record: rollbackRecord(requester: requester))
+                    case .event(let received):
+                        event = received
+                    }
+                    for action in machine.handle(event) {
+                        switch action {
+                        case .perform(let step):
+                            children.addTask { continuation.yield(.event(await self.perform(step))) }
+                        case .startTimer(let timer, let generation, let delay):
+                            children.addTask {
+                                guard (try? await Task.sleep(for: delay)) != nil else { return }
+                                continuation.yield(.event(.timerFired(timer, generation: generation)))
+                            }
+                        case .audit(let message, let metadata):
+                            audit.info("deploy: \(message)", metadata: metadata.mapValues { .string($0) })
+                        case .alert(let severity, let message):
+                            await store.raise(severity, message)
+                        case .reply(let id, let result):
+                            waiters.removeValue(forKey: id)?.resume(returning: result)
+                        }
+                    }
+                }
+            } onGracefulShutdown: {
+                continuation.finish()
+            }
+            for waiter in waiters.values { waiter.resume(returning: .failure(Self.stopping)) }
+            children.cancelAll()
+        }
+    }
+
+    /// What a rollback goes back from and to: the deploy's record if it is about the current
+    /// release, else the `previous` link; nil when there is nothing to go back to.
+    private func rollbackRecord(requester: String) -> State? {
+        guard let links = try? links() else { return nil }
+        let current = links.target(of: links.current) ?? ""
+        let record = state().flatMap { $0.next == current ? $0 : nil }
+        guard let previous = record?.previous ?? links.target(of: links.previous), !previous.isEmpty, previous != current else { return nil }
+        return record ?? State(phase: .done, previous: previous, next: current, backupID: nil, schemaBefore: nil,
+                               startedAt: Timestamp.string(), requester: requester, outcome: nil)
+    }
+
+    // MARK: - Steps
+
+    private func perform(_ step: DeployMachine.Step) async -> DeployMachine.Event {
+        do {
+            switch step {
+            case .checkRelease(let release, let rehearseOnly):
+                try await check(release, rehearseOnly: rehearseOnly)
+                return .checked
+            case .backup:
+                guard case .success(let backup) = await keeper.backup(reason: .preDeploy) else {
+                    throw DeployError("the pre-deploy backup failed; see `bot-supervisor backups` and supervisor.log. Nothing was changed")
+                }
+                let locations = config.backup.locations
+                let copy = try await BlockingPool.shared.run("finding the pre-deploy backup", deadline: .seconds(60)) {
+                    BackupCatalog.scan(locations).candidates(for: backup.id).first?.file
+                }
+                guard let copy else { throw DeployError("the pre-deploy backup has no readable copy to test the release on. Nothing was changed") }
+                return .backedUp(id: backup.id, copy: copy)
+            case .dryRun(let release, let copy):
+                let dryRun = try await Program.run(release + "/bin/bot-worker", ["migrate", "--dry-run", "--database", copy, "--json"], timeout: .seconds(600))
+                guard dryRun.succeeded else {
+                    throw DeployError("the new release's migrations fail on a copy of the database: \(dryRun.output.suffix(600)). Nothing was changed")
+                }
+                return .dryRunPassed
+            case .rehearse(let release, let copy):
+                let rehearsal = await Rehearsal(
+                    release: release, database: copy, scratch: config.dataDir + "/rehearsal",
+                    readyTimeout: config.deploy.readyTimeout, duration: config.deploy.rehearsal, logger: logger
+                ).run()
+                return .rehearsed(ok: rehearsal.ok, summary: rehearsal.summary)
+            case .switchRelease(let release, let backupID, let requester):
+                let links = try links()
+                let installed = try links.install(release)
+                let previous = links.target(of: links.current) ?? ""
+                guard installed != previous else { throw DeployError("\(installed) is already the current release") }
+                let schemaBefore = try await schemaVersion()
+                try links.point(links.current, at: installed)
+                if !previous.isEmpty { try links.point(links.previous, at: previous) }
+                let record = State(phase: .probation, previous: previous, next: installed, backupID: backupID, schemaBefore: schemaBefore,
+                                   startedAt: Timestamp.string(), requester: requester, outcome: nil)
+                save(record)
+                return .switched(record, supervisorDiffers: ReleaseLinks.supervisorDiffers(in: installed))
+            case .restartWorker(let reason):
+                supervisor.send(.restartRequested(by: reason))
+                return .stepDone
+            case .reexec:
+                reexecTarget.withLock { $0 = ReleaseLinks(root: config.deploy.root ?? "").current + "/bin/bot-supervisor" }
+                supervisor.send(.shutdownRequested)
+                return .stepDone
+            case .runHealth:
+                let result = await health.run()
+                let failing = result.checks.filter { $0.status == .critical }.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
+                return .healthChecked(critical: result.status == .critical ? failing : nil)
+            case .switchBack(let record, let reason):
+                let links = try links()
+                try links.point(links.current, at: record.previous)
+                try? links.point(links.previous, at: record.next)
+                var done = record
+                done.phase = .rolledBack
+                done.outcome = reason
+                save(done)
+                let schemaNow = try await schemaVersion()
+                let changed = record.backupID != nil && record.schemaBefore != nil && record.schemaBefore != schemaNow
+                return .switchedBack(done, schemaChanged: changed, supervisorDiffers: ReleaseLinks.supervisorDiffers(in: record.previous))
+            case .restore(let backupID):
+                let outcomes = keeper.nextRestoreOutcome()
+                // The pre-deploy backup and the journal of its timeline after it: what the old
+                // release wrote until the new one migrated comes back too.
+                supervisor.send(.maintenanceRequested(.restore(.backup(id: backupID, rollForward: true), requestedBy: "rollback")))
+                for await outcome in outcomes { return .restored(ok: outcome.succeeded, message: outcome.message) }
+                return .restored(ok: false, message: "the restore did not report back")
+            case .save(let record):
+                save(record)
+                return .stepDone
+            }
+        } catch {
+            return .stepFailed("\(error)")
+        }
+    }
+
+    private func schemaVersion() async throws -> String? {
+        let path = config.dataDir + "/" + BotDatabase.fileName
+        return try await BlockingPool.shared.run("reading the schema version", deadline: .seconds(60)) {
+            DatabaseInspector.inspect(path: path, check: .none, readOnly: true).schemaVersion
+        }
+    }
+
+    /// A deploy root exists, the release is not the current one already, its binaries exist and run.
+    private func check(_ releaseDir: String, rehearseOnly: Bool) async throws {
+        let links = try links()
+        let release = URL(fileURLWithPath: releaseDir).standardizedFileURL.path
+        let resolved = URL(fileURLWithPath: release).resolvingSymlinksInPath().path
+        if !rehearseOnly, let current = links.target(of: links.current), URL(fileURLWithPath: current).resolvingSymlinksInPath().path == resolved {
+            throw DeployError("\(release) is already the current release. Nothing was changed")
+        }
         for binary in ["bot-supervisor", "bot-worker"] {
             let path = release + "/bin/" + binary
             guard access(path, X_OK) == 0 else { throw DeployError("\(path) is missing or not executable: is \(release) a release directory (bin/bot-supervisor, bin/bot-worker)? Nothing was changed") }
@@ -175,143 +264,6 @@ actor DeployManager {
         guard supervisorRuns.succeeded, workerRuns.succeeded else {
             throw DeployError("the release's binaries do not run here (\(supervisorRuns.succeeded ? "bot-worker" : "bot-supervisor"): \((supervisorRuns.succeeded ? workerRuns : supervisorRuns).output.suffix(300))). Nothing was changed")
         }
-        step("the release's binaries run", ["release": "\(release)"])
+        audit.info("deploy: the release's binaries run", metadata: ["release": "\(release)"])
     }
-
-    // MARK: - Probation
-
-    /// At start: a deploy still on probation (the supervisor re-executed itself, or systemd
-    /// restarted it) is watched again from here.
-    func resume() async {
-        if var state = state(), let alert = state.pendingAlert {
-            await store.raise(.critical, alert)
-            state.pendingAlert = nil
-            save(state)
-        }
-        guard let state = state(), state.phase == .probation else { return }
-        logger.info("a deploy is on probation; watching it", metadata: ["release": "\(state.next)"])
-        guard await store.waitForReady(excluding: nil, timeout: config.deploy.readyTimeout) != nil else {
-            _ = await rollBack(state, reason: "the new release was not ready within \(WorkerStateMachine.seconds(config.deploy.readyTimeout)) after the supervisor restarted on it")
-            return
-        }
-        startProbation(state, restartsAtStart: await store.snapshot().worker.restarts)
-    }
-
-    private func startProbation(_ state: State, restartsAtStart: Int) {
-        probationTask?.cancel()
-        probationTask = Task { await self.watch(state, restartsAtStart: restartsAtStart) }
-    }
-
-    private func watch(_ state: State, restartsAtStart: Int) async {
-        let deadline = ContinuousClock.now + config.deploy.probation
-        while ContinuousClock.now < deadline {
-            guard (try? await Task.sleep(for: .milliseconds(250))) != nil else { return }
-            let worker = await store.snapshot().worker
-            switch worker.state {
-            case .crashLoop, .failed, .backoff:
-                _ = await rollBack(state, reason: "the worker is \(worker.state.rawValue) on the new release (\(worker.lastExit?.reason ?? "no exit recorded"))")
-                return
-            default:
-                if worker.restarts > restartsAtStart {
-                    _ = await rollBack(state, reason: "the worker failed on the new release (\(worker.lastExit?.reason ?? "restarted"))")
-                    return
-                }
-            }
-        }
-        let result = await health.run()
-        if result.status == .critical {
-            let failing = result.checks.filter { $0.status == .critical }.map { "\($0.name): \($0.detail)" }.joined(separator: "; ")
-            _ = await rollBack(state, reason: "a health check is critical at the end of the probation (\(failing))")
-            return
-        }
-        var done = state
-        done.phase = .done
-        done.outcome = "kept after \(WorkerStateMachine.seconds(config.deploy.probation)) of probation"
-        save(done)
-        step("probation passed; the release is kept", ["release": "\(state.next)"])
-        await store.raise(.info, "deploy of \(ReleaseLinks.version(of: state.next)) passed its probation and is kept")
-    }
-
-    // MARK: - Rollback
-
-    func rollback(requester: String) async -> Result<ActionResult, ErrorBody> {
-        guard !busy else { return .failure(ErrorBody(code: "busy", message: "a deploy or rollback is already running")) }
-        busy = true
-        defer { busy = false }
-        do {
-            let links = try links()
-            let current = links.target(of: links.current) ?? ""
-            let state = state().flatMap { $0.next == current ? $0 : nil }
-            guard let previous = state?.previous ?? links.target(of: links.previous), !previous.isEmpty, previous != current else {
-                throw DeployError("there is no previous release to go back to")
-            }
-            let known = state ?? State(phase: .done, previous: previous, next: current, backupID: nil, schemaBefore: nil,
-                                       startedAt: Timestamp.string(), requester: requester, outcome: nil)
-            let message = await rollBack(known, reason: "requested by \(requester)")
-            return .success(ActionResult(message: message, workerPid: await store.workerPid))
-        } catch {
-            return .failure(ErrorBody(code: "rollback-failed", message: "\(error)"))
-        }
-    }
-
-    /// Back to `state.previous`; returns what was done.
-    private func rollBack(_ state: State, reason: String) async -> String {
-        probationTask?.cancel()
-        step("rolling back", ["from": "\(state.next)", "to": "\(state.previous)", "reason": "\(reason)"])
-        do {
-            let links = try links()
-            try links.point(links.current, at: state.previous)
-            try? links.point(links.previous, at: state.next)
-        } catch {
-            let message = "rollback of \(ReleaseLinks.version(of: state.next)) failed: \(error); \(reason)"
-            await store.raise(.critical, message)
-            return message
-        }
-        var done = state
-        done.phase = .rolledBack
-        done.outcome = reason
-        save(done)
-        var reexecuting = false
-        let schemaNow = DatabaseInspector.inspect(path: config.dataDir + "/" + BotDatabase.fileName, check: .none, readOnly: true).schemaVersion
-        var restored = "the database was left as it is (the new release did not migrate it)"
-        if let backupID = state.backupID, let before = state.schemaBefore, before != schemaNow {
-            let outcomes = await keeper.nextRestoreOutcome()
-            // The pre-deploy backup and the journal of its timeline after it: what the old release
-            // wrote until the new one migrated comes back too.
-            supervisor.send(.maintenanceRequested(.restore(.backup(id: backupID, rollForward: true), requestedBy: "rollback")))
-            for await outcome in outcomes {
-                restored = outcome.succeeded
-                    ? "the pre-deploy backup \(backupID) was restored (the new release had migrated the database)"
-                    : "the pre-deploy backup \(backupID) could not be restored: \(outcome.message)"
-                break
-            }
-        } else if ReleaseLinks.supervisorDiffers(in: state.previous) {
-            reexecuting = true
-        } else {
-            supervisor.send(.restartRequested(by: "rollback"))
-        }
-        let message = "deploy of \(ReleaseLinks.version(of: state.next)) rolled back to \(ReleaseLinks.version(of: state.previous)): \(reason); \(restored)"
-        step("rolled back", ["outcome": "\(message)"])
-        if reexecuting {
-            // The old release's supervisor raises it once it runs.
-            done.pendingAlert = message
-            save(done)
-            Self.reexec.request(ReleaseLinks(root: config.deploy.root ?? "").current + "/bin/bot-supervisor")
-            supervisor.send(.shutdownRequested)
-        } else {
-            await store.raise(.critical, message)
-        }
-        return message
-    }
-}
-
-/// Whether the supervisor should re-execute itself (and from which binary) once it has stopped.
-final class ReexecFlag: Sendable {
-    private let target = Mutex<String?>(nil)
-
-    func request(_ binary: String) {
-        target.withLock { $0 = binary }
-    }
-
-    var requested: String? { target.withLock { $0 } }
 }

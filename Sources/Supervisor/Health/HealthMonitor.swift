@@ -49,7 +49,7 @@ actor HealthMonitor {
         let keeper = self.keeper
         checks.append(await withDeadline("backups") {
             _ = await keeper.backupList()
-            return HealthRules.backupAge(newest: await keeper.newestVerifiedBackupDate(), now: Date())
+            return HealthRules.backupAge(newest: keeper.newestVerifiedBackupDate(), now: Date())
         })
         var places = [("disk-data", config.dataDir)]
         for (index, location) in config.backup.locations.enumerated() {
@@ -76,13 +76,14 @@ actor HealthMonitor {
 
     private func databaseCheck(workerState: WorkerState) async -> HealthStatus.Check {
         guard workerState == .ready || workerState == .unhealthy else {
-            let last = await keeper.databaseStatus().lastCheck
+            let last = keeper.databaseStatus().lastCheck
             return .init(name: "database", status: .ok, detail: "checked before the last start" + (last.map { ": \($0.result) at \($0.at)" } ?? ""))
         }
         switch await keeper.periodicCheck() {
-        case .healthy:
-            await keeper.repairLostLocations()
-            let rows = await keeper.criticalRows() ?? [:]
+        case .skipped:
+            let last = keeper.databaseStatus().lastCheck
+            return .init(name: "database", status: .ok, detail: "another operation is looking at the file now" + (last.map { "; last check: \($0.result) at \($0.at)" } ?? ""))
+        case .healthy(let rows):
             let summary = rows.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             return .init(name: "database", status: .ok, detail: "quick_check ok" + (summary.isEmpty ? "" : "; critical rows: " + summary))
         case .damaged(let detail):

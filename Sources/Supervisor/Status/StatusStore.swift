@@ -36,6 +36,7 @@ actor StatusStore {
     private var startup: (pid: Int32, report: StartupReport)?
     private var journal: JournalReport?
     private var summary = ""
+    private var workerWatchers: [AsyncStream<WorkerPublication>.Continuation] = []
     private var readyWaiters: [UUID: (excluding: Int32?, continuation: CheckedContinuation<Int32?, Never>)] = [:]
 
     static let alertLimit = 100
@@ -124,8 +125,21 @@ actor StatusStore {
         publishSummary()
     }
 
+    /// The worker's publications from now on, each time its state, pid or restart count changes
+    /// (the current one first).
+    func workerChanges() -> AsyncStream<WorkerPublication> {
+        let (stream, continuation) = AsyncStream.makeStream(of: WorkerPublication.self, bufferingPolicy: .bufferingNewest(64))
+        continuation.yield(worker)
+        workerWatchers.append(continuation)
+        return stream
+    }
+
     func publish(worker publication: WorkerPublication) {
+        let changed = (publication.state, publication.pid, publication.restarts) != (worker.state, worker.pid, worker.restarts)
         worker = publication
+        if changed {
+            for watcher in workerWatchers { watcher.yield(publication) }
+        }
         if publication.state == .ready, let pid = publication.pid {
             for (id, waiter) in readyWaiters where waiter.excluding != pid {
                 readyWaiters[id] = nil
