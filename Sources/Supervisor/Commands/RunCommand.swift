@@ -51,12 +51,12 @@ struct RunCommand: AsyncParsableCommand {
 
         let notifier = SystemdNotifier()
         let store = StatusStore(notifier: notifier, logger: logger)
-        if let url = config.alertsWebhookURL {
-            let webhook = WebhookAlerts(url: url, logger: logger)
-            await store.deliverAlerts { alert in await webhook.enqueue(alert) }
+        let webhook = config.alertsWebhookURL.map { WebhookAlerts(url: $0, logger: logger) }
+        if let webhook {
+            await store.deliverAlerts { alert in webhook.offer(alert) }
         }
         errors.onRepeat { repeated in
-            Task { await store.raise(.warning, "the same error repeats: \(repeated.count) times in 5 min: \(repeated.fingerprint) (\(repeated.example.prefix(300)))") }
+            store.post(.warning, "the same error repeats: \(repeated.count) times in 5 min: \(repeated.fingerprint) (\(repeated.example.prefix(300)))")
         }
         let link = WorkerLink()
         let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
@@ -104,6 +104,7 @@ struct RunCommand: AsyncParsableCommand {
         // First in the list, last to be told of a graceful shutdown: the data keeper serves the
         // worker's stop and the other services' requests until they are done.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: store),
             .init(service: keeper),
             .init(service: deploys),
             .init(service: controlServer),
@@ -119,6 +120,7 @@ struct RunCommand: AsyncParsableCommand {
                 return MetricsText.render(snapshot)
             }, logger: logger)))
         }
+        if let webhook { services.append(.init(service: webhook)) }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(interval: interval, supervisor: supervisor, notifier: notifier, logger: logger)))
         }

@@ -34,11 +34,7 @@ struct ControlCommands: Sendable {
         let response: String
         switch request.cmd {
         case .status:
-            var snapshot = await store.snapshot()
-            snapshot.database = keeper.databaseStatus()
-            snapshot.backups = keeper.backupsStatus()
-            snapshot.operation = keeper.tracker.status
-            response = Self.line(ControlResponse.success(snapshot))
+            response = await store.statusLine(.init(database: keeper.databaseStatus(), backups: keeper.backupsStatus(), operation: keeper.tracker.status))
         case .restartWorker:
             response = await restartWorker(requester: "uid \(peer.uid) pid \(peer.pid)")
         case .backup:

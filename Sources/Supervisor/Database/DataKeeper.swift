@@ -39,6 +39,12 @@ final class DataKeeper: Service, Sendable {
     private let pool: BlockingPool
     private let work: DataWork
     private let settings: DataSafetyMachine.Settings
+    /// How long a backup, a restore or a verification may take before it counts as hung.
+    private let stepDeadline: Duration
+    /// How long a check of the live file may take.
+    private let checkDeadline: Duration
+    /// How long probing a location or reading the catalog may take.
+    private let probeDeadline: Duration
     private let inputs: AsyncStream<Input>
     private let continuation: AsyncStream<Input>.Continuation
     private let published = Mutex(Published())
@@ -47,14 +53,17 @@ final class DataKeeper: Service, Sendable {
     private let snapshotListener = Mutex<(@Sendable (JournalPosition) async -> Void)?>(nil)
 
     init(config: SupervisorConfig, store: StatusStore, logger: Logger, tracker: OperationTracker = OperationTracker(),
-         pool: BlockingPool = .shared, stepDeadline: Duration = .seconds(3600), probeDeadline: Duration = .seconds(10)) {
+         pool: BlockingPool = .shared, stepDeadline: Duration = .seconds(3600), checkDeadline: Duration = .seconds(600), probeDeadline: Duration = .seconds(10)) {
         self.config = config
         self.store = store
         self.logger = logger
         self.pool = pool
         self.tracker = tracker
         work = DataWork(dataDir: config.dataDir, keepDays: config.backup.keepDays, tracker: tracker, logger: logger)
-        settings = .init(journalEnabled: config.journal.enabled, locations: config.backup.locations, stepDeadline: stepDeadline, probeDeadline: probeDeadline)
+        settings = .init(journalEnabled: config.journal.enabled, locations: config.backup.locations)
+        self.stepDeadline = stepDeadline
+        self.checkDeadline = checkDeadline
+        self.probeDeadline = probeDeadline
         (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
     }
 
@@ -103,7 +112,7 @@ final class DataKeeper: Service, Sendable {
     /// The backups, read afresh (a scan on the pool; it waits for no operation).
     func backupList() async -> [BackupCatalog.Summary] {
         let locations = config.backup.locations
-        if let scanned = try? await pool.run("reading the backup catalog", deadline: settings.probeDeadline, { BackupCatalog.scan(locations).summaries }) {
+        if let scanned = try? await pool.run("reading the backup catalog", deadline: probeDeadline, { BackupCatalog.scan(locations).summaries }) {
             published.withLock { $0.summaries = scanned }
         }
         return published.withLock { $0.summaries }
@@ -148,7 +157,7 @@ final class DataKeeper: Service, Sendable {
     func run() async throws {
         let locations = config.backup.locations
         let work = self.work
-        if let summaries = try? await pool.run("clearing unfinished backups", deadline: settings.stepDeadline, {
+        if let summaries = try? await pool.run("clearing unfinished backups", deadline: stepDeadline, {
             work.removeLeftovers(in: locations)
             return BackupCatalog.scan(locations).summaries
         }) {
@@ -219,7 +228,7 @@ final class DataKeeper: Service, Sendable {
 
     private func refreshCatalog() async {
         let locations = config.backup.locations
-        if let summaries = try? await pool.run("reading the backup catalog", deadline: settings.probeDeadline, { BackupCatalog.scan(locations).summaries }) {
+        if let summaries = try? await pool.run("reading the backup catalog", deadline: probeDeadline, { BackupCatalog.scan(locations).summaries }) {
             published.withLock { $0.summaries = summaries }
         }
     }
@@ -227,7 +236,10 @@ final class DataKeeper: Service, Sendable {
     /// One step of work on the pool, with its deadline; the event it reports.
     private func execute(_ job: DataSafetyMachine.Work, step: Int) async -> DataSafetyMachine.Event {
         let work = self.work
-        let deadline = settings.stepDeadline
+        let deadline = switch job {
+        case .inspect, .periodicCheck: checkDeadline
+        default: stepDeadline
+        }
         do {
             let result: DataSafetyMachine.Event
             switch job {
@@ -267,7 +279,7 @@ final class DataKeeper: Service, Sendable {
     /// Each location on its own pool thread, with the probe deadline. A location whose probe is
     /// still stuck from before is not probed again: it stays hung, and takes no second thread.
     private func probe(_ locations: [String]) async -> [String: DataSafetyMachine.LocationProbe] {
-        let deadline = settings.probeDeadline
+        let deadline = probeDeadline
         return await withTaskGroup(of: (String, DataSafetyMachine.LocationProbe).self) { group in
             for location in locations {
                 group.addTask {

@@ -19,10 +19,6 @@ struct DataSafetyMachine: Sendable {
     struct Settings: Sendable, Equatable {
         var journalEnabled: Bool
         var locations: [String]
-        /// How long one step may take before it counts as hung.
-        var stepDeadline: Duration
-        /// How long probing a location may take before the location counts as hung.
-        var probeDeadline: Duration
     }
 
     enum Job: Sendable, Equatable {

@@ -39,27 +39,28 @@ actor HealthMonitor {
     func run() async -> HealthStatus {
         let snapshot = await store.snapshot()
         var checks: [HealthStatus.Check] = []
-        checks.append(await withDeadline("database") { await self.databaseCheck(workerState: snapshot.worker.state) })
+        // The database and backups checks have deadlines of their own (the data keeper's and
+        // the blocking pool's); the disk checks get the check timeout.
+        checks.append(await databaseCheck(workerState: snapshot.worker.state))
         checks.append(HealthRules.worker(
             state: snapshot.worker.state, heartbeatAgeMs: snapshot.worker.lastHeartbeatAgeMs,
             heartbeatTimeoutMs: StatusStore.milliseconds(config.worker.heartbeatTimeout), discord: snapshot.worker.discord
         ))
         checks.append(HealthRules.discordLimits(snapshot.worker.discord))
         checks.append(HealthRules.memory(worker: snapshot.worker.rssBytes, supervisor: snapshot.supervisor.rssBytes))
-        let keeper = self.keeper
-        checks.append(await withDeadline("backups") {
-            _ = await keeper.backupList()
-            return HealthRules.backupAge(newest: keeper.newestVerifiedBackupDate(), now: Date())
-        })
+        _ = await keeper.backupList()
+        checks.append(HealthRules.backupAge(newest: keeper.newestVerifiedBackupDate(), now: Date()))
         var places = [("disk-data", config.dataDir)]
         for (index, location) in config.backup.locations.enumerated() {
             places.append((config.backup.locations.count == 1 ? "disk-backups" : "disk-backups-\(index + 1)", location))
         }
         for (name, path) in places {
-            checks.append(await withDeadline(name) {
-                let space = await Self.space(path)
-                return HealthRules.disk(name: name, path: path, free: space?.free, total: space?.total)
-            })
+            do {
+                let space = try await space(path)
+                checks.append(HealthRules.disk(name: name, path: path, free: space?.free, total: space?.total))
+            } catch {
+                checks.append(.init(name: name, status: .critical, detail: "the check did not finish within \(checkTimeout) (a hung disk or mount?)"))
+            }
         }
         checks.append(HealthRules.errorRate(errors: errors.count(), window: errors.window, threshold: errors.threshold))
         checks.append(commandsCheck(snapshot.worker))
@@ -122,32 +123,11 @@ actor HealthMonitor {
         }
     }
 
-    private func withDeadline(_ name: String, _ body: @escaping @Sendable () async -> HealthStatus.Check) async -> HealthStatus.Check {
-        await Self.withDeadline(name, timeout: checkTimeout, body)
-    }
-
-    /// `body`, or a critical result naming the check when it takes longer than `timeout`. The
-    /// loop does not wait for a check that hangs (a blocked statvfs on a dead mount): it is left
-    /// behind, and its late result dropped.
-    static func withDeadline(_ name: String, timeout: Duration, _ body: @escaping @Sendable () async -> HealthStatus.Check) async -> HealthStatus.Check {
-        let answer = FirstAnswer()
-        return await withCheckedContinuation { continuation in
-            answer.set(continuation)
-            let timer = Task {
-                guard (try? await Task.sleep(for: timeout)) != nil else { return }
-                answer.give(.init(name: name, status: .critical, detail: "the check did not finish within \(timeout) (a hung disk or mount?)"))
-            }
-            Task {
-                answer.give(await body())
-                timer.cancel()
-            }
-        }
-    }
-
-    /// Free and total bytes of the filesystem holding `path`, from a thread of its own (statvfs
-    /// on a dead network mount blocks).
-    static func space(_ path: String) async -> (free: Int64, total: Int64)? {
-        try? await onOwnThread {
+    /// Free and total bytes of the filesystem holding `path`, on the blocking pool with the
+    /// check's deadline: statvfs on a dead network mount blocks, and the loop does not wait for
+    /// it (the stuck call is left behind, its late answer dropped).
+    private func space(_ path: String) async throws -> (free: Int64, total: Int64)? {
+        try await BlockingPool.shared.run("statvfs \(path)", deadline: checkTimeout) {
             var stats = statvfs()
             guard statvfs(path, &stats) == 0 else { return nil }
             return (Int64(stats.f_bavail) * Int64(stats.f_frsize), Int64(stats.f_blocks) * Int64(stats.f_frsize))
@@ -172,22 +152,6 @@ struct HealthService: Service {
                 guard (try? await Task.sleep(for: interval)) != nil else { return }
                 await monitor.run()
             }
-        }
-    }
-}
-
-/// Resumes a continuation with the first answer given; later ones are dropped.
-private final class FirstAnswer: Sendable {
-    private let continuation = Mutex<CheckedContinuation<HealthStatus.Check, Never>?>(nil)
-
-    func set(_ continuation: CheckedContinuation<HealthStatus.Check, Never>) {
-        self.continuation.withLock { $0 = continuation }
-    }
-
-    func give(_ check: HealthStatus.Check) {
-        continuation.withLock { waiting in
-            waiting?.resume(returning: check)
-            waiting = nil
         }
     }
 }

@@ -4,6 +4,8 @@ import IPC
 import Logging
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
+import Synchronization
 
 /// Sends alerts to a Discord webhook (`alerts.webhookURL`), one message each, from a queue of its
 /// own: a webhook that is slow, down or rate limited never holds up the supervisor or the other
@@ -12,46 +14,37 @@ import NIOHTTP1
 /// Discord's webhook limits are honoured: one message a second at most, a 429 waited out for its
 /// `retry_after`; when more than `capacity` alerts wait, the oldest are dropped and the next
 /// message says how many. The URL holds the webhook's token: it is never logged.
-actor WebhookAlerts {
+final class WebhookAlerts: Service, Sendable {
     private let url: Secret
     private let logger: Logger
-    private let capacity: Int
-    private var queue: [Alert] = []
-    private var dropped = 0
-    private var sending = false
-    private(set) var delivered = 0
-    private(set) var failures = 0
+    private let feed: AsyncStream<Alert>
+    private let continuation: AsyncStream<Alert>.Continuation
+    /// Alerts dropped because the queue was full, since the last message said so.
+    private let dropped = Atomic<Int>(0)
 
     init(url: Secret, logger: Logger, capacity: Int = 50) {
         self.url = url
         self.logger = logger
-        self.capacity = capacity
+        (feed, continuation) = AsyncStream.makeStream(of: Alert.self, bufferingPolicy: .bufferingNewest(capacity))
     }
 
-    func enqueue(_ alert: Alert) {
-        queue.append(alert)
-        if queue.count > capacity {
-            queue.removeFirst(queue.count - capacity)
-            dropped += 1
-        }
-        if !sending {
-            sending = true
-            Task { await self.drain() }
-        }
+    /// Queues `alert` for sending; never waits. A full queue drops its oldest alert.
+    func offer(_ alert: Alert) {
+        if case .dropped = continuation.yield(alert) { dropped.add(1, ordering: .relaxed) }
     }
 
-    private func drain() async {
-        while !queue.isEmpty {
-            let alert = queue.removeFirst()
-            var text = Self.content(alert)
-            if dropped > 0 {
-                text += "\n(\(dropped) older alert\(dropped == 1 ? " was" : "s were") dropped while the webhook was slow; see `bot-supervisor status`)"
-                dropped = 0
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await alert in self.feed {
+                var text = Self.content(alert)
+                let lost = self.dropped.exchange(0, ordering: .relaxed)
+                if lost > 0 {
+                    text += "\n(\(lost) older alert\(lost == 1 ? " was" : "s were") dropped while the webhook was slow; see `bot-supervisor status`)"
+                }
+                await self.send(text)
+                guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
             }
-            await send(text)
-            try? await Task.sleep(for: .seconds(1))
         }
-        sending = false
     }
 
     static func content(_ alert: Alert) -> String {
@@ -78,21 +71,16 @@ actor WebhookAlerts {
                 let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
                 let bytes = try await response.body.collect(upTo: 1 << 20)
                 let status = Int(response.status.code)
-                if (200..<300).contains(status) {
-                    delivered += 1
-                    return
-                }
+                if (200..<300).contains(status) { return }
                 if status == 429 {
                     let answer = try? JSONLine.decode(JSONValue.self, from: String(buffer: bytes))
                     let wait = answer?["retry_after"]?.doubleValue ?? 1
                     try await Task.sleep(for: .milliseconds(Int64(min(wait, 60) * 1000)))
                     continue
                 }
-                failures += 1
                 logger.warning("the alert webhook refused an alert", metadata: [LogKey.status: "\(status)", "attempt": "\(attempt)"])
                 if (400..<500).contains(status) { return }  // a bad or deleted webhook: retrying will not help
             } catch {
-                failures += 1
                 logger.warning("the alert webhook could not be reached", metadata: [LogKey.error: "\(Self.redacted(error, url))", "attempt": "\(attempt)"])
             }
             try? await Task.sleep(for: .seconds(Double(attempt)))

@@ -74,7 +74,7 @@ final class WorkerSupervisor: Service, Sendable {
                     var alerts: [(AlertSeverity, String)] = []
                     while !pending.isEmpty {
                         let event = pending.removeFirst()
-                        self.trace(event, expected: machine.state == .stopping)
+                        self.trace(event, expected: machine.state == .stopping, children: &children)
                         switch event {
                         case .exited, .spawnFailed: exitAt = Date()
                         case .shutdownRequested: await store.setSupervisorState("stopping")
@@ -177,14 +177,16 @@ final class WorkerSupervisor: Service, Sendable {
         return pid
     }
 
-    private func trace(_ event: WorkerStateMachine.Event, expected: Bool) {
+    /// Logs an event worth a line; a crash's report (its last output and backtrace into
+    /// errors.log, which waits for the end of its output) becomes a child of the loop's group.
+    private func trace(_ event: WorkerStateMachine.Event, expected: Bool, children: inout DiscardingTaskGroup) {
         switch event {
         case .heartbeat, .timerFired(.heartbeatCheck, _), .connected: return
         case .exited(let pid, let status):
             logger.log(level: expected ? .info : .error, "worker exited", metadata: [LogKey.pid: "\(pid)", LogKey.reason: "\(status)"])
             if !expected, status != .exited(code: 0), status != .exited(code: WorkerExitCode.fatalConfiguration) {
                 let output = self.output
-                Task { await output.reportCrash(pid: pid, reason: "\(status)") }
+                children.addTask { await output.reportCrash(pid: pid, reason: "\(status)") }
             } else {
                 output.recent.take(pid: pid)
             }

@@ -2,11 +2,12 @@ import FoundationEssentials
 import Glibc
 import IPC
 import Logging
+import ServiceLifecycle
 
 /// The one place the status snapshot is assembled from: the supervision loop publishes the
 /// worker's state here, alerts are raised here, and the status socket reads from here.
 /// Every change of the one-line summary goes to systemd as STATUS=.
-actor StatusStore {
+actor StatusStore: Service {
     struct WorkerPublication: Sendable, Equatable {
         var pid: Int32?
         var state: WorkerState
@@ -27,7 +28,7 @@ actor StatusStore {
     private var worker = WorkerPublication(state: .stopped, restarts: 0)
     private var alerts: [Alert] = []
     private var health: HealthStatus?
-    private var sink: (@Sendable (Alert) async -> Void)?
+    private var sink: (@Sendable (Alert) -> Void)?
     private var recent: [String: ContinuousClock.Instant] = [:]
     static let repeatWindow = Duration.seconds(600)
     /// The worker's report from its last heartbeat, and which worker sent it.
@@ -37,13 +38,45 @@ actor StatusStore {
     private var journal: JournalReport?
     private var summary = ""
     private var workerWatchers: [AsyncStream<WorkerPublication>.Continuation] = []
+    /// Waits that ended before they parked (their ids are removed as they park).
+    private var expiredWaiters: Set<UUID> = []
     private var readyWaiters: [UUID: (excluding: Int32?, continuation: CheckedContinuation<Int32?, Never>)] = [:]
 
     static let alertLimit = 100
+    /// Bumped by every change, so that the encoded status line can be reused until the next one.
+    private var generation = 0
+    private var cachedLine: (generation: Int, data: DataPart, at: ContinuousClock.Instant, line: String)?
+    /// How long an encoded status line is served again when nothing changed: the ages and
+    /// memory figures in it are at most this stale.
+    static let statusLineReuse = Duration.milliseconds(100)
+
+    /// What the data keeper adds to the snapshot.
+    struct DataPart: Sendable, Equatable {
+        var database: DatabaseStatus
+        var backups: BackupsStatus
+        var operation: OperationStatus?
+    }
+    /// Alerts posted from code that cannot wait (a log handler), raised by `run()`.
+    private nonisolated let posted: (stream: AsyncStream<(AlertSeverity, String)>, continuation: AsyncStream<(AlertSeverity, String)>.Continuation) =
+        AsyncStream.makeStream(of: (AlertSeverity, String).self)
 
     init(notifier: SystemdNotifier, logger: Logger) {
         self.notifier = notifier
         self.logger = logger
+    }
+
+    /// Raises alerts posted with `post` until the service group stops.
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await (severity, message) in self.posted.stream {
+                await self.raise(severity, message)
+            }
+        }
+    }
+
+    /// Raises an alert soon, from any thread, without waiting.
+    nonisolated func post(_ severity: AlertSeverity, _ message: String) {
+        posted.continuation.yield((severity, message))
     }
 
     func snapshot() -> StatusSnapshot {
@@ -77,6 +110,23 @@ actor StatusStore {
         )
     }
 
+    /// The `status` command's response line. Encoding the snapshot is most of a status request's
+    /// cost, so a line is reused while nothing changed for up to `statusLineReuse`: hundreds of
+    /// clients polling cost one encoding per change, not one per request.
+    func statusLine(_ data: DataPart) -> String {
+        let now = ContinuousClock.now
+        if let cachedLine, cachedLine.generation == generation, cachedLine.data == data, now - cachedLine.at < Self.statusLineReuse {
+            return cachedLine.line
+        }
+        var snapshot = snapshot()
+        snapshot.database = data.database
+        snapshot.backups = data.backups
+        snapshot.operation = data.operation
+        let line = ControlCommands.line(ControlResponse.success(snapshot))
+        cachedLine = (generation, data, now, line)
+        return line
+    }
+
     /// The last report of the worker that runs now; nothing once it is gone.
     private var currentReport: WorkerMessage.Heartbeat? {
         guard let report, report.pid == worker.pid else { return nil }
@@ -84,14 +134,17 @@ actor StatusStore {
     }
 
     func publish(health: HealthStatus) {
+        generation += 1
         self.health = health
     }
 
     func record(startup report: StartupReport, from pid: Int32) {
+        generation += 1
         startup = (pid, report)
     }
 
     func record(report heartbeat: WorkerMessage.Heartbeat, from pid: Int32) {
+        generation += 1
         report = (pid, heartbeat)
         if let journal = heartbeat.journal {
             noteJournal(journal)
@@ -121,6 +174,7 @@ actor StatusStore {
     var workerPid: Int32? { worker.pid }
 
     func setSupervisorState(_ state: String) {
+        generation += 1
         supervisorState = state
         publishSummary()
     }
@@ -135,6 +189,7 @@ actor StatusStore {
     }
 
     func publish(worker publication: WorkerPublication) {
+        generation += 1
         let changed = (publication.state, publication.pid, publication.restarts) != (worker.state, worker.pid, worker.restarts)
         worker = publication
         if changed {
@@ -150,7 +205,7 @@ actor StatusStore {
     }
 
     /// Where alerts go besides the log, the snapshot and systemd: the webhook, when configured.
-    func deliverAlerts(to sink: @escaping @Sendable (Alert) async -> Void) {
+    func deliverAlerts(to sink: @escaping @Sendable (Alert) -> Void) {
         self.sink = sink
     }
 
@@ -165,8 +220,9 @@ actor StatusStore {
             return
         }
         recent[key] = now
+        generation += 1
         let alert = Alert(at: Timestamp.string(), severity: severity, message: message)
-        if let sink { Task { await sink(alert) } }
+        sink?(alert)
         alerts.insert(alert, at: 0)
         if alerts.count > Self.alertLimit { alerts.removeLast(alerts.count - Self.alertLimit) }
         let level: Logger.Level = switch severity {
@@ -182,27 +238,39 @@ actor StatusStore {
     func waitForReady(excluding: Int32?, timeout: Duration) async -> Int32? {
         if worker.state == .ready, let pid = worker.pid, pid != excluding { return pid }
         let id = UUID()
-        let deadline = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            await self?.expireWaiter(id)
-        }
-        defer { deadline.cancel() }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                if Task.isCancelled {
-                    continuation.resume(returning: nil)
-                } else {
-                    readyWaiters[id] = (excluding, continuation)
-                }
+        let pid = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await self.parkReadyWaiter(id, excluding: excluding) }
+            // Ends the wait at the deadline, or at once when the caller is cancelled.
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                await self.expireWaiter(id)
+                return nil
             }
-        } onCancel: {
-            deadline.cancel()
-            Task { await self.expireWaiter(id) }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        expiredWaiters.remove(id)
+        return pid
+    }
+
+    private func parkReadyWaiter(_ id: UUID, excluding: Int32?) async -> Int32? {
+        await withCheckedContinuation { continuation in
+            if expiredWaiters.remove(id) != nil {
+                continuation.resume(returning: nil)
+            } else {
+                readyWaiters[id] = (excluding, continuation)
+            }
         }
     }
 
+    /// Ends a wait; one that has not parked yet will not.
     private func expireWaiter(_ id: UUID) {
-        readyWaiters.removeValue(forKey: id)?.continuation.resume(returning: nil)
+        if let waiter = readyWaiters.removeValue(forKey: id) {
+            waiter.continuation.resume(returning: nil)
+        } else {
+            expiredWaiters.insert(id)
+        }
     }
 
     private func publishSummary() {

@@ -8,7 +8,7 @@ import Testing
 /// The data-safety decisions alone: no file, no thread, an injected clock.
 @Suite struct DataSafetyMachineTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
-    let settings = DataSafetyMachine.Settings(journalEnabled: true, locations: ["/b1", "/b2"], stepDeadline: .seconds(60), probeDeadline: .seconds(5))
+    let settings = DataSafetyMachine.Settings(journalEnabled: true, locations: ["/b1", "/b2"])
     typealias M = DataSafetyMachine
 
     func inspection(_ change: (inout DatabaseInspection) -> Void = { _ in }) -> DatabaseInspection {

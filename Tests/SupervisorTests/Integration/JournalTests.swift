@@ -148,7 +148,8 @@ import Testing
         // Fold the WAL into the file (a graceful restart checkpoints), so that the damage hits
         // the pages the tables live in.
         #expect(try SupervisorHarness.cli(["restart-worker", "--config", harness.configPath]).status == 0)
-        #expect(try harness.status().worker.lastExit?.code == 0)
+        let exit = try harness.status().worker.lastExit
+        #expect(exit?.code == 0, "\(String(describing: exit))")
         let before = try capture(harness)
         #expect(before.rows["xp_members"]?.isEmpty == false && before.rows["verified_members"]?.count == 2 && before.rows["role_rules"]?.count == 1)
         #expect(before.sequence > 10)
