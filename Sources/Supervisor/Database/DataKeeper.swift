@@ -201,7 +201,6 @@ final class DataKeeper: Service, Sendable {
             }
         case .reply(let ids, let reply):
             for id in ids { waiters.removeValue(forKey: id)?.resume(returning: reply) }
-            if case .backup(.success) = reply { await refreshCatalog() }
         case .alert(let severity, let message):
             await store.raise(severity, message)
         case .snapshotTaken(let position):
@@ -218,18 +217,10 @@ final class DataKeeper: Service, Sendable {
                     watcher.finish()
                 }
             }
-            await refreshCatalog()
         case .operationChanged(let name):
             if let name { tracker.begin(name) } else { tracker.end() }
         case .lastCheck(let check):
             published.withLock { $0.lastCheck = check }
-        }
-    }
-
-    private func refreshCatalog() async {
-        let locations = config.backup.locations
-        if let summaries = try? await pool.run("reading the backup catalog", deadline: probeDeadline, { BackupCatalog.scan(locations).summaries }) {
-            published.withLock { $0.summaries = summaries }
         }
     }
 
@@ -253,14 +244,20 @@ final class DataKeeper: Service, Sendable {
                 result = .inspected(facts)
             case .backup(let reason, let locations, let prefix):
                 let timeline = published.withLock { $0.liveTimeline }
-                result = .backedUp(try await pool.run("backup (\(reason.rawValue))", deadline: deadline) {
-                    work.backup(reason, locations: locations, phasePrefix: prefix, liveTimeline: timeline)
-                })
+                let all = config.backup.locations
+                let (report, summaries) = try await pool.run("backup (\(reason.rawValue))", deadline: deadline) {
+                    // The catalog is read again before anyone hears of the backup.
+                    (work.backup(reason, locations: locations, phasePrefix: prefix, liveTimeline: timeline), BackupCatalog.scan(all).summaries)
+                }
+                published.withLock { $0.summaries = summaries }
+                result = .backedUp(report)
             case .restore(let target, let reason, let locations, let journalLocations):
                 let reported = await store.journalReport
-                let restored = try await pool.run("restore", deadline: deadline) {
-                    work.restore(target, reason: reason, locations: locations, journalLocations: journalLocations, reported: reported)
+                let all = config.backup.locations
+                let (restored, summaries) = try await pool.run("restore", deadline: deadline) {
+                    (work.restore(target, reason: reason, locations: locations, journalLocations: journalLocations, reported: reported), BackupCatalog.scan(all).summaries)
                 }
+                published.withLock { $0.summaries = summaries }
                 if case .restored(let report, _) = restored, let timeline = report.timeline { published.withLock { $0.liveTimeline = timeline } }
                 result = .restored(restored)
             case .verify(let locations):
