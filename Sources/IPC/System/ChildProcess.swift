@@ -130,7 +130,7 @@ public struct ChildProcess: Sendable {
     }
 
     private static func signalGroup(_ pid: pid_t, _ signal: Int32, orChild: Bool) {
-        guard pid > 0 else { return }  // kill(-0) or kill(1) would reach far more than a child
+        guard pid > 0 else { return }  // 0 would signal our own group, a negative pid some other process
         if kill(-pid, signal) != 0, errno == ESRCH, orChild {
             kill(pid, signal)
         }

@@ -19,8 +19,6 @@ enum Program {
         let process: ChildProcess
         let output: OutputReader.Capture
 
-        var pid: pid_t { process.pid }
-
         /// Its status and output once it has exited and its output pipe has ended.
         func result() async -> Result {
             let bytes = await output.output()
