@@ -131,6 +131,7 @@ import Glibc
             try await spawn("read line; exit 3", stdin: .pipe)
         }
         for round in 1...5 {
+            try #require(child.exitStatus == nil, "the wait ended while the child ran")
             let waiters = try await waitersInWaitpid()
             for thread in waiters { _ = thread_kill(getpid(), thread, SIGUSR1) }
             let deadline = ContinuousClock.now + .seconds(10)
@@ -230,7 +231,9 @@ import Glibc
         throw WaiterNotFound()
     }
 
-    private struct WaiterNotFound: Error {}
+    private struct WaiterNotFound: Error, CustomStringConvertible {
+        var description: String { "no child-waiter thread blocked in wait4 within 10 s: did the wait end while its child ran?" }
+    }
 }
 
 /// Runs each job on a new thread that blocks no signal, so that a thread it starts blocks none.
