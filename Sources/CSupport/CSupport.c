@@ -2,11 +2,16 @@
 #include "CSupport.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 int csupport_set_parent_death_signal(int signal) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0);
+}
+
+int csupport_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }
 
 int csupport_pipe_cloexec(int fds[2]) {

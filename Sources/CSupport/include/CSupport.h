@@ -15,6 +15,10 @@ typedef struct {
 /// Returns 0 on success, -1 with errno set otherwise.
 int csupport_set_parent_death_signal(int signal);
 
+/// Names the calling thread (pthread_setname_np, declared only under _GNU_SOURCE): at most 15
+/// bytes, else ERANGE and the name is unchanged. Returns 0 or an error number.
+int csupport_set_thread_name(const char *name);
+
 /// pipe2(fds, O_CLOEXEC), which Glibc declares only under _GNU_SOURCE.
 int csupport_pipe_cloexec(int fds[2]);
 

@@ -73,7 +73,7 @@ struct Rehearsal: Sendable {
             ])
             try JSONLine.encode(config).write(toFile: scratch + "/config.json", atomically: true, encoding: .utf8)
             let started = ContinuousClock.now
-            let supervisor = try Program.start(release + "/bin/bot-supervisor", ["run", "--config", scratch + "/config.json"])
+            let supervisor = try await Program.start(release + "/bin/bot-supervisor", ["run", "--config", scratch + "/config.json"])
             running = supervisor
             let client = ControlClient(socketPath: data + "/run/supervisor.sock", timeoutSeconds: 10)
 
@@ -87,7 +87,7 @@ struct Rehearsal: Sendable {
                         throw Failure(cause: "the worker is \(status.worker.state.rawValue): \(status.worker.lastExit?.reason ?? "no exit recorded")" + (status.worker.detail.map { " (\($0))" } ?? ""))
                     }
                 }
-                if let done = try? await Self.finished(supervisor) {
+                if let done = await Self.finished(supervisor) {
                     throw Failure(cause: "the release's supervisor exited (\(done.status)): \(done.output.suffix(500))")
                 }
                 try await Task.sleep(for: .milliseconds(200))
@@ -134,14 +134,8 @@ struct Rehearsal: Sendable {
         }
         report.errors = Self.errorLines(data + "/logs/errors.log")
         if let running {
-            kill(running.pid, SIGTERM)
-            let stop = Task {
-                try await Task.sleep(for: .seconds(20))
-                kill(-running.pid, SIGKILL)
-                kill(running.pid, SIGKILL)
-            }
-            _ = try? await running.finished.value
-            stop.cancel()
+            // Its supervisor stops its worker on SIGTERM (within the worker's stopGraceSeconds, 5).
+            _ = await running.stop(grace: .seconds(20))
         }
         if report.ok {
             try? FileManager.default.removeItem(atPath: scratch)
@@ -152,8 +146,8 @@ struct Rehearsal: Sendable {
     }
 
     /// Its result once it has exited (and been reaped by its own waiting thread), else nil.
-    private static func finished(_ running: Program.Running) async throws -> Program.Result? {
-        kill(running.pid, 0) == 0 ? nil : try await running.finished.value
+    private static func finished(_ running: Program.Running) async -> Program.Result? {
+        running.process.exitStatus == nil ? nil : await running.result()
     }
 
     /// Members join and chat, and a member runs slash commands; every command must be answered

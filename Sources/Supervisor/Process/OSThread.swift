@@ -8,7 +8,7 @@ import IPC
 /// the status store and the watchdog.
 func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-        let started = OSThread.detach {
+        let started = OSThread.detach(.blockingWork) {
             continuation.resume(with: Result { try work() })
         }
         if !started {
@@ -25,7 +25,7 @@ final class ConcurrentResult<T: Sendable>: @unchecked Sendable {  // `result` is
 
     init(_ work: @escaping @Sendable () throws -> T) {
         sem_init(done, 0, 0)
-        let started = OSThread.detach { [self] in
+        let started = OSThread.detach(.blockingWork) { [self] in
             result = Result { try work() }
             sem_post(done)
         }

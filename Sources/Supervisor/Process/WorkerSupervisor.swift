@@ -92,11 +92,11 @@ final class WorkerSupervisor: Service, Sendable {
                                 }
                             case .requestShutdown(let pid, let reason):
                                 if await !link.send(.shutdown(reason: reason), to: pid) {
-                                    WorkerProcess.signalGroup(pid, SIGTERM)
+                                    ChildProcess.signalGroup(pid, SIGTERM)
                                 }
                             case .signal(let pid, let signal):
                                 logger.info("signalling the worker", metadata: [LogKey.pid: "\(pid)", "signal": "\(ExitStatus.signalName(signal))"])
-                                WorkerProcess.signalGroup(pid, signal)
+                                ChildProcess.signalGroup(pid, signal)
                             case .startTimer(let timer, let generation, let delay):
                                 let continuation = self.continuation
                                 children.addTask {
@@ -159,15 +159,17 @@ final class WorkerSupervisor: Service, Sendable {
             // seconds, during which the crashed worker is neither alive nor gone.
             "SWIFT_BACKTRACE": "enable=yes,interactive=no,color=no,output-to=stderr,symbolicate=fast",
         ])
+        let worker = try await WorkerProcess.spawn(executable: config.worker.executable, environment: environment)
+        let pid = worker.pid
         let continuation = self.continuation
-        let running = try await WorkerProcess.spawn(executable: config.worker.executable, environment: environment) { pid, status in
+        worker.whenExited { status in
             continuation.yield(.event(.exited(pid: pid, status: status)))
         }
-        let pid = running.pid
         logger.info("worker started", metadata: [LogKey.pid: "\(pid)", LogKey.path: "\(config.worker.executable)"])
         let output = self.output
-        for (fd, stream) in [(running.stdout, "stdout"), (running.stderr, "stderr")] {
-            let copied = WorkerProcess.readLines(from: fd, onLine: { line in
+        for (fd, stream) in [(worker.stdout, "stdout"), (worker.stderr, "stderr")] {
+            guard let fd else { continue }
+            let copied = OutputReader.lines(from: fd, onLine: { line in
                 output.accept(line, stream: stream, pid: pid)
             }, onEnd: {
                 if stream == "stderr" { output.recent.ended(pid: pid) }

@@ -28,7 +28,7 @@ final class SystemdNotifier: @unchecked Sendable {  // the semaphore is thread-s
         sem_init(wakeUp, 0, 0)
         if isEnabled {
             // Lives as long as the process, like the notifier itself.
-            _ = OSThread.detach { [self] in
+            _ = OSThread.detach(.notify) { [self] in
                 while true {
                     while sem_wait(wakeUp) != 0 {}
                     for message in pending.withLock({ queued in defer { queued.removeAll() }; return queued }) {

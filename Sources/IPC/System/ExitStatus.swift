@@ -3,11 +3,11 @@ import Glibc
 #endif
 
 /// How a child process ended, decoded from waitpid(2).
-enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case exited(code: Int32)
     case signaled(signal: Int32)
 
-    init(waitStatus status: Int32) {
+    public init(waitStatus status: Int32) {
         // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import as functions.
         if status & 0x7f == 0 {
             self = .exited(code: (status >> 8) & 0xff)
@@ -16,17 +16,25 @@ enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var code: Int32? { if case .exited(let code) = self { code } else { nil } }
-    var signal: Int32? { if case .signaled(let signal) = self { signal } else { nil } }
+    /// The status in waitpid(2)'s encoding, for code that still wants the raw number.
+    public var waitStatus: Int32 {
+        switch self {
+        case .exited(let code): (code & 0xff) << 8
+        case .signaled(let signal): signal & 0x7f
+        }
+    }
 
-    var description: String {
+    public var code: Int32? { if case .exited(let code) = self { code } else { nil } }
+    public var signal: Int32? { if case .signaled(let signal) = self { signal } else { nil } }
+
+    public var description: String {
         switch self {
         case .exited(let code): "exited with code \(code)"
         case .signaled(let signal): "killed by signal \(signal) (\(Self.signalName(signal)))"
         }
     }
 
-    static func signalName(_ signal: Int32) -> String {
+    public static func signalName(_ signal: Int32) -> String {
         switch signal {
         case SIGHUP: "SIGHUP"
         case SIGINT: "SIGINT"
