@@ -6,7 +6,7 @@ import Glibc
 import IPC
 
 /// Takes one verified backup of the live database into every backup location. Blocking: run it
-/// with `onOwnThread`.
+/// with the `BlockingPool`.
 ///
 /// The copy is SQLite's online backup API, run inside one read transaction of a read-only
 /// connection: the worker keeps writing, and the snapshot cannot be restarted by its commits.

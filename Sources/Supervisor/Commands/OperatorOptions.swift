@@ -41,7 +41,8 @@ extension OperatorOptions {
         let response: String
         do {
             response = try await withThrowingTaskGroup(of: String?.self) { group in
-                group.addTask { try await onOwnThread { try client.exchange(line) } }
+                // The client's own socket timeout ends the exchange; the pool's deadline is a backstop.
+                group.addTask { try await BlockingPool.shared.run("the request", deadline: .seconds(timeoutSeconds + 60)) { try client.exchange(line) } }
                 if showProgress {
                     group.addTask {
                         defer { StandardError.write("\r\u{1B}[2K") }

@@ -5,7 +5,7 @@ import Glibc
 import IPC
 
 /// Replaces the live database with a verified backup and the change journal after it. Blocking:
-/// run it with `onOwnThread`, and only while the worker is stopped (the supervisor never writes
+/// run it with the `BlockingPool`, and only while the worker is stopped (the supervisor never writes
 /// the live file otherwise).
 ///
 /// 1. The first candidate whose copy still verifies (SHA-256 as in its manifest, integrity_check)

@@ -80,7 +80,7 @@ struct Rehearsal: Sendable {
             // Ready, with its start-up checks passed.
             var snapshot: StatusSnapshot?
             while ContinuousClock.now - started < readyTimeout {
-                if let status = try? await onOwnThread({ try client.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self) }) {
+                if let status = try? await BlockingPool.shared.run("rehearsal status", deadline: .seconds(15), { try client.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self) }) {
                     snapshot = status
                     if status.worker.state == .ready, status.worker.discord?.gatewayState == "connected" { break }
                     if [.failed, .crashLoop, .backoff].contains(status.worker.state) {
@@ -109,17 +109,17 @@ struct Rehearsal: Sendable {
             // One health run, once its first backup exists.
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
-                let status = try? await onOwnThread { try client.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self) }
+                let status = try? await BlockingPool.shared.run("rehearsal status", deadline: .seconds(15)) { try client.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self) }
                 if (status?.backups?.count ?? 0) >= 1, status?.operation == nil { break }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            let line = try await onOwnThread { try client.exchange(try JSONLine.encode(ControlRequest(cmd: .health))) }
+            let line = try await BlockingPool.shared.run("rehearsal health", deadline: .seconds(120)) { try client.exchange(try JSONLine.encode(ControlRequest(cmd: .health))) }
             let health = try JSONLine.decode(ControlResponse<HealthStatus>.self, from: line).result
             report.health = health
             if let critical = health?.checks.first(where: { $0.status == .critical }) {
                 throw Failure(cause: "health check \(critical.name) is critical: \(critical.detail)")
             }
-            let final = try await onOwnThread { try client.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self) }
+            let final = try await BlockingPool.shared.run("rehearsal status", deadline: .seconds(15)) { try client.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self) }
             if let events = final.worker.events, events.failed > 0 || events.commandsFailed > 0 {
                 throw Failure(cause: "\(events.failed) event failures and \(events.commandsFailed) failed commands during the traffic")
             }

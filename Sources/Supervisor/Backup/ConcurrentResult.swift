@@ -3,20 +3,6 @@ import Glibc
 #endif
 import IPC
 
-/// Runs blocking work (file copies, SQLite checks of a large file) on a thread of its own, so that
-/// Swift concurrency's few cooperative threads (one per core) stay free for the supervision loop,
-/// the status store and the watchdog.
-func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let started = OSThread.detach(.blockingWork) {
-            continuation.resume(with: Result { try work() })
-        }
-        if !started {
-            continuation.resume(throwing: WorkerProcess.SpawnError(description: "no thread could be started for blocking work"))
-        }
-    }
-}
-
 /// A value computed on a thread of its own while the caller does something else; `value()`
 /// waits for it. For blocking work only (two checks of one file on a two-core machine).
 final class ConcurrentResult<T: Sendable>: @unchecked Sendable {  // `result` is written before the post, read after the wait
