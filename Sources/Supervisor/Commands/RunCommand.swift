@@ -17,6 +17,14 @@ struct RunCommand: AsyncParsableCommand {
     var config: String?
 
     func run() async throws {
+        // Test-only faults, parsed once before anything starts: a value this build does not know
+        // is refused rather than ignored.
+        do {
+            _ = try SupervisorFaults.fromEnvironment.get()
+        } catch {
+            StandardError.write("bot-supervisor: \(error)\n")
+            throw ExitCode(2)
+        }
         let loaded = try await ConfigLoader.load(file: config)
         let config = loaded.config
 
@@ -59,6 +67,7 @@ struct RunCommand: AsyncParsableCommand {
             Task { await store.raise(.warning, "the same error repeats: \(repeated.count) times in 5 min: \(repeated.fingerprint) (\(repeated.example.prefix(300)))") }
         }
         let link = WorkerLink()
+        let output = WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
         let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
         await keeper.prepare()
         // Every snapshot starts a new journal segment in the worker.
@@ -67,7 +76,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let supervisor = WorkerSupervisor(
             config: config, link: link, store: store, keeper: keeper, notifier: notifier,
-            logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
+            logger: logger, output: output
         )
         let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger)
         let deploys = DeployManager(config: config, keeper: keeper, supervisor: supervisor, store: store, health: health, audit: Logger(label: "audit"), logger: logger)
@@ -96,6 +105,7 @@ struct RunCommand: AsyncParsableCommand {
             journal: config.journalSettings,
             link: link,
             keeper: keeper,
+            logSystems: output.systems,
             status: store,
             events: { [supervisor] in supervisor.send($0) },
             group: group,

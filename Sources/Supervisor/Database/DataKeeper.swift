@@ -28,7 +28,7 @@ actor DataKeeper {
     private let config: SupervisorConfig
     private let store: StatusStore
     private let logger: Logger
-    let tracker = OperationTracker()
+    let tracker = OperationTracker(stepDelay: SupervisorFaults.atStart.maintenanceStepDelay)
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
     private var lastCheck: DatabaseStatus.Check?
