@@ -133,6 +133,16 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        // Across the two executables: a feature defined in the tests, run by the worker's feature
+        // framework, its lines filed by the supervisor's log filing and health rules.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "BotWorker", "Supervisor", "IPC", "BotData",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "DiscordSandboxTests",
             dependencies: [

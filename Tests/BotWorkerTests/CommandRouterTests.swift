@@ -1,3 +1,4 @@
+import FoundationEssentials
 import IPC
 import Logging
 import Testing
@@ -17,8 +18,8 @@ import Testing
         ])
     }
 
-    func router(_ server: ScriptedHTTPServer, deferAfter: Duration = .seconds(2)) async -> CommandRouter {
-        let router = CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"), deferAfter: deferAfter)
+    func router(_ server: ScriptedHTTPServer, deferAfter: Duration = .seconds(2), faults: WorkerFaults = .none) async -> CommandRouter {
+        let router = CommandRouter(logger: Logger(label: "bot"), audit: Logger(label: "audit"), deferAfter: deferAfter, faults: faults)
         await router.attach(DiscordREST(baseURL: server.baseURL, token: Secret("t"), logger: Logger(label: "test")))
         return router
     }
@@ -73,6 +74,27 @@ import Testing
         #expect(bodies[2].contains("not available"))
         #expect(await router.failed == 1)
         #expect(await router.succeeded == 1)
+        try await server.close()
+    }
+
+    @Test func theCommandThrowsFaultIsGivenNotReadFromTheEnvironment() async throws {
+        // The process environment has no BOT_WORKER_FAULT: the router fails the command because
+        // it was handed the fault, and a router handed none runs the same handler.
+        #expect(ProcessInfo.processInfo.environment[WorkerFaults.environmentKey] == nil)
+        let server = try await ScriptedHTTPServer { _, _ in .init(status: 204) }
+        let faulty = await router(server, faults: WorkerFaults(fault: .commandThrows))
+        let healthy = await router(server)
+        for router in [faulty, healthy] {
+            await router.register(command: .object(["name": .string("rank")]), feature: "xp") { _ in .visible("rank 1") }
+            await router.handle(interaction(command: "rank"))
+        }
+        let bodies = server.requests.map(\.body)
+        #expect(bodies.count == 2)
+        #expect(bodies[0].contains("Something went wrong"))
+        #expect(bodies[1].contains("rank 1"))
+        #expect(await faulty.failed == 1)
+        #expect(await faulty.succeeded == 0)
+        #expect(await healthy.succeeded == 1)
         try await server.close()
     }
 }

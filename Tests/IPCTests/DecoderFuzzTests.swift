@@ -198,15 +198,17 @@ enum MessageSamples {
     ])
 
     static let workerMessages: [WorkerMessage] = [
-        .hello(.init(pid: 4242, version: "0.1.0")),
+        .hello(.init(pid: 4242, version: "0.1.0", logSystems: ["xp", "verification", "role_connections"])),
+        .hello(.init(pid: 4243, version: "0.1.0")),
         .ready,
         .startupReport(startup),
         .heartbeat(.init(sequence: 7, healthy: false, detail: "gateway reconnecting", rssBytes: 50_000_000, discord: discord, events: events, journal: journal)),
         .heartbeat(.init(sequence: 8)),
         .fatal(message: "Discord rejected the token (close code 4004)"),
-        .migrationsPending(identifiers: ["v2-xp", "v3-rules"]),
+        .backupRequest(.init(id: RequestID(1), reason: .preMigration, migrations: ["v2-xp", "v3-rules"])),
         .corruption(detail: "SQLite error 11: database disk image is malformed"),
-        .snapshotNeeded(reason: "post-migration"),
+        .backupRequest(.init(id: RequestID(2), reason: .postMigration)),
+        .backupRequest(.init(id: RequestID(9_000_000), reason: .journal, detail: "the journal in /b2 takes writes again")),
     ]
 
     static let supervisorMessages: [SupervisorMessage] = [
@@ -218,7 +220,8 @@ enum MessageSamples {
         .welcome(.init(heartbeatIntervalMs: 1000, databasePath: "/d/bot.sqlite", discord: DiscordSettings(mode: .sandbox), journal: JournalSettings(enabled: false, locations: [], segmentMaxBytes: 0))),
         .shutdown(reason: "restart requested\nby operator"),
         .error(ErrorBody(code: "bad-request", message: "not valid JSON")),
-        .migrationBackup(ok: false, message: "disk full"),
+        .backupReply(.init(id: RequestID(2), ok: false, message: "disk full")),
+        .backupReply(.init(id: RequestID(1), ok: true, message: "backup 20261126T040000000Z-pre-migration taken")),
         .snapshotTaken(sequence: 42),
     ]
 

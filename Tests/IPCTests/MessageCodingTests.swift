@@ -4,13 +4,14 @@ import Testing
 
 @Suite struct MessageCodingTests {
     @Test(arguments: [
-        WorkerMessage.hello(.init(pid: 42, version: "1.2.3")),
+        WorkerMessage.hello(.init(pid: 42, version: "1.2.3", logSystems: ["xp", "greeter"])),
         .ready,
         .heartbeat(.init(sequence: 7, healthy: false, detail: "gateway reconnecting", rssBytes: 1024)),
         .fatal(message: "Discord rejected the token (close code 4004)"),
-        .migrationsPending(identifiers: ["v2-xp", "v3-rules"]),
+        .backupRequest(.init(id: RequestID(1), reason: .preMigration, migrations: ["v2-xp", "v3-rules"])),
         .corruption(detail: "SQLite error 11: database disk image is malformed"),
-        .snapshotNeeded(reason: "post-migration"),
+        .backupRequest(.init(id: RequestID(2), reason: .postMigration)),
+        .backupRequest(.init(id: RequestID(3), reason: .journal, detail: "the journal in /b takes writes again")),
         .heartbeat(.init(sequence: 8, journal: JournalReport(enabled: true, timeline: "t", sequence: 9, lastCommitAt: nil, unjournaled: 0, locations: [
             .init(path: "/b", state: "failed", lastSequence: 7, lag: 2, sizeBytes: 100, segments: 1, error: "write: No space left on device"),
         ]))),
@@ -24,7 +25,7 @@ import Testing
 
     @Test(arguments: [
         SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite", discord: DiscordSettings(mode: .discord, token: Secret("t0ken"), guildIDs: ["1"]), journal: JournalSettings(enabled: true, locations: ["/b1", "/b2"], segmentMaxBytes: 1 << 20))),
-        .migrationBackup(ok: false, message: "disk full"),
+        .backupReply(.init(id: RequestID(7), ok: false, message: "disk full")),
         .snapshotTaken(sequence: 42),
         .shutdown(reason: "restart requested\nby operator"),
         .error(ErrorBody(code: "bad-request", message: "not JSON")),
@@ -40,6 +41,50 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(object["type"] as? String == "hello")
         #expect(object["protocolVersion"] as? Int == WorkerProtocol.version)
+    }
+
+    @Test func aBackupRequestCarriesItsIDAndAnEnumReason() throws {
+        let line = try JSONLine.encode(WorkerMessage.backupRequest(.init(id: RequestID(3), reason: .postMigration)))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["type"] as? String == "backupRequest")
+        #expect(object["id"] as? Int == 3)
+        #expect(object["reason"] as? String == "post-migration")
+        let reply = try JSONLine.decode(SupervisorMessage.self, from: #"{"type":"backupReply","id":3,"ok":true,"message":"backup b taken"}"#)
+        #expect(reply == .backupReply(.init(id: RequestID(3), ok: true, message: "backup b taken")))
+    }
+
+    @Test func aReasonOutsideTheEnumIsRefused() {
+        #expect(throws: (any Error).self) {
+            try JSONLine.decode(WorkerMessage.self, from: #"{"type":"backupRequest","id":1,"reason":"because"}"#)
+        }
+        #expect(Set(BackupReason.allCases.map(\.rawValue)) == ["pre-migration", "post-migration", "journal"])
+    }
+
+    @Test func theVersionProbeReadsAHelloOfAnyVersion() throws {
+        // A version-1 hello (no logSystems) still yields its version, for the refusal.
+        let probe = try JSONLine.decode(WorkerProtocol.VersionProbe.self, from: #"{"type":"hello","protocolVersion":1,"pid":5,"version":"0.0.9"}"#)
+        #expect(probe.protocolVersion == 1 && probe.type == "hello")
+        #expect(WorkerProtocol.version == 2)
+    }
+
+    @Test func versionRefusalNamesBothVersions() {
+        let text = WorkerProtocol.versionMismatch(own: "supervisor", peer: "worker", peerVersion: 7)
+        #expect(text.contains("protocol \(WorkerProtocol.version)") && text.contains("protocol 7"))
+        #expect(text.contains("supervisor") && text.contains("worker"))
+    }
+
+    @Test func announcedLogSystemsAreChecked() {
+        #expect(LogLine.validate(announced: ["xp", "role_connections", "a", "greeter2"]).isEmpty)
+        let bad = LogLine.validate(announced: ["Xp", "../etc", "errors", "supervisor", "audit", "bot", "", String(repeating: "a", count: 33), "x-y"])
+        #expect(bad.map(\.name) == ["Xp", "../etc", "errors", "supervisor", "audit", "bot", "", String(repeating: "a", count: 33), "x-y"])
+        #expect(bad.first { $0.name == "errors" }?.description.contains("reserved") == true)
+        #expect(LogLine.validate(announced: [String(repeating: "a", count: 32)]).isEmpty)
+    }
+
+    @Test func aLineIsParsedOnlyForTheSystemsGiven() {
+        let line = LogLine.render(level: "ERROR", system: "greeter", message: "boom", fields: ["error": .string("x")]).dropLast()
+        #expect(LogLine.parse(String(line), systems: LogLine.coreWorkerSystems) == nil)
+        #expect(LogLine.parse(String(line), systems: LogLine.coreWorkerSystems.union(["greeter"]))?.system == "greeter")
     }
 
     @Test func unknownMessageTypeIsExplained() {

@@ -35,6 +35,9 @@ struct RunCommand: AsyncParsableCommand {
             StandardError.write("bot-worker is started by bot-supervisor, which tells it where to report; run `bot-supervisor run` instead.\n")
             throw ExitCode(2)
         }
+        // Test-only faults, read once here and handed down; an unknown one is refused below, once
+        // the supervisor can be told why (a restart would not fix it).
+        let faults = Result { () throws(WorkerFaults.Unknown) in try WorkerFaults(value: environment[WorkerFaults.environmentKey]) }
 
         let connection: LineConnection
         do {
@@ -49,20 +52,33 @@ struct RunCommand: AsyncParsableCommand {
             let link = SupervisorLink(outbound: outbound, logger: logger)
             let welcome: SupervisorMessage.Welcome
             do {
-                welcome = try await link.greet(&frames)
+                welcome = try await link.greet(&frames, logSystems: FeatureCatalog.logSystems())
             } catch let refused as SupervisorLink.Refused {
-                logger.critical("\(refused)")
+                logger.critical("the supervisor cannot be worked with; exiting", metadata: ["error": "\(refused.description)"])
+                StandardError.write("bot-worker: \(refused.description)\n")
                 try? await link.send(.fatal(message: refused.description))
                 throw ExitCode(WorkerExitCode.fatalConfiguration)
             }
-            let core = BotCore(link: link, databasePath: welcome.databasePath, discord: welcome.discord, journal: welcome.journal, logger: logger, databaseLogger: Logger(label: "database"))
-            var configuration = ServiceGroupConfiguration(
-                services: [
-                    .init(service: core),
-                    .init(service: HeartbeatService(interval: .milliseconds(welcome.heartbeatIntervalMs), core: core, link: link)),
-                ],
-                logger: logger
+            let workerFaults: WorkerFaults
+            switch faults {
+            case .success(let parsed): workerFaults = parsed
+            case .failure(let unknown):
+                logger.critical("unknown fault injection; exiting", metadata: ["error": "\(unknown.description)"])
+                try? await link.send(.fatal(message: unknown.description))
+                throw ExitCode(WorkerExitCode.fatalConfiguration)
+            }
+            let core = BotCore(
+                link: link, databasePath: welcome.databasePath, discord: welcome.discord, journal: welcome.journal,
+                faults: workerFaults, logger: logger, databaseLogger: Logger(label: "database")
             )
+            var members: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: core),
+                .init(service: HeartbeatService(interval: .milliseconds(welcome.heartbeatIntervalMs), core: core, link: link)),
+            ]
+            if workerFaults.fault == .crashOnSIGUSR1 {
+                members.append(.init(service: SignalFaultService()))
+            }
+            var configuration = ServiceGroupConfiguration(services: members, logger: logger)
             configuration.gracefulShutdownSignals = [.sigterm, .sigint]
             let services = ServiceGroup(configuration: configuration)
             try await withThrowingTaskGroup { group in

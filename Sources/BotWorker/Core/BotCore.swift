@@ -32,6 +32,10 @@ actor BotCore: Service {
     private let journalSettings: JournalSettings
     private let logger: Logger
     private let databaseLogger: Logger
+    private let faults: WorkerFaults
+    /// The features' (and the core's) work started by events and commands: children of the
+    /// group `run` owns.
+    private let background = BackgroundWork()
     private(set) var database: SafeDatabase?
     private var features: [any Feature] = []
     private var events: EventBus?
@@ -43,8 +47,9 @@ actor BotCore: Service {
     /// unhealthy): a Discord outage must not hold the whole service in `starting`.
     static let connectTimeout = Duration.seconds(20)
 
-    init(link: SupervisorLink, databasePath: String, discord: DiscordSettings, journal: JournalSettings, logger: Logger, databaseLogger: Logger) {
+    init(link: SupervisorLink, databasePath: String, discord: DiscordSettings, journal: JournalSettings, faults: WorkerFaults, logger: Logger, databaseLogger: Logger) {
         self.link = link
+        self.faults = faults
         journalSettings = journal
         self.databasePath = databasePath
         discordSettings = discord
@@ -53,11 +58,22 @@ actor BotCore: Service {
     }
 
     func run() async throws {
+        let background = self.background
+        try await withThrowingDiscardingTaskGroup { work in
+            work.addTask { await background.run() }
+            // The features stop the background work before they clean up; on a failure before
+            // they started, it is cancelled here.
+            defer { work.cancelAll() }
+            try await runFeatures()
+        }
+    }
+
+    private func runFeatures() async throws {
         let database = try await openDatabase()
         self.database = database
         let events = EventBus(logger: logger)
         let writes = WriteBatcher(database: database, logger: databaseLogger)
-        let commands = CommandRouter(logger: logger, audit: Logger(label: "audit"))
+        let commands = CommandRouter(logger: logger, audit: Logger(label: "audit"), faults: faults)
         let access = DiscordAccess()
         self.events = events
         self.writes = writes
@@ -81,6 +97,7 @@ actor BotCore: Service {
                 let link = self.link
                 let featureCount = features.count
                 let logger = self.logger
+                let faults = self.faults
                 group.addTask {
                     let connected = await discord.waitUntilConnected(timeout: Self.connectTimeout)
                     try Task.checkCancellation()
@@ -89,7 +106,7 @@ actor BotCore: Service {
                     }
                     try await link.send(.ready)
                     logger.info("worker ready", metadata: ["pid": "\(getpid())", "features": "\(featureCount)", "gateway": "\(connected ? "connected" : "not connected")"])
-                    Self.injectFault()
+                    faults.afterReady(logger: logger)
                 }
                 // The first failure (Discord refusing the token, say) ends the wait for ready too.
                 while let _ = try await group.next() {}
@@ -151,9 +168,10 @@ actor BotCore: Service {
         }
     }
 
-    /// Features clean up in reverse order; every queued write is committed before the exit, and
+    /// The background work is stopped first; features clean up in reverse order; every queued write is committed before the exit, and
     /// the database closed.
     private func stopFeatures(_ writes: WriteBatcher) async {
+        await background.stop()
         for feature in features.reversed() {
             await feature.cleanup()
         }
@@ -165,8 +183,8 @@ actor BotCore: Service {
     private func startFeatures(_ database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter, discord: DiscordAccess) async throws {
         for type in FeatureCatalog.all {
             let feature = type.init(context: FeatureContext(
-                database: database, logger: Logger(label: type.name), audit: Logger(label: "audit"), events: events,
-                writes: writes, commands: commands, discord: discord
+                database: database, logger: Logger(label: type.logSystem), audit: Logger(label: "audit"), events: events,
+                writes: writes, commands: commands, discord: discord, background: background
             ))
             try await feature.setup()
             let problems = try await database.read("\(type.name).verify-database") { try feature.verifyDatabase($0) }
@@ -188,19 +206,13 @@ actor BotCore: Service {
             if !plan.pending.isEmpty {
                 if !plan.isFresh {
                     logger.info("migrations pending; asking the supervisor for a pre-migration backup", metadata: ["pending": "\(plan.pending.joined(separator: ","))"])
-                    let reply = try await link.requestMigrationBackup(pending: plan.pending)
+                    let reply = try await link.backup(.preMigration, migrations: plan.pending)
                     guard reply.ok else {
                         throw WorkerExit(code: 1, description: "no pre-migration backup, so no migration: \(reply.message)")
                     }
                 }
                 let started = ContinuousClock.now
-                // Off this actor, so that heartbeats go on during a long migration.
-                try await Task.detached {
-                    try AppDatabase.migrate(migrator, pool)
-                    // Journal entries are replayed only onto a snapshot of the schema they were
-                    // recorded on: a migration starts a new timeline, and a snapshot of it follows.
-                    try pool.write { db in _ = try JournalState.startTimeline(db) }
-                }.value
+                try await Self.migrate(migrator, pool)
                 databaseLogger.info("migrations applied", metadata: [
                     "applied": "\(plan.pending.joined(separator: ","))", "duration": "\(ContinuousClock.now - started)",
                 ])
@@ -231,6 +243,15 @@ actor BotCore: Service {
         }
     }
 
+    /// Off this actor (`@concurrent`), so that heartbeats go on during a long migration.
+    @concurrent
+    private static func migrate(_ migrator: DatabaseMigrator, _ pool: DatabasePool) async throws {
+        try AppDatabase.migrate(migrator, pool)
+        // Journal entries are replayed only onto a snapshot of the schema they were
+        // recorded on: a migration starts a new timeline, and a snapshot of it follows.
+        try await pool.write { db in _ = try JournalState.startTimeline(db) }
+    }
+
     /// The change journal after the database's current position, in every backup location.
     /// After migrations, waits for the supervisor's snapshot of the new timeline: until one
     /// exists, its entries would have nothing to be replayed onto.
@@ -250,39 +271,30 @@ actor BotCore: Service {
         }
         let link = self.link
         let logger = self.logger
-        let journal = JournalWriter(settings: journalSettings, databaseID: databaseID, position: position, logger: databaseLogger) { reason in
-            Task {
-                logger.info("asking the supervisor for a snapshot", metadata: ["reason": "\(reason)"])
-                try? await link.send(.snapshotNeeded(reason: reason))
+        let background = self.background
+        // Called on the writer's queue: the request goes out (and its answer is awaited) in the
+        // background group, never holding up a commit.
+        let journal = JournalWriter(settings: journalSettings, databaseID: databaseID, position: position, logger: databaseLogger) { detail in
+            background.submit {
+                logger.info("asking the supervisor for a snapshot", metadata: ["reason": "\(BackupReason.journal.rawValue)", "detail": "\(detail)"])
+                do {
+                    let reply = try await link.backup(.journal, detail: detail)
+                    if !reply.ok {
+                        logger.error("no snapshot for the journal yet; until the next backup, a restore cannot replay it", metadata: ["error": "\(reply.message)"])
+                    }
+                } catch {
+                    logger.error("could not ask the supervisor for a snapshot", metadata: ["error": "\(error)"])
+                }
             }
         }
         link.onSnapshotTaken { _ in journal.snapshotTaken() }
         if migrated {
-            let reply = try await link.requestSnapshot(reason: "post-migration")
+            let reply = try await link.backup(.postMigration)
             if !reply.ok {
                 logger.error("no snapshot of the migrated database yet; until the next backup, a restore cannot replay the journal", metadata: ["error": "\(reply.message)"])
             }
         }
         return journal
-    }
-
-    /// Fault injection, for the tests of what happens when a release misbehaves (never set in
-    /// production), from `BOT_WORKER_FAULT` in the worker's environment:
-    /// - `crash-after-ready`: the worker traps once ready (a real crash, with a backtrace);
-    /// - `error-burst`: it logs 60 errors once ready (a health check goes critical);
-    /// - `command-throws`: every slash command throws (see `CommandRouter`).
-    static let fault = ProcessInfo.processInfo.environment["BOT_WORKER_FAULT"]
-
-    static func injectFault() {
-        switch fault {
-        case "crash-after-ready":
-            fatalError("injected fault: BOT_WORKER_FAULT=crash-after-ready")
-        case "error-burst":
-            let logger = Logger(label: "bot")
-            for i in 0..<60 { logger.error("injected error", metadata: ["error": "BOT_WORKER_FAULT=error-burst #\(i)"]) }
-        default:
-            break
-        }
     }
 
     func healthReport() async -> HealthReport {

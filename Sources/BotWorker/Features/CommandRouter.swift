@@ -102,13 +102,16 @@ actor CommandRouter {
     private let logger: Logger
     private let audit: Logger
     private let deferAfter: Duration
+    /// The worker's test-only faults, given at start (`command-throws` wraps every handler).
+    private let faults: WorkerFaults
     private(set) var succeeded = 0
     private(set) var failed = 0
 
-    init(logger: Logger, audit: Logger, deferAfter: Duration = .milliseconds(2000)) {
+    init(logger: Logger, audit: Logger, deferAfter: Duration = .milliseconds(2000), faults: WorkerFaults = .none) {
         self.logger = logger
         self.audit = audit
         self.deferAfter = deferAfter
+        self.faults = faults
     }
 
     /// A slash command: `definition` is Discord's application command JSON (name, description,
@@ -162,36 +165,8 @@ actor CommandRouter {
             return
         }
         context["feature"] = "\(route.feature)"
-        let handler: Handler = BotCore.fault == "command-throws" ? { @Sendable _ in throw InjectedFault() } : route.handler
-        let (results, continuation) = AsyncStream.makeStream(of: Result<InteractionReply, any Error>.self)
-        let work = Task {
-            do {
-                continuation.yield(.success(try await handler(interaction)))
-            } catch {
-                continuation.yield(.failure(error))
-            }
-            continuation.finish()
-        }
-        let deferAfter = self.deferAfter
-        let timer = Task {
-            try await Task.sleep(for: deferAfter)
-            continuation.yield(.failure(DeferNow()))
-        }
-        var deferred = false
-        var outcome: Result<InteractionReply, any Error>?
-        for await result in results {
-            if case .failure(let error) = result, error is DeferNow {
-                deferred = true
-                try? await rest.respond(to: interaction.id, token: interaction.token, .object([
-                    "type": .integer(5), "data": .object(["flags": .integer(64)]),
-                ]))
-                continue
-            }
-            outcome = result
-            break
-        }
-        timer.cancel()
-        _ = await work.result
+        let handler = faults.command(route.handler)
+        let (outcome, deferred) = await run(handler, interaction, rest: rest)
         let reply: InteractionReply
         switch outcome {
         case .success(let value)?:
@@ -219,8 +194,47 @@ actor CommandRouter {
         }
     }
 
-    private struct DeferNow: Error {}
-    private struct InjectedFault: Error {}
+    /// What a child of `run`'s group reports: the handler's result, or that the deferral is due.
+    private enum Progress: Sendable {
+        case finished(Result<InteractionReply, any Error>)
+        case deferNow
+        case timerCancelled
+    }
+
+    /// Runs the handler and the deferral timer as children of one group: the first to report
+    /// decides (the timer sends the deferred answer), and neither outlives the interaction.
+    private func run(_ handler: @escaping Handler, _ interaction: Interaction, rest: DiscordREST) async -> (Result<InteractionReply, any Error>?, deferred: Bool) {
+        let deferAfter = self.deferAfter
+        return await withTaskGroup(of: Progress.self) { group in
+            group.addTask {
+                do {
+                    return .finished(.success(try await handler(interaction)))
+                } catch {
+                    return .finished(.failure(error))
+                }
+            }
+            group.addTask {
+                guard (try? await Task.sleep(for: deferAfter)) != nil else { return .timerCancelled }
+                return .deferNow
+            }
+            var deferred = false
+            while let progress = await group.next() {
+                switch progress {
+                case .deferNow:
+                    deferred = true
+                    try? await rest.respond(to: interaction.id, token: interaction.token, .object([
+                        "type": .integer(5), "data": .object(["flags": .integer(64)]),
+                    ]))
+                case .finished(let result):
+                    group.cancelAll()
+                    return (result, deferred)
+                case .timerCancelled:
+                    continue
+                }
+            }
+            return (nil, deferred)
+        }
+    }
 
     static func callback(_ reply: InteractionReply) -> JSONValue {
         .object(["type": .integer(4), "data": reply.message])

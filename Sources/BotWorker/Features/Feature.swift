@@ -14,6 +14,9 @@ struct FeatureContext: Sendable {
     let commands: CommandRouter
     /// What it may ask of Discord (roles, messages, members), checked before it goes out.
     let discord: DiscordAccess
+    /// Where it starts work that must not hold up an event or a command (never a bare `Task {}`):
+    /// run by the core for the worker's lifetime and cancelled when it stops.
+    var background = BackgroundWork()
 }
 
 /// One feature of the bot (verification, role connections, XP…), following one template; see
@@ -23,6 +26,12 @@ protocol Feature: Sendable {
     /// Its name: its log file (`<name>.log`), its migrations' prefix, its tables' `feature` in
     /// `bot_tables`.
     static var name: String { get }
+
+    /// The log system its `context.logger` writes to, and so its log file (`<system>.log`):
+    /// by default its name. The worker announces every feature's system in its hello, and the
+    /// supervisor refuses a worker whose system is not `^[a-z][a-z0-9_]{0,31}$` or is reserved
+    /// (`supervisor`, `errors`, and the core's `bot`, `database`, `audit`, `sandbox`).
+    static var logSystem: String { get }
 
     /// Its migrations, applied after the core's. Identifiers start with the feature's name and
     /// are never edited once released; a change is a new migration.
@@ -49,6 +58,7 @@ protocol Feature: Sendable {
 
 extension Feature {
     static var needsMessageContent: Bool { false }
+    static var logSystem: String { name }
 }
 
 /// Every feature of this build, in start order. Adding a feature is adding its module and one
@@ -59,4 +69,9 @@ enum FeatureCatalog {
         RoleConnectionsFeature.self,
         XPFeature.self,
     ]
+
+    /// The log systems of `features`, for the worker's hello.
+    static func logSystems(of features: [any Feature.Type] = all) -> [String] {
+        features.map { $0.logSystem }
+    }
 }

@@ -6,6 +6,8 @@ import Logging
 /// …), so only one process ever writes the log files.
 struct StderrLogHandler: LogHandler {
     let system: String
+    /// Where the rendered line goes: stderr, except in tests that file the lines themselves.
+    var output: @Sendable (String) -> Void = { StandardError.write($0) }
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
 
@@ -24,6 +26,6 @@ struct StderrLogHandler: LogHandler {
         case .error: "ERROR"
         case .critical: "CRITICAL"
         }
-        StandardError.write(LogLine.render(level: level, system: system, message: "\(event.message)", fields: fields.mapValues(JSONValue.init)))
+        output(LogLine.render(level: level, system: system, message: "\(event.message)", fields: fields.mapValues(JSONValue.init)))
     }
 }

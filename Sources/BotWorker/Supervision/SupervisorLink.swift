@@ -6,96 +6,122 @@ import NIOCore
 import Synchronization
 
 /// The worker's end of its connection to the supervisor.
+///
+/// Requests that wait for an answer (`backup(_:)`) carry an id; the supervisor's reply names it
+/// and `receive` hands it to that request, so any number may be outstanding at once.
 final class SupervisorLink: Sendable {
+    /// The supervisor cannot be worked with: it refused this worker, or speaks another protocol.
     struct Refused: Error, CustomStringConvertible {
         var description: String
     }
 
-    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    /// What `receive` made of one message.
+    enum Received: Equatable {
+        case goOn
+        case shutdown(reason: String)
+    }
+
+    private let sendLine: @Sendable (WorkerMessage) async throws -> Void
     let logger: Logger
-    /// The one request that waits for an answer: the pre-migration backup.
-    private let backupReply = Mutex<AsyncStream<(ok: Bool, message: String)>.Continuation?>(nil)
+    private let pending = PendingRequests<BackupReply>()
     /// Told of every backup the supervisor takes (the journal starts a new segment).
     private let snapshotListener = Mutex<(@Sendable (Int64) -> Void)?>(nil)
 
-    init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, logger: Logger) {
-        self.outbound = outbound
+    init(send: @escaping @Sendable (WorkerMessage) async throws -> Void, logger: Logger) {
+        sendLine = send
         self.logger = logger
     }
 
-    func send(_ message: WorkerMessage) async throws {
-        try await outbound.writeLine(message)
+    convenience init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, logger: Logger) {
+        self.init(send: { try await outbound.writeLine($0) }, logger: logger)
     }
 
-    /// Says hello and waits for the supervisor's welcome.
-    func greet(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator) async throws -> SupervisorMessage.Welcome {
-        try await send(.hello(.init(pid: getpid(), version: BotVersion.current)))
+    func send(_ message: WorkerMessage) async throws {
+        try await sendLine(message)
+    }
+
+    /// Says hello (with the features' log systems) and waits for the supervisor's welcome.
+    func greet(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator, logSystems: [String]) async throws -> SupervisorMessage.Welcome {
+        try await send(.hello(.init(pid: getpid(), version: BotVersion.current, logSystems: logSystems)))
         guard let frame = try await frames.next() else {
             throw Refused(description: "the supervisor closed the connection before its welcome")
         }
         guard case .line(let line) = frame else {
             throw Refused(description: "unreadable answer from the supervisor")
         }
+        return try Self.welcome(from: line)
+    }
+
+    /// The supervisor's answer to the hello: its welcome when it speaks this worker's protocol.
+    static func welcome(from line: String) throws -> SupervisorMessage.Welcome {
+        // The version first: a welcome of another version may not decode as one of this version.
+        if let probe = try? JSONLine.decode(WorkerProtocol.VersionProbe.self, from: line), probe.type == "welcome",
+           probe.protocolVersion != WorkerProtocol.version {
+            throw Refused(description: WorkerProtocol.versionMismatch(own: "worker", peer: "supervisor", peerVersion: probe.protocolVersion))
+        }
         switch try JSONLine.decode(SupervisorMessage.self, from: line) {
         case .welcome(let welcome): return welcome
-        case .error(let body): throw Refused(description: "the supervisor refused this worker: \(body)")
+        case .error(let body): throw Refused(description: "the supervisor refused this worker: \(body.message) (\(body.code))")
         default: throw Refused(description: "the supervisor answered the hello with something else than a welcome")
         }
     }
 
-    /// Asks the supervisor for a `pre-migration` backup and waits for its answer.
-    func requestMigrationBackup(pending: [String]) async throws -> (ok: Bool, message: String) {
-        try await requestBackup(.migrationsPending(identifiers: pending))
-    }
-
-    /// Asks the supervisor for a backup the journal can build on, and waits for its answer.
-    func requestSnapshot(reason: String) async throws -> (ok: Bool, message: String) {
-        try await requestBackup(.snapshotNeeded(reason: reason))
-    }
-
-    /// Sends a message the supervisor answers with `migrationBackup`, and waits for the answer.
-    private func requestBackup(_ request: WorkerMessage) async throws -> (ok: Bool, message: String) {
-        let (replies, continuation) = AsyncStream.makeStream(of: (ok: Bool, message: String).self)
-        backupReply.withLock { $0 = continuation }
-        try await send(request)
+    /// Asks the supervisor for a backup and waits for the reply naming this request.
+    /// - Parameters:
+    ///   - migrations: `preMigration`: the migrations about to be applied.
+    ///   - detail: why, in words, for the supervisor's log.
+    func backup(_ reason: BackupReason, migrations: [String] = [], detail: String? = nil) async throws -> BackupReply {
+        let (id, replies) = pending.register()
+        try await send(.backupRequest(.init(id: id, reason: reason, migrations: migrations, detail: detail)))
         for await reply in replies { return reply }
-        return (false, "the connection to the supervisor closed before its answer")
+        return BackupReply(id: id, ok: false, message: "the connection to the supervisor closed before its answer")
     }
 
     func onSnapshotTaken(_ listener: @escaping @Sendable (Int64) -> Void) {
         snapshotListener.withLock { $0 = listener }
     }
 
-    private func deliverBackupReply(ok: Bool, message: String) {
-        backupReply.withLock { pending in
-            pending?.yield((ok, message))
-            pending?.finish()
-            pending = nil
+    /// One message from the supervisor after its welcome.
+    func receive(_ message: SupervisorMessage) -> Received {
+        switch message {
+        case .shutdown(let reason):
+            return .shutdown(reason: reason)
+        case .backupReply(let reply):
+            if !pending.deliver(reply, to: reply.id) {
+                logger.warning("a reply from the supervisor names no waiting request", metadata: ["request": "\(reply.id)"])
+            }
+        case .snapshotTaken(let sequence):
+            snapshotListener.withLock { $0 }?(sequence)
+        case .error(let body):
+            logger.warning("the supervisor reported an error", metadata: ["error": "\(body)"])
+        case .welcome:
+            logger.debug("ignored a second welcome from the supervisor")
         }
+        return .goOn
+    }
+
+    /// The connection is gone: every waiting request is answered "not taken".
+    func closed() {
+        pending.closeAll(with: BackupReply(id: RequestID(0), ok: false, message: "the connection to the supervisor closed"))
     }
 
     /// Reads what the supervisor sends until it says `shutdown` or the connection closes: either
     /// way the worker must stop, because a worker never runs without its supervisor.
     func waitForShutdown(_ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator) async throws {
-        defer { deliverBackupReply(ok: false, message: "the connection to the supervisor closed") }
+        defer { closed() }
         while let frame = try await frames.next() {
             switch frame {
             case .failure(let error):
                 logger.error("unreadable message from the supervisor", metadata: ["error": "\(error)"])
                 return
             case .line(let line):
-                switch try? JSONLine.decode(SupervisorMessage.self, from: line) {
-                case .shutdown(let reason):
+                guard let message = try? JSONLine.decode(SupervisorMessage.self, from: line) else {
+                    logger.debug("ignored a message from the supervisor", metadata: ["line": "\(line.prefix(200))"])
+                    continue
+                }
+                if case .shutdown(let reason) = receive(message) {
                     logger.info("shutdown requested by the supervisor", metadata: ["reason": "\(reason)"])
                     return
-                case .migrationBackup(let ok, let message):
-                    deliverBackupReply(ok: ok, message: message)
-                case .snapshotTaken(let sequence):
-                    snapshotListener.withLock { $0 }?(sequence)
-                case .error(let body):
-                    logger.warning("the supervisor reported an error", metadata: ["error": "\(body)"])
-                case .welcome, nil:
-                    logger.debug("ignored a message from the supervisor", metadata: ["line": "\(line.prefix(200))"])
                 }
             }
         }

@@ -4,8 +4,36 @@
 public enum LogLine {
     public static let levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-    /// The systems whose lines the worker may send through its stderr; each has its own file.
-    public static let workerSystems: Set<String> = ["bot", "database", "role_connections", "verification", "xp", "audit", "sandbox"]
+    /// The worker's own systems, whatever its features: each has its own file. A feature's system
+    /// (`xp`, `verification`…) is announced in the worker's `hello` instead (`validate`), so that
+    /// a feature added in one line of `FeatureCatalog` has its own file with nothing to edit here.
+    public static let coreWorkerSystems: Set<String> = ["bot", "database", "audit", "sandbox"]
+
+    /// Names a feature may not announce: the supervisor's own files, and the core systems.
+    public static let reservedSystems: Set<String> = coreWorkerSystems.union(["supervisor", "errors"])
+
+    /// A feature's log system the supervisor refuses, with why.
+    public struct BadSystem: Error, Equatable, CustomStringConvertible {
+        public var name: String
+        public var reason: String
+        public var description: String { "log system \"\(name)\" is refused: \(reason)" }
+    }
+
+    /// Checks the systems a worker announces: each must be a file name of its own, `[a-z]`
+    /// then up to 31 of `[a-z0-9_]` (so never a path, never a dated file's `-`), and none may be
+    /// reserved (lines of another system would land in `supervisor.log` or `errors.log`).
+    public static func validate(announced systems: [String]) -> [BadSystem] {
+        systems.compactMap { name in
+            let bytes = Array(name.utf8)
+            let lower = UInt8(ascii: "a")...UInt8(ascii: "z")
+            let digits = UInt8(ascii: "0")...UInt8(ascii: "9")
+            guard let first = bytes.first, lower.contains(first), bytes.count <= 32,
+                  bytes.allSatisfy({ lower.contains($0) || digits.contains($0) || $0 == UInt8(ascii: "_") })
+            else { return BadSystem(name: name, reason: "a log system is a lowercase letter then up to 31 lowercase letters, digits or _") }
+            if reservedSystems.contains(name) { return BadSystem(name: name, reason: "the name is reserved (\(reservedSystems.sorted().joined(separator: ", ")))") }
+            return nil
+        }
+    }
 
     public static func render(level: String, system: String, message: String, fields: [String: JSONValue], ts: String = Timestamp.string()) -> String {
         var object = fields
@@ -16,7 +44,7 @@ public enum LogLine {
         return (try? JSONLine.encode(JSONValue.object(object))) ?? "{\"message\":\"unencodable log line\"}\n"
     }
 
-    /// A line the worker wrote, if it is a well-formed log line of one of `workerSystems`.
+    /// A line the worker wrote, if it is a well-formed log line of one of `systems`.
     public struct Parsed: Sendable {
         public var ts: String
         public var system: String
@@ -32,9 +60,10 @@ public enum LogLine {
         return value[name]?.stringValue
     }
 
-    public static func parse(_ line: String) -> Parsed? {
+    /// - Parameter systems: the worker's: `coreWorkerSystems` and those its hello announced.
+    public static func parse(_ line: String, systems: Set<String>) -> Parsed? {
         guard line.hasPrefix("{"), let value = try? JSONLine.decode(JSONValue.self, from: line),
-              case .string(let system) = value["system"], workerSystems.contains(system),
+              case .string(let system) = value["system"], systems.contains(system),
               case .string(let level) = value["level"], levels.contains(level),
               case .string(let message) = value["message"], case .string(let ts) = value["ts"],
               case .object(let fields) = value

@@ -3,9 +3,31 @@
 /// The worker connects to the supervisor's worker socket, sends `hello`, and waits for `welcome`.
 /// It then sends `ready` once its work is up and a `heartbeat` every
 /// `welcome.heartbeatIntervalMs`. The supervisor may send `shutdown` at any time.
+///
+/// A request that waits for an answer (`backupRequest`) carries an id chosen by the worker, and
+/// its answer (`backupReply`) names that id: several requests may be outstanding at once and are
+/// answered in whatever order their work finishes.
 public enum WorkerProtocol {
-    /// Raised whenever a message changes incompatibly; the supervisor refuses other versions.
-    public static let version = 1
+    /// Raised whenever a message changes incompatibly; each side refuses a peer of another
+    /// version, with a message naming both.
+    /// - 1: replies matched by arrival order, backup reasons as free strings.
+    /// - 2: `backupRequest`/`backupReply` with ids and an enum reason; `hello.logSystems`.
+    public static let version = 2
+
+    /// Why a peer of another protocol version is refused, naming both versions: the same words on
+    /// both sides, so an operator reading either log knows which binaries to replace.
+    /// - Parameters:
+    ///   - own: the side saying it (`"supervisor"` or `"worker"`).
+    public static func versionMismatch(own: String, peer: String, peerVersion: Int) -> String {
+        "this \(own) speaks worker protocol \(version), the \(peer) speaks protocol \(peerVersion); deploy bot-supervisor and bot-worker from the same release"
+    }
+
+    /// Only the protocol version of a `hello` or a `welcome`: it decodes from a message of any
+    /// version, so that a peer of another version is refused by its version, not with "bad request".
+    public struct VersionProbe: Decodable, Sendable {
+        public var type: String
+        public var protocolVersion: Int
+    }
 
     /// The name of the environment variable holding the worker socket's path.
     public static let socketEnvironmentKey = "BOT_SUPERVISOR_SOCKET"
@@ -30,24 +52,25 @@ public enum WorkerMessage: Sendable, Equatable {
     case heartbeat(Heartbeat)
     /// Sent just before exiting with `WorkerExitCode.fatalConfiguration`: what is wrong and what to do.
     case fatal(message: String)
-    /// The database has migrations to apply: the worker waits for `migrationBackup` before it
-    /// applies them, so that a `pre-migration` backup exists.
-    case migrationsPending(identifiers: [String])
+    /// The worker needs a backup and waits for the `backupReply` with the same id: before it
+    /// migrates (`preMigration`), for its journal's new timeline (`postMigration`), or once a
+    /// failed journal location takes writes again (`journal`).
+    case backupRequest(BackupRequest)
     /// SQLite said SQLITE_CORRUPT or SQLITE_NOTADB: the supervisor stops the worker and restores.
     case corruption(detail: String)
-    /// The journal needs a new snapshot to build on (after migrations, which start a new
-    /// timeline, or once a failed journal location takes writes again): the supervisor takes a
-    /// backup and answers `migrationBackup`.
-    case snapshotNeeded(reason: String)
 
     public struct Hello: Codable, Sendable, Equatable {
         public var protocolVersion: Int
         public var pid: Int32
         public var version: String
-        public init(protocolVersion: Int = WorkerProtocol.version, pid: Int32, version: String) {
+        /// The log systems of the worker's features (`xp`, `verification`…), beyond the core ones
+        /// (`LogLine.coreWorkerSystems`): the supervisor files their lines into `<system>.log`.
+        public var logSystems: [String]
+        public init(protocolVersion: Int = WorkerProtocol.version, pid: Int32, version: String, logSystems: [String] = []) {
             self.protocolVersion = protocolVersion
             self.pid = pid
             self.version = version
+            self.logSystems = logSystems
         }
     }
 
@@ -204,9 +227,9 @@ public enum SupervisorMessage: Sendable, Equatable {
     case welcome(Welcome)
     case shutdown(reason: String)
     case error(ErrorBody)
-    /// The answer to `migrationsPending` and `snapshotNeeded`: whether the backup was taken.
-    case migrationBackup(ok: Bool, message: String)
-    /// A backup was taken: the worker starts a new journal segment after it.
+    /// The answer to the `backupRequest` with the same id: whether the backup was taken.
+    case backupReply(BackupReply)
+    /// A backup was taken (whoever asked for it): the worker starts a new journal segment after it.
     case snapshotTaken(sequence: Int64)
 
     public struct Welcome: Codable, Sendable, Equatable {
@@ -295,7 +318,7 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
 // MARK: - Codable: {"type": "...", ...fields}
 
 private enum TypeKey: String, CodingKey { case type }
-private enum FieldKey: String, CodingKey { case message, reason, code, identifiers, detail, ok, sequence }
+private enum FieldKey: String, CodingKey { case message, reason, code, detail, sequence }
 
 extension WorkerMessage: Codable {
     public init(from decoder: any Decoder) throws {
@@ -307,12 +330,9 @@ extension WorkerMessage: Codable {
         case "heartbeat": self = .heartbeat(try Heartbeat(from: decoder))
         case "fatal":
             self = .fatal(message: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .message))
-        case "migrationsPending":
-            self = .migrationsPending(identifiers: try decoder.container(keyedBy: FieldKey.self).decode([String].self, forKey: .identifiers))
+        case "backupRequest": self = .backupRequest(try BackupRequest(from: decoder))
         case "corruption":
             self = .corruption(detail: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .detail))
-        case "snapshotNeeded":
-            self = .snapshotNeeded(reason: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .reason))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
         }
     }
@@ -335,18 +355,13 @@ extension WorkerMessage: Codable {
             try container.encode("fatal", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(message, forKey: .message)
-        case .migrationsPending(let identifiers):
-            try container.encode("migrationsPending", forKey: .type)
-            var fields = encoder.container(keyedBy: FieldKey.self)
-            try fields.encode(identifiers, forKey: .identifiers)
+        case .backupRequest(let request):
+            try container.encode("backupRequest", forKey: .type)
+            try request.encode(to: encoder)
         case .corruption(let detail):
             try container.encode("corruption", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(detail, forKey: .detail)
-        case .snapshotNeeded(let reason):
-            try container.encode("snapshotNeeded", forKey: .type)
-            var fields = encoder.container(keyedBy: FieldKey.self)
-            try fields.encode(reason, forKey: .reason)
         }
     }
 }
@@ -359,9 +374,7 @@ extension SupervisorMessage: Codable {
         case "shutdown":
             self = .shutdown(reason: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .reason))
         case "error": self = .error(try ErrorBody(from: decoder))
-        case "migrationBackup":
-            let fields = try decoder.container(keyedBy: FieldKey.self)
-            self = .migrationBackup(ok: try fields.decode(Bool.self, forKey: .ok), message: try fields.decode(String.self, forKey: .message))
+        case "backupReply": self = .backupReply(try BackupReply(from: decoder))
         case "snapshotTaken":
             self = .snapshotTaken(sequence: try decoder.container(keyedBy: FieldKey.self).decode(Int64.self, forKey: .sequence))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
@@ -381,11 +394,9 @@ extension SupervisorMessage: Codable {
         case .error(let body):
             try container.encode("error", forKey: .type)
             try body.encode(to: encoder)
-        case .migrationBackup(let ok, let message):
-            try container.encode("migrationBackup", forKey: .type)
-            var fields = encoder.container(keyedBy: FieldKey.self)
-            try fields.encode(ok, forKey: .ok)
-            try fields.encode(message, forKey: .message)
+        case .backupReply(let reply):
+            try container.encode("backupReply", forKey: .type)
+            try reply.encode(to: encoder)
         case .snapshotTaken(let sequence):
             try container.encode("snapshotTaken", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)

@@ -17,6 +17,15 @@ struct RunCommand: AsyncParsableCommand {
     var config: String?
 
     func run() async throws {
+        // Test-only faults, parsed once before anything starts: a value this build does not know
+        // is refused rather than ignored.
+        let faults: SupervisorFaults
+        do {
+            faults = try SupervisorFaults.fromEnvironment.get()
+        } catch {
+            StandardError.write("bot-supervisor: \(error)\n")
+            throw ExitCode(2)
+        }
         let loaded = try await ConfigLoader.load(file: config)
         let config = loaded.config
 
@@ -59,14 +68,15 @@ struct RunCommand: AsyncParsableCommand {
             store.post(.warning, "the same error repeats: \(repeated.count) times in 5 min: \(repeated.fingerprint) (\(repeated.example.prefix(300)))")
         }
         let link = WorkerLink()
-        let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"))
+        let output = WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
+        let keeper = DataKeeper(config: config, store: store, logger: Logger(label: "supervisor"), tracker: OperationTracker(stepDelay: faults.maintenanceStepDelay))
         // Every snapshot starts a new journal segment in the worker.
         keeper.onSnapshot { [link] position in
             _ = await link.sendToCurrent(.snapshotTaken(sequence: position.sequence))
         }
         let supervisor = WorkerSupervisor(
             config: config, link: link, store: store, keeper: keeper, notifier: notifier,
-            logger: logger, output: WorkerOutput(files: files, echo: echo, fallback: Logger(label: "bot"), errors: errors)
+            logger: logger, output: output
         )
         let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger)
         let deploys = DeployManager(config: config, keeper: keeper, supervisor: supervisor, store: store, health: health, audit: Logger(label: "audit"), logger: logger)
@@ -95,6 +105,7 @@ struct RunCommand: AsyncParsableCommand {
             journal: config.journalSettings,
             link: link,
             keeper: keeper,
+            logSystems: output.systems,
             status: store,
             events: { [supervisor] in supervisor.send($0) },
             group: group,

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Glibc
 import IPC
 import Synchronization
@@ -7,6 +6,14 @@ import Synchronization
 /// work updates it, the status snapshot shows it.
 final class OperationTracker: Sendable {
     private let current = Mutex<OperationStatus?>(nil)
+    /// Test hook, never set in production (`SupervisorFaults.maintenanceStepDelay`): each step of
+    /// a backup or restore takes this much longer, so that the fault-injection suite
+    /// (Tests/Fault) can kill the supervisor in the middle of one, at a phase it chooses.
+    private let stepDelayMicroseconds: UInt32?
+
+    init(stepDelay: Duration? = nil) {
+        stepDelayMicroseconds = stepDelay.map { UInt32(clamping: $0.components.seconds * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000) }
+    }
 
     var status: OperationStatus? { current.withLock { $0 } }
 
@@ -21,18 +28,10 @@ final class OperationTracker: Sendable {
         }
     }
 
-    /// Test hook, never set in production: `BOT_SUPERVISOR_FAULT=slow-maintenance:MS` makes each
-    /// step of a backup or restore take MS milliseconds longer, so that the fault-injection suite
-    /// (Tests/Fault) can kill the supervisor in the middle of one, at a phase it chooses.
-    static let injectedStepDelay: UInt32? = {
-        guard let fault = ProcessInfo.processInfo.environment["BOT_SUPERVISOR_FAULT"], fault.hasPrefix("slow-maintenance:") else { return nil }
-        return UInt32(fault.dropFirst("slow-maintenance:".count)).map { $0 * 1000 }
-    }()
-
     /// `update`, from the blocking thread of a backup or restore: there the injected delay applies.
     func step(_ phase: String, _ progress: Double) {
         update(phase, progress)
-        if let delay = Self.injectedStepDelay { usleep(delay) }
+        if let delay = stepDelayMicroseconds { usleep(delay) }
     }
 
     func end() {

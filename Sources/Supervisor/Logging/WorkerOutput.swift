@@ -4,13 +4,16 @@ import Logging
 import Synchronization
 
 /// Where the worker's stdout and stderr lines go. A well-formed log line of one of the worker's
-/// systems is appended as it is to that system's file (and to `errors.log` when it is an error);
-/// anything else (a crash backtrace, a stray print) is kept in `bot.log` with its stream and pid.
+/// systems (the core ones and those its hello announced, `systems`) is appended as it is to that
+/// system's file (and to `errors.log`, counted by `errors`, when it is an error); anything else
+/// (a crash backtrace, a stray print) is kept in `bot.log` with its stream and pid.
 struct WorkerOutput: Sendable {
     let files: LogFiles
     let echo: Bool
     let fallback: Logger
     var errors: ErrorTracker?
+    /// Filled in by `WorkerLinkServer` from each worker's hello.
+    var systems = WorkerLogSystems()
 
     static let underJournald = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
 
@@ -19,7 +22,7 @@ struct WorkerOutput: Sendable {
 
     func accept(_ line: String, stream: String, pid: Int32) {
         recent.add(line, pid: pid)
-        guard let parsed = LogLine.parse(line) else {
+        guard let parsed = LogLine.parse(line, systems: systems.systems(of: pid)) else {
             fallback.log(level: stream == "stderr" ? .warning : .info, "\(line)", metadata: [LogKey.stream: "\(stream)", LogKey.pid: "\(pid)"])
             return
         }

@@ -18,7 +18,8 @@ struct RoleConnectionsFeature: Feature {
     let context: FeatureContext
     private let rules = Locked<[GuildID: [RoleRule]]>([:])
     private let evaluating = Locked<Set<String>>([])
-    private let sweeper = Locked<Task<Void, Never>?>(nil)
+    /// Whether the periodic sweep runs (in the core's background group, which stops it).
+    private let sweeping = Locked(false)
 
     init(context: FeatureContext) { self.context = context }
 
@@ -270,18 +271,20 @@ struct RoleConnectionsFeature: Feature {
 
     private func sweepSoon(_ guild: GuildID) {
         let feature = self
-        Task { await feature.sweep(guild) }
+        context.background.submit { await feature.sweep(guild) }
     }
 
     private func startSweeping() {
         let feature = self
-        sweeper.withLock { task in
-            guard task == nil else { return }
-            task = Task {
-                while !Task.isCancelled {
-                    guard (try? await Task.sleep(for: Self.sweepInterval)) != nil else { return }
-                    for guild in await feature.context.discord.guildIDs { await feature.sweep(guild) }
-                }
+        let start = sweeping.withLock { running in
+            defer { running = true }
+            return !running
+        }
+        guard start else { return }
+        context.background.submit {
+            while !Task.isCancelled {
+                guard (try? await Task.sleep(for: Self.sweepInterval)) != nil else { return }
+                for guild in await feature.context.discord.guildIDs { await feature.sweep(guild) }
             }
         }
     }
@@ -314,6 +317,6 @@ struct RoleConnectionsFeature: Feature {
     }
 
     func cleanup() async {
-        sweeper.withLock { $0?.cancel() }
+        // The periodic sweep is a child of the core's background group, cancelled with it.
     }
 }

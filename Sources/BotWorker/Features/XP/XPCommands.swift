@@ -137,7 +137,9 @@ struct XPCommands {
                 try String.fetchAll(db, sql: "SELECT user_id FROM xp_members WHERE guild_id = ? AND level >= ?", arguments: [guild.description, level])
             }
             let feature = self.feature
-            Task {
+            let context = self.context
+            let settings = settings
+            context.background.submit {
                 for id in members.compactMap(UserID.init) {
                     let current = try? await context.database.read("xp.level") { db in
                         try Int.fetchOne(db, sql: "SELECT level FROM xp_members WHERE guild_id = ? AND user_id = ?", arguments: [guild.description, id.description])
