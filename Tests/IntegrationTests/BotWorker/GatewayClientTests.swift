@@ -1,6 +1,7 @@
 import IPC
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BotWorker
