@@ -28,13 +28,16 @@ build-release: install-deps
 run: build
 	.build/debug/bot-supervisor run $(if $(CONFIG),--config $(CONFIG),)
 
-# Builds everything and runs every test: unit tests and the integration tests that start the
-# real binaries. One at a time: the integration tests wait on real processes, and run in parallel
-# with the timing-sensitive unit tests they would starve them of Swift's few cooperative threads
-# (one per core); serial, the tests take about 2.5 minutes here after the build.
+# Builds everything and runs every test, in two runs. The unit tests (IPCTests, SupervisorTests,
+# BotWorkerTests, DiscordSandboxTests: fast, process-free) run in parallel. The integration tests
+# (IntegrationTests: the real binaries, real servers on loopback, waits on real time) run after
+# them, one at a time: alongside the timing-sensitive unit tests they would starve them of Swift's
+# few cooperative threads (one per core). Here, after the build: the unit tests about 10 s, the
+# integration tests about 2 minutes.
 test: install-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --no-parallel
+	$(SWIFT) test --skip-build --parallel --skip IntegrationTests
+	$(SWIFT) test --skip-build --filter IntegrationTests --no-parallel
 
 # What a release must pass before deploy/install.sh --check installs it: every test, and the
 # release build.

@@ -106,10 +106,18 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        // What the test targets share (test targets cannot depend on each other): the fuzzer,
+        // temporary directories, deadline waits.
+        .target(
+            name: "TestSupport",
+            dependencies: ["IPC"],
+            path: "Tests/TestSupport"
+        ),
+        // Unit tests: fast, process-free, run in parallel.
         .testTarget(
             name: "IPCTests",
             dependencies: [
-                "IPC",
+                "IPC", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
@@ -117,30 +125,19 @@ let package = Package(
         .testTarget(
             name: "SupervisorTests",
             dependencies: [
-                "Supervisor", "IPC", "BotData",
+                "Supervisor", "IPC", "BotData", "TestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .testTarget(
             name: "BotWorkerTests",
             dependencies: [
-                "BotWorker", "IPC", "BotData",
+                "BotWorker", "IPC", "BotData", "TestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-            ]
-        ),
-        // Across the two executables: a feature defined in the tests, run by the worker's feature
-        // framework, its lines filed by the supervisor's log filing and health rules.
-        .testTarget(
-            name: "IntegrationTests",
-            dependencies: [
-                "BotWorker", "Supervisor", "IPC", "BotData",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
@@ -151,6 +148,21 @@ let package = Package(
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        // Integration tests: the real binaries, real servers on loopback and waits on real time.
+        // `make test` runs them after the unit tests, one at a time.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "Supervisor", "BotWorker", "IPC", "BotData", "TestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),

@@ -16,7 +16,7 @@ struct BotSupervisor: AsyncParsableCommand {
         defaultSubcommand: RunCommand.self
     )
 
-    /// CONTRACT.md exit statuses: 0 done, 1 failed, 2 bad usage or config, 3 supervisor unreachable.
+    /// docs/contract.md exit statuses: 0 done, 1 failed, 2 bad usage or config, 3 supervisor unreachable.
     static func main() async {
         do {
             var command = try parseAsRoot()

@@ -81,13 +81,19 @@ def proc_status(pid):
 
 
 def alive(pid):
+    """Whether `pid` exists and runs code. A zombie (state Z in /proc/PID/stat: exited, not yet
+    reaped, perhaps by an init that reaps late) or a dead task (X) counts as gone, everywhere the
+    suite checks liveness."""
     if pid is None:
         return False
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
+            stat = f.read()
     except OSError:
         return False
+    # The command name, in parentheses, may itself hold ") ": the state follows the last one.
+    fields = stat[stat.rfind(")") + 1:].split()
+    return bool(fields) and fields[0] not in ("Z", "X")
 
 
 class Sandbox:
@@ -270,9 +276,17 @@ class Supervisor:
                              capture_output=True, text=True, timeout=timeout, env=self.environment(env))
         return run.returncode, run.stdout, run.stderr
 
-    def kill(self, sig=signal.SIGKILL):
+    def kill(self, sig=signal.SIGKILL, timeout=10):
+        """Sends `sig`. A SIGKILL is waited for: the supervisor is this process's child, reaped
+        here, so what a case checks next (orphans, the lock a new supervisor takes) never races
+        with a supervisor still exiting."""
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, sig)
+            if sig == signal.SIGKILL:
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    raise Failed(f"the supervisor {self.process.pid} did not die within {timeout} s of SIGKILL") from None
 
     def terminate(self, timeout=30):
         """SIGTERM; returns the exit status (SIGKILL after `timeout`, then raises)."""

@@ -10,6 +10,7 @@
 
 import FoundationEssentials
 import IPC
+import TestSupport
 import Testing
 
 @Suite struct DecoderFuzzTests {

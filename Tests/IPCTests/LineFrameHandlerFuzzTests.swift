@@ -10,6 +10,7 @@
 import IPC
 import NIOCore
 import NIOEmbedded
+import TestSupport
 import Testing
 
 @Suite struct LineFrameHandlerFuzzTests {

@@ -4,6 +4,7 @@ import GRDB
 import Glibc
 import IPC
 import Logging
+import TestSupport
 import Testing
 
 @testable import BotWorker

@@ -58,6 +58,11 @@ actor WriteBatcher {
         queue.append(Pending(operation: operation, write: write, receivedAt: receivedAt))
         if !flushing {
             flushing = true
+            // Unstructured on purpose: `submit` returns once the write is queued, so the flush
+            // cannot be a child of the submitter's task, and the batcher has no loop of its own to
+            // own one (it is no service: it is idle, with no task at all, between bursts). There is
+            // at most one flush at a time (`flushing`), it ends when the queue is empty, and
+            // `drain` waits for it.
             Task { await self.flush() }
         }
     }
@@ -122,6 +127,9 @@ actor WriteBatcher {
             let actions = outcome.value.after
             if !actions.isEmpty {
                 let previous = afterCommit
+                // Unstructured for the same reason as the flush: the actions run after the commit
+                // that returned them, off the flush. They form one chain (each batch's waits for the
+                // one before), so at most one task holds them, and `drain` waits for it.
                 afterCommit = Task {
                     await previous?.value
                     for action in actions { await action() }

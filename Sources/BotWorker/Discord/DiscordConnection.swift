@@ -41,6 +41,10 @@ actor DiscordConnection {
     private var connected = false
     private var disconnectedSince: ContinuousClock.Instant? = .now
     private var connectedWaiters: [UUID: CheckedContinuation<Bool, Never>] = [:]
+    /// Work started by a dispatch that must not hold up the Gateway reader (a slash command, the
+    /// command sync of a guild): run as children of `run`'s task group, so none outlives the
+    /// connection.
+    private let (backgroundWork, backgroundContinuation) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
 
     init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, commands: CommandRouter, access: DiscordAccess, logger: Logger) {
         self.settings = settings
@@ -104,6 +108,13 @@ actor DiscordConnection {
             }
             group.addTask {
                 for await status in sandboxEnded { throw SandboxEnded(status: status) }
+            }
+            let backgroundWork = self.backgroundWork
+            group.addTask {
+                // Fire and forget: a discarding group frees each one as it ends.
+                await withDiscardingTaskGroup { work in
+                    for await job in backgroundWork { work.addTask { await job() } }
+                }
             }
             defer { group.cancelAll() }
             try await group.next()
@@ -190,7 +201,7 @@ actor DiscordConnection {
             logger.info("guild available", metadata: ["guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(guild.roles?.count ?? 0)"])
             if let applicationID = await access.applicationID {
                 let commands = self.commands
-                Task { await commands.synchronize(application: applicationID, guild: guild.id) }
+                backgroundContinuation.yield { await commands.synchronize(application: applicationID, guild: guild.id) }
             }
             await events.publish(.guildAvailable(guild: guild.id, members: members))
         case .memberAdd(let payload):
@@ -212,7 +223,7 @@ actor DiscordConnection {
             guard json["guild_id"] == nil || serves(json["guild_id"]?.stringValue.flatMap(GuildID.init)) else { return }
             // Off the Gateway reader: a command may take seconds, events must not wait for it.
             let commands = self.commands
-            Task { await commands.handle(json) }
+            backgroundContinuation.yield { await commands.handle(json) }
         case .other:
             if dispatch.type == "RESUMED" {
                 logger.info("gateway session resumed")
@@ -238,21 +249,26 @@ actor DiscordConnection {
     func waitUntilConnected(timeout: Duration) async -> Bool {
         if connected { return true }
         let id = UUID()
-        let deadline = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            await self?.expire(id)
-        }
-        defer { deadline.cancel() }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                if Task.isCancelled {
-                    continuation.resume(returning: false)
-                } else {
-                    connectedWaiters[id] = continuation
-                }
+        return await withTaskGroup(of: Bool?.self) { group in
+            group.addTask { [weak self] in
+                do { try await Task.sleep(for: timeout) } catch { return nil }
+                await self?.expire(id)
+                return nil
             }
-        } onCancel: {
-            Task { await self.expire(id) }
+            defer { group.cancelAll() }
+            return await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    if Task.isCancelled {
+                        continuation.resume(returning: false)
+                    } else {
+                        connectedWaiters[id] = continuation
+                    }
+                }
+            } onCancel: {
+                // A cancellation handler is synchronous and may run on any thread: reaching the
+                // actor to release the waiter takes a task. It only resumes the continuation.
+                Task { await self.expire(id) }
+            }
         }
     }
 

@@ -46,6 +46,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 reply = context.eventLoop.makeSucceededFuture(answer)
             case .later(let work):
                 let promise = context.eventLoop.makePromise(of: HTTPReply.self)
+                // A channel handler is synchronous: NIO's bridge starts the async work in a task
+                // and the connection's write chain (`previous`) waits for its answer, in order.
                 promise.completeWithTask { await work() }
                 reply = promise.futureResult
             }

@@ -1,5 +1,5 @@
 /// The status socket: one `{"cmd":…}` request per line, one `{"ok":…}` response per line.
-/// See CONTRACT.md, "The status socket".
+/// See docs/contract.md, "The status socket".
 public enum ControlCommand: String, Codable, Sendable, CaseIterable {
     case status
     case health

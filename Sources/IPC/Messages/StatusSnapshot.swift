@@ -1,4 +1,4 @@
-/// What `bot-supervisor status --json` prints: CONTRACT.md, "Status snapshot".
+/// What `bot-supervisor status --json` prints: docs/contract.md, "Status snapshot".
 ///
 /// Every field is always present; a value not known yet is `null`, never missing. Times are
 /// ISO 8601 UTC strings.

@@ -21,7 +21,7 @@ struct OperatorOptions: ParsableArguments {
         return ControlClient(socketPath: loaded.config.statusSocket, timeoutSeconds: timeoutSeconds)
     }
 
-    /// Writes the client error to stderr and returns its CONTRACT.md exit status: 3 when the
+    /// Writes the client error to stderr and returns its docs/contract.md exit status: 3 when the
     /// supervisor is unreachable, 1 otherwise.
     func exitCode(for error: ControlClient.ClientError) -> ExitCode {
         StandardError.write("bot-supervisor: \(error)\n")

@@ -15,7 +15,7 @@ struct ConfigError: Error, CustomStringConvertible {
 /// swift-configuration falls back to the default when a value has the wrong type; that would
 /// hide an operator's mistake, so every such fallback is collected and reported as an error.
 enum ConfigLoader {
-    /// Every key CONTRACT.md names, plus this project's own. A key in the file that is not here
+    /// Every key docs/contract.md names, plus this project's own. A key in the file that is not here
     /// is reported as a warning (an older release must still start with a newer release's file).
     static let knownKeys: Set<String> = [
         "dataDir", "runtimeDir", "statusSocket", "control.readTimeoutSeconds",
@@ -59,7 +59,7 @@ enum ConfigLoader {
                 throw ConfigError(description: "config file \(absolute) is not valid JSON (\(error)); fix the file or restore it from deploy/config.example.json")
             }
             warnings += try Self.unknownKeys(inFile: absolute).map {
-                "config file \(absolute): unknown key \"\($0)\" is ignored; check its spelling against CONTRACT.md"
+                "config file \(absolute): unknown key \"\($0)\" is ignored; check its spelling against docs/contract.md"
             }
         }
         let problems = ProblemCollector()

@@ -1,7 +1,7 @@
 import FoundationEssentials
 import IPC
 
-/// The supervisor's configuration: CONTRACT.md, "Configuration". Paths are absolute once loaded.
+/// The supervisor's configuration: docs/contract.md, "Configuration". Paths are absolute once loaded.
 struct SupervisorConfig: Sendable, Equatable {
     var dataDir: String
     var runtimeDir: String

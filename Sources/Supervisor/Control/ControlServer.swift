@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Serves the status socket (CONTRACT.md, "The status socket"): one request per line, one
+/// Serves the status socket (docs/contract.md, "The status socket"): one request per line, one
 /// response per line, many requests per connection. Bad input gets an error reply and closes
 /// that connection only; a peer that stalls mid-line is cut off after the read timeout.
 struct ControlServer: Service {

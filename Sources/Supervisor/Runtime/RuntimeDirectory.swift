@@ -8,7 +8,7 @@ import Glibc
 /// The directory of the supervisor's sockets and lock, and the rule that one supervisor runs per
 /// data directory.
 ///
-/// The directory is mode 0750 (CONTRACT.md). `supervisor.lock` is held with flock(2) for the
+/// The directory is mode 0750 (docs/contract.md). `supervisor.lock` is held with flock(2) for the
 /// supervisor's lifetime, so a second supervisor on the same directory stops at once. A socket
 /// file left by a killed supervisor is removed only after a connect to it fails.
 final class RuntimeDirectory {

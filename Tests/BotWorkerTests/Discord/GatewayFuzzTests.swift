@@ -9,6 +9,7 @@
 /// A failure prints its seed and iteration; `FUZZ_SEED=… FUZZ_REPLAY=…` runs that input alone.
 
 import IPC
+import TestSupport
 import Testing
 
 @testable import BotWorker

@@ -1,3 +1,4 @@
+import Foundation
 import FoundationEssentials
 import Glibc
 import IPC
@@ -106,13 +107,20 @@ import Testing
     @Test func twoWritersNeverInterleaveOrTearLines() async throws {
         var template = Array("/tmp/lwXXXXXX".utf8CString)
         let directory = String(cString: mkdtemp(&template)!)
-        // Two independent writers of the same file, as two processes would be.
+        // Two independent writers of the same file, as two processes would be. On threads of their
+        // own: seconds of blocking writes on the cooperative pool (one thread per core) would
+        // starve the unit tests running in parallel with this one.
         let first = try LogFiles(directory: directory), second = try LogFiles(directory: directory)
         let long = String(repeating: "x", count: 3000)
         await withTaskGroup(of: Void.self) { group in
             for (index, files) in [first, second].enumerated() {
                 group.addTask {
-                    for i in 0..<2000 { files.append("{\"writer\":\(index),\"i\":\(i),\"pad\":\"\(long)\"}\n", to: "bot") }
+                    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                        Thread.detachNewThread {
+                            for i in 0..<2000 { files.append("{\"writer\":\(index),\"i\":\(i),\"pad\":\"\(long)\"}\n", to: "bot") }
+                            done.resume()
+                        }
+                    }
                 }
             }
         }

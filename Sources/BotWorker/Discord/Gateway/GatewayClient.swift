@@ -18,6 +18,11 @@ actor GatewayClient {
         case heartbeatDue(generation: Int)
     }
 
+    private struct HeartbeatDue: Sendable {
+        var deadline: ContinuousClock.Instant
+        var generation: Int
+    }
+
     static let maximumMessageSize = 1 << 24
 
     private var session: GatewaySession
@@ -27,6 +32,10 @@ actor GatewayClient {
     private let identifyPermit: @Sendable () async throws -> Void
     private let onDispatch: @Sendable (GatewayDispatch) async -> Void
     private(set) var waitingForIdentifyPermit = false
+    /// Child tasks started by all connections so far, and heartbeat timers fired: a connection
+    /// starts two children whatever its number of heartbeats (what the tests check).
+    private(set) var childTasksStarted = 0
+    private(set) var heartbeatsDue = 0
 
     /// - Parameters:
     ///   - jitter: a random number in [0, 1) at each call (injected by tests).
@@ -98,17 +107,39 @@ actor GatewayClient {
         }
     }
 
+    /// One connection's loop. Its group holds two children for the connection's whole life, the
+    /// reader and the heartbeat timer, however many heartbeats it sends (days of them on Discord):
+    /// the timer sleeps to each deadline the session sets, and the session sets the next one only
+    /// once the previous one fired.
     private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         _ = session.opened()
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let (heartbeats, heartbeatScheduler) = AsyncStream.makeStream(of: HeartbeatDue.self)
+        let logger = self.logger
+        try await withThrowingDiscardingTaskGroup { group in
+            childTasksStarted += 1
             group.addTask {
-                for try await message in inbound.messages(maxSize: Self.maximumMessageSize) {
-                    if case .text(let text) = message { continuation.yield(.text(text)) }
+                // The close (or a read error) ends the events stream, and with it the loop below.
+                defer { continuation.finish() }
+                do {
+                    for try await message in inbound.messages(maxSize: Self.maximumMessageSize) {
+                        if case .text(let text) = message { continuation.yield(.text(text)) }
+                    }
+                } catch {
+                    logger.debug("gateway read ended", metadata: ["error": "\(error)"])
                 }
-                continuation.finish()
             }
-            defer { group.cancelAll() }
+            childTasksStarted += 1
+            group.addTask {
+                for await due in heartbeats {
+                    do { try await Task.sleep(until: due.deadline) } catch { return }
+                    continuation.yield(.heartbeatDue(generation: due.generation))
+                }
+            }
+            defer {
+                heartbeatScheduler.finish()
+                group.cancelAll()
+            }
             for await event in events {
                 let actions: [GatewaySession.Action]
                 var received: (payload: GatewayPayload, at: ContinuousClock.Instant)?
@@ -122,6 +153,7 @@ actor GatewayClient {
                     received = (payload, now)
                     actions = session.received(payload, at: now, jitter: jitter())
                 case .heartbeatDue(let generation):
+                    heartbeatsDue += 1
                     actions = session.heartbeatDue(generation: generation, at: .now)
                 }
                 for action in actions {
@@ -129,10 +161,7 @@ actor GatewayClient {
                     case .send(let payload):
                         try await send(payload, on: outbound)
                     case .scheduleHeartbeat(let delay, let generation):
-                        group.addTask {
-                            try await Task.sleep(for: delay)
-                            continuation.yield(.heartbeatDue(generation: generation))
-                        }
+                        heartbeatScheduler.yield(HeartbeatDue(deadline: .now + delay, generation: generation))
                     case .close(let code):
                         try await outbound.close(.unknown(UInt16(code)), reason: nil)
                     case .dispatch(let type, _):

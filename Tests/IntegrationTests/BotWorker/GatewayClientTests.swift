@@ -1,6 +1,7 @@
 import IPC
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BotWorker
@@ -110,6 +111,33 @@ import Testing
         #expect(lines.contains("1: op 6 session session-1 seq 3"))
         #expect(lines.contains("2: op 2"))
         #expect(dispatched.withLock { $0 } == ["READY", "MESSAGE_CREATE", "SOMETHING_DISCORD_ADDED_LATER"])
+        try await server.close()
+    }
+
+    /// A connection's task group must not grow with its heartbeats (a Gateway connection lasts
+    /// days): fifty heartbeats, each acknowledged, cost the same two children (reader and timer)
+    /// as one. Every 100 ms: room for the acknowledgement on a busy machine (a beat sent before the
+    /// last one's acknowledgement makes a zombie connection), and under the 120-sends-a-minute limit.
+    @Test func heartbeatsDoNotAddChildTasks() async throws {
+        let beats = 50
+        let received = Mutex(0)
+        let server = try await ScriptedGatewayServer { connection, _ in
+            connection.send(hello(100))
+            guard await connection.receive() != nil else { return }  // identify
+            connection.send(ready(resumeURL: "ws://127.0.0.1:1/"))
+            while received.withLock({ $0 }) < beats, let payload = await connection.receive() {
+                guard payload.op == 1 else { continue }
+                received.withLock { $0 += 1 }
+                connection.send(GatewayPayload(op: 11))
+            }
+            connection.close(code: 4004)
+        }
+        let client = GatewayClient(identity: identity, gatewayURL: server.url, logger: Logger(label: "test"), jitter: { 0 }) { _ in }
+        let error = await run(client)
+        #expect((error as? GatewayClient.Fatal)?.description.contains("4004") == true)
+        #expect(received.withLock { $0 } == beats)
+        #expect(await client.heartbeatsDue >= beats)
+        #expect(await client.childTasksStarted == 2)
         try await server.close()
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// Operators, scripts and strangers on the sockets: bad input, permissions, exit statuses.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The test-only faults, on the real binaries: each parsed once at start, an unknown one refused.

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The health loop, alerts and metrics on the real binaries.

@@ -1,5 +1,5 @@
-// The fuzz tests' generator, driver and mutators. Tests/BotWorkerTests/Discord/FuzzSupport.swift is
-// a symlink to this file: test targets cannot import each other.
+// The fuzz tests' generator, driver and mutators, shared by the test targets that fuzz decoders
+// (IPCTests, BotWorkerTests) through this library.
 //
 // Longer runs, with a seed of your own: FUZZ_ITERATIONS=1000000 FUZZ_SEED=$RANDOM swift test --filter Fuzz
 
@@ -13,26 +13,26 @@ import Glibc
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): small, fast, and the same numbers for the same seed
 /// on every machine, which is all a fuzz test asks of a generator.
-struct FuzzRandom: RandomNumberGenerator {
+package struct FuzzRandom: RandomNumberGenerator {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         return Self.mix(state)
     }
 
-    static func mix(_ value: UInt64) -> UInt64 {
+    package static func mix(_ value: UInt64) -> UInt64 {
         var z = value
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
 
-    mutating func below(_ bound: Int) -> Int { Int.random(in: 0..<bound, using: &self) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
+    package mutating func below(_ bound: Int) -> Int { Int.random(in: 0..<bound, using: &self) }
+    package mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+    package mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
 }
 
 /// Runs one property over generated inputs, and says how to replay a failure.
@@ -41,12 +41,12 @@ struct FuzzRandom: RandomNumberGenerator {
 /// replays alone. The environment: `FUZZ_SEED` (decimal or 0x-hex, default fixed, so a plain
 /// `make test` is reproducible), `FUZZ_ITERATIONS` (overrides every test's default count),
 /// `FUZZ_REPLAY=i` (runs iteration `i` only).
-final class Fuzzer {
-    static let seed: UInt64 = environment("FUZZ_SEED").flatMap(parse) ?? 0x5EED_F022
-    static let isLongRun = environment("FUZZ_ITERATIONS") != nil
+package final class Fuzzer {
+    package static let seed: UInt64 = environment("FUZZ_SEED").flatMap(parse) ?? 0x5EED_F022
+    package static let isLongRun = environment("FUZZ_ITERATIONS") != nil
 
-    let name: String
-    private(set) var inputsTried = 0
+    package let name: String
+    package private(set) var inputsTried = 0
     private let iterations: Range<Int>
     private var iteration: Int?
     private var input: [UInt8] = []
@@ -54,7 +54,7 @@ final class Fuzzer {
     private let note: CrashNote.Slot
 
     /// Without `iterations`, for tests that feed fixed inputs and never call `run`.
-    init(_ name: String, iterations defaultIterations: Int = 1) {
+    package init(_ name: String, iterations defaultIterations: Int = 1) {
         self.name = name
         if let replay = Self.environment("FUZZ_REPLAY").flatMap(Self.parse) {
             iterations = Int(replay)..<Int(replay) + 1
@@ -68,7 +68,7 @@ final class Fuzzer {
     deinit { note.release() }
 
     /// Calls `body` once per iteration; stops after a few failures.
-    func run(_ body: (inout FuzzRandom) throws -> Void) rethrows {
+    package func run(_ body: (inout FuzzRandom) throws -> Void) rethrows {
         let started = ContinuousClock.now
         defer { iteration = nil }
         for index in iterations {
@@ -83,13 +83,13 @@ final class Fuzzer {
     }
 
     /// What the code under test gets next: shown with a failure, and on stderr if it crashes.
-    func feed(_ bytes: [UInt8]) {
+    package func feed(_ bytes: [UInt8]) {
         input = bytes
         inputsTried += 1
         note.update(iteration: iteration ?? -1, input: bytes)
     }
 
-    func check(_ condition: Bool, _ message: @autoclosure () -> String, sourceLocation: SourceLocation = #_sourceLocation) {
+    package func check(_ condition: Bool, _ message: @autoclosure () -> String, sourceLocation: SourceLocation = #_sourceLocation) {
         guard !condition else { return }
         failures += 1
         let replay = iteration.map {
@@ -106,7 +106,7 @@ final class Fuzzer {
     }
 
     /// Printable ASCII as it is, everything else escaped, cut at `limit` bytes.
-    static func escaped(_ bytes: [UInt8], limit: Int = 400) -> String {
+    package static func escaped(_ bytes: [UInt8], limit: Int = 400) -> String {
         var text = ""
         for byte in bytes.prefix(limit) {
             switch byte {
@@ -129,7 +129,7 @@ final class Fuzzer {
 /// A crash ends the test process before any issue is recorded: a signal handler writes what each
 /// running fuzz test was feeding to stderr, then lets the signal go on to the handler that was
 /// there before (Swift's backtracer), which sees it again when the faulting instruction reruns.
-enum CrashNote {
+package enum CrashNote {
     private static let slotCount = 16, headerBytes = 200, inputBytes = 240
     private static let slotBytes = 24 + headerBytes + inputBytes
     private static let signals = [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT]
@@ -150,10 +150,10 @@ enum CrashNote {
         return true
     }()
 
-    struct Slot {
-        let base: UnsafeMutableRawPointer
+    package struct Slot {
+        package let base: UnsafeMutableRawPointer
 
-        func update(iteration: Int, input: [UInt8]) {
+        package func update(iteration: Int, input: [UInt8]) {
             base.storeBytes(of: iteration, toByteOffset: 8, as: Int.self)
             base.storeBytes(of: input.count, toByteOffset: 16, as: Int.self)
             input.prefix(CrashNote.inputBytes).withUnsafeBytes { bytes in
@@ -161,10 +161,10 @@ enum CrashNote {
             }
         }
 
-        func release() { base.storeBytes(of: 0, as: Int.self) }
+        package func release() { base.storeBytes(of: 0, as: Int.self) }
     }
 
-    static func claim(header: String) -> Slot {
+    package static func claim(header: String) -> Slot {
         _ = installed
         let base = slots + nextSlot.add(1, ordering: .relaxed).oldValue % slotCount * slotBytes
         let bytes = Array(header.utf8.prefix(headerBytes - 1)) + [0]
@@ -176,7 +176,7 @@ enum CrashNote {
     }
 
     /// A stack overflow can only be reported from a stack of its own.
-    static func ensureAlternateStack() {
+    package static func ensureAlternateStack() {
         var current = stack_t()
         sigaltstack(nil, &current)
         guard current.ss_flags & Int32(SS_DISABLE) != 0 else { return }
@@ -243,16 +243,16 @@ enum CrashNote {
 
 // MARK: - Byte mutations
 
-enum ByteMutator {
+package enum ByteMutator {
     /// Sequences no UTF-8 decoder may accept: a stray continuation byte, an overlong NUL and
     /// slash, a surrogate, a cut-off 3- and 4-byte sequence, bytes that never occur, past U+10FFFF.
-    static let invalidUTF8: [[UInt8]] = [
+    package static let invalidUTF8: [[UInt8]] = [
         [0x80], [0xC0, 0x80], [0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xE2, 0x82], [0xF0, 0x9F, 0x98], [0xFF], [0xFE],
         [0xF4, 0x90, 0x80, 0x80],
     ]
-    static let special: [UInt8] = Array("{}[]\",:\\0-e.\n\r\t ".utf8) + [0, 0x7F, 0xC3, 0xFF]
+    package static let special: [UInt8] = Array("{}[]\",:\\0-e.\n\r\t ".utf8) + [0, 0x7F, 0xC3, 0xFF]
 
-    static func mutate(_ bytes: inout [UInt8], _ random: inout FuzzRandom) {
+    package static func mutate(_ bytes: inout [UInt8], _ random: inout FuzzRandom) {
         let position = random.below(bytes.count + 1)
         switch random.below(8) {
         case 0 where !bytes.isEmpty:
@@ -276,7 +276,7 @@ enum ByteMutator {
     }
 
     /// Random bytes, half of the time from JSON's own alphabet.
-    static func noise(_ random: inout FuzzRandom) -> [UInt8] {
+    package static func noise(_ random: inout FuzzRandom) -> [UInt8] {
         let alphabet = Array("{}[]\",:0123456789-+.eE truefalsnl\\u\"abc".utf8)
         let json = random.chance(50)
         let count = random.below(300)
@@ -297,24 +297,24 @@ enum ByteMutator {
 
 /// JSON as mutations need it: keys in order and possibly repeated, and any text at all where a
 /// value goes (a 400-digit number, `[` ten thousand times, a lone surrogate escape).
-indirect enum FuzzJSON: Sendable {
+package indirect enum FuzzJSON: Sendable {
     /// Written as it is: `null`, `true`, `12`, or anything else.
     case text(String)
     case string(String)
     case array([FuzzJSON])
     case object([Member])
 
-    struct Member: Sendable {
-        var key: String
-        var value: FuzzJSON
+    package struct Member: Sendable {
+        package var key: String
+        package var value: FuzzJSON
     }
 
     /// One step down a tree: the member at a position (by its key, for the reader), or an element.
-    enum Step: Sendable, CustomStringConvertible {
+    package enum Step: Sendable, CustomStringConvertible {
         case member(Int, key: String)
         case element(Int)
 
-        var description: String {
+        package var description: String {
             switch self {
             case .member(_, let key): ".\(key)"
             case .element(let index): "[\(index)]"
@@ -323,7 +323,7 @@ indirect enum FuzzJSON: Sendable {
     }
 
     /// Object keys sorted, so that one seed gives the same tree in every process.
-    init(_ value: JSONValue) {
+    package init(_ value: JSONValue) {
         switch value {
         case .null: self = .text("null")
         case .bool(let bool): self = .text(bool ? "true" : "false")
@@ -336,15 +336,15 @@ indirect enum FuzzJSON: Sendable {
         }
     }
 
-    init(parsing line: String) throws { self.init(try JSONLine.decode(JSONValue.self, from: line)) }
+    package init(parsing line: String) throws { self.init(try JSONLine.decode(JSONValue.self, from: line)) }
 
-    var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var bytes: [UInt8] = []
         write(to: &bytes)
         return bytes
     }
 
-    func write(to bytes: inout [UInt8]) {
+    package func write(to bytes: inout [UInt8]) {
         switch self {
         case .text(let text): bytes += text.utf8
         case .string(let string): Self.write(string, to: &bytes)
@@ -379,7 +379,7 @@ indirect enum FuzzJSON: Sendable {
         bytes.append(UInt8(ascii: "\""))
     }
 
-    var children: [(Step, FuzzJSON)] {
+    package var children: [(Step, FuzzJSON)] {
         switch self {
         case .text, .string: []
         case .array(let elements): elements.enumerated().map { (.element($0.offset), $0.element) }
@@ -388,7 +388,7 @@ indirect enum FuzzJSON: Sendable {
     }
 
     /// A node picked by a random walk from the root, so shallow nodes come up more often.
-    func randomPath(_ random: inout FuzzRandom) -> [Step] {
+    package func randomPath(_ random: inout FuzzRandom) -> [Step] {
         var path: [Step] = []
         var node = self
         while true {
@@ -400,7 +400,7 @@ indirect enum FuzzJSON: Sendable {
         }
     }
 
-    subscript(path: ArraySlice<Step>) -> FuzzJSON {
+    package subscript(path: ArraySlice<Step>) -> FuzzJSON {
         get {
             guard let step = path.first else { return self }
             switch (self, step) {
@@ -427,36 +427,36 @@ indirect enum FuzzJSON: Sendable {
 /// One structural change: where (the key paths whose values changed, and those of keys that are
 /// gone, for tests that know which fields a decoder reads), and whether the result is still JSON
 /// that any JSON reader takes (no number beyond a Double, no nesting past 512, no broken escape).
-struct FuzzMutation: Sendable, CustomStringConvertible {
-    var touched: [[FuzzJSON.Step]]
-    var removed: [[FuzzJSON.Step]] = []
-    var benign: Bool
-    var what: String
+package struct FuzzMutation: Sendable, CustomStringConvertible {
+    package var touched: [[FuzzJSON.Step]]
+    package var removed: [[FuzzJSON.Step]] = []
+    package var benign: Bool
+    package var what: String
 
-    var description: String {
+    package var description: String {
         "\(what) at \((removed + touched).map { $0.isEmpty ? "the root" : $0.map(\.description).joined() }.joined(separator: ", "))"
     }
     /// Numbers past what Int64, UInt64 or Int32 hold still fit a Double: benign to a JSON reader.
-    static let benignNumbers = [
+    package static let benignNumbers = [
         "0", "-0", "-1", "1.5", "-1.5e3", "1e2", "1.0", "2147483648", "-2147483649", "4294967296", "9223372036854775807",
         "9223372036854775808", "-9223372036854775809", "18446744073709551615", "18446744073709551616", "1e300",
     ]
-    static let hostileNumbers = ["1e400", "-1e400", "1e-400", "1" + String(repeating: "0", count: 400), "123456789e999999999"]
-    static let strings = [
+    package static let hostileNumbers = ["1e400", "-1e400", "1e-400", "1" + String(repeating: "0", count: 400), "123456789e999999999"]
+    package static let strings = [
         "", " ", "0", "-1", "1e3", "0x10", "+1", "01", " 1", "1 ", "18446744073709551616", "99999999999999999999999",
         "null", "true", "é", "e\u{301}", "👍🏽", "\u{202E}abc", "\u{0}", "a\nb", "\r\n", "\u{FEFF}", "\u{FFFF}", "\u{10FFFF}",
         "\"", "\\", "</script>", "%s%n", "'; DROP TABLE members; --",
     ]
     /// Escapes a JSON reader must refuse or repair: lone and reversed surrogates, a cut escape.
-    static let hostileStrings = [#""\ud800""#, #""\udc00x""#, #""\udc00\ud800""#, #""\u12""#, #""\x41""#, "\"\u{7F}\t\""]
-    static let values = ["null", "true", "false", "0", "[]", "{}", "\"\"", "\"x\"", "[null]", "{\"\":null}", "[[],{}]"]
+    package static let hostileStrings = [#""\ud800""#, #""\udc00x""#, #""\udc00\ud800""#, #""\u12""#, #""\x41""#, "\"\u{7F}\t\""]
+    package static let values = ["null", "true", "false", "0", "[]", "{}", "\"\"", "\"x\"", "[null]", "{\"\":null}", "[[],{}]"]
     /// Written once: 300, 5,000 and 100,000 times a letter, an accented one, an emoji, a newline.
-    static let longStrings: [String] = [300, 5000, 100_000].flatMap { length in
+    package static let longStrings: [String] = [300, 5000, 100_000].flatMap { length in
         ["a", "é", "👍", "\n"].map { String(decoding: FuzzJSON.string(String(repeating: $0, count: length)).bytes, as: UTF8.self) }
     }
 
     /// Applies one random change to a random node of `tree`.
-    static func apply(to tree: inout FuzzJSON, _ random: inout FuzzRandom) -> FuzzMutation {
+    package static func apply(to tree: inout FuzzJSON, _ random: inout FuzzRandom) -> FuzzMutation {
         let path = tree.randomPath(&random)
         let node = tree[path[...]]
         func replace(_ value: FuzzJSON, _ what: String, benign: Bool = true) -> FuzzMutation {

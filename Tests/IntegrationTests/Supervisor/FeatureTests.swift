@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The three features end to end: gateway events and interactions from the sandbox, the REST

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The bot against the local Discord sandbox: real processes, real Gateway and REST over loopback.

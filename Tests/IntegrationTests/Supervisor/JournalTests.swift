@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The change journal end to end: the worker commits transactions through the sandbox (XP,

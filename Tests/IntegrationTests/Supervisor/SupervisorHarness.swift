@@ -1,13 +1,14 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// Runs the real `bot-supervisor` (and through it the real `bot-worker`) in a temporary data
 /// directory, with a NOTIFY_SOCKET the test reads, and talks to it as an operator would.
 /// Every wait has a deadline.
 final class SupervisorHarness {
-    struct Timeout: Error, CustomStringConvertible { var description: String }
+    typealias Timeout = TestFailure
 
     static let binDir: String = {
         if let dir = ProcessInfo.processInfo.environment["BOT_BIN_DIR"] { return dir }
@@ -29,9 +30,7 @@ final class SupervisorHarness {
     /// `config` is merged over fast test defaults (short heartbeat timings).
     /// - Parameter drainNotify: false leaves NOTIFY_SOCKET unread, like a stalled systemd.
     init(config: [String: Any] = [:], drainNotify: Bool = true) throws {
-        var template = Array("/tmp/bsXXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw Timeout(description: "mkdtemp failed") }
-        dir = String(cString: made)
+        dir = try makeTemporaryDirectory("bs")
         chmod(dir, 0o755)
         dataDir = dir + "/data"
         configPath = dir + "/config.json"
@@ -157,22 +156,6 @@ final class SupervisorHarness {
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-    }
-}
-
-/// Whether a process exists (a zombie counts as gone: it runs no code).
-func processIsAlive(_ pid: Int32) -> Bool {
-    guard kill(pid, 0) == 0 else { return false }
-    let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-    guard let close = stat.lastIndex(of: ")") else { return false }
-    return stat[stat.index(close, offsetBy: 2)] != "Z"
-}
-
-func waitUntil(timeout: Duration, _ what: String, _ condition: () -> Bool) throws {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < deadline else { throw SupervisorHarness.Timeout(description: "\(what) did not happen within \(timeout)") }
-        usleep(10_000)
     }
 }
 

@@ -1,5 +1,6 @@
 import IPC
 import Logging
+import TestSupport
 import Testing
 
 @testable import BotWorker

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The worker protocol on the real binaries: the worker announces its features' log systems in

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// The supervisor keeps the worker alive: real processes, real signals, real sockets.

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import IPC
 import Logging
+import TestSupport
 import Testing
 
 @testable import BotWorker

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import IPC
+import TestSupport
 import Testing
 
 /// Deploy and rollback on real binaries: releases are directories of links to the built binaries

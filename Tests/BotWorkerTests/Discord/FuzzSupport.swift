@@ -1,1 +1,0 @@
-../../IPCTests/FuzzSupport.swift
