@@ -91,3 +91,45 @@ import Testing
         #expect(HealthRules.replicas([replica(lag: 0, downFor: 60)], maxLagSeconds: 5, now: now).status == .critical)
     }
 }
+
+@Suite struct ReplicaStatusTests {
+    let status = ReplicaStatus(
+        name: "offsite", state: .down, lagSeconds: 12.5, lastSequence: nil, lastShippedAt: nil, bytes: 0,
+        lastError: "rclone copyto x failed: connection refused", lastErrorAt: nil, downSince: nil, drill: .init()
+    )
+
+    @Test func everyContractFieldIsPresentNullOrNot() throws {
+        let object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(status)) as? [String: Any])
+        for key in ["name", "state", "lagSeconds", "lastSequence", "lastShippedAt", "bytes", "lastError", "drill"] {
+            #expect(object.keys.contains(key), "\(key) missing")
+        }
+        #expect(object["lastSequence"] is NSNull)
+        let drill = try #require(object["drill"] as? [String: Any])
+        #expect(Set(drill.keys) == ["at", "result", "detail"] && drill.values.allSatisfy { $0 is NSNull })
+        #expect(object["state"] as? String == "down")
+    }
+
+    @Test func aSnapshotWithoutReplicasStillDecodes() throws {
+        let snapshot = StatusSnapshot(
+            supervisor: SupervisorStatus(pid: 1, version: "v", startedAt: "t", state: "running", rssBytes: nil),
+            worker: WorkerStatus(pid: nil, state: .stopped, restarts: 0, startedAt: nil, lastHeartbeatAgeMs: nil, lastExit: nil)
+        )
+        var object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(snapshot)) as? [String: Any])
+        #expect(object["replicas"] as? [Any] != nil)
+        object["replicas"] = nil
+        let decoded = try JSONDecoder().decode(StatusSnapshot.self, from: JSONSerialization.data(withJSONObject: object))
+        #expect(decoded.replicas.isEmpty)
+    }
+
+    @Test func metricsHaveAGaugePerReplica() {
+        var snapshot = StatusSnapshot(
+            supervisor: SupervisorStatus(pid: 1, version: "v", startedAt: "t", state: "running", rssBytes: nil),
+            worker: WorkerStatus(pid: nil, state: .stopped, restarts: 0, startedAt: nil, lastHeartbeatAgeMs: nil, lastExit: nil)
+        )
+        snapshot.replicas = [status]
+        let text = MetricsText.render(snapshot)
+        #expect(text.contains("bot_replica_lag_seconds{replica=\"offsite\"} 12.5"))
+        #expect(text.contains("bot_replica_up{replica=\"offsite\"} 0"))
+        #expect(text.contains("bot_replica_bytes{replica=\"offsite\"} 0"))
+    }
+}
