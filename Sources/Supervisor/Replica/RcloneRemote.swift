@@ -35,7 +35,12 @@ struct RcloneRemote: Sendable {
 
     /// Downloads `object` into a new local file.
     func download(_ object: String, to file: String) async throws {
+        unlink(file)
         _ = try await run("copyto", [path(object), file], target: object)
+        // rclone copies a missing object as an empty directory would be: nothing, and exit 0.
+        guard access(file, F_OK) == 0 else {
+            throw ReplicaError.remote(operation: "copyto", target: object, detail: "there is no such object on \(remote)")
+        }
     }
 
     /// Every object under `prefix`, with its size.

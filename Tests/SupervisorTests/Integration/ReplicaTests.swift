@@ -111,6 +111,24 @@ struct ReplicaTests {
         for root in [servers.s3Root + "/bucket/bot", servers.sftpRoot] {
             try servers.expectJournal(in: root, equals: harness.dir + "/b1", cipher: cipher)
         }
+        // The transport's other verbs, as a restore will use them: list, download, delete.
+        let remote = RcloneRemote(remote: "s3:bucket/bot", configFile: servers.rcloneConfig, executable: ReplicaServers.rclone, timeout: .seconds(60))
+        let listed = try await remote.list("snapshots")
+        let manifest = try #require(listed.first { $0.Path.hasSuffix(".json.enc") })
+        try await remote.download("snapshots/" + manifest.Path, to: servers.dir + "/manifest.enc")
+        try cipher.decryptFile(servers.dir + "/manifest.enc", name: "snapshots/" + manifest.Path, to: servers.dir + "/manifest.json")
+        let decoded = try JSONDecoder().decode(BackupManifest.self, from: Data(contentsOf: URL(fileURLWithPath: servers.dir + "/manifest.json")))
+        #expect(decoded.id + ".json.enc" == manifest.Path && decoded.isVerified)
+        try await remote.upload(servers.dir + "/manifest.enc", as: "scratch/x.enc")
+        try await remote.delete("scratch/x.enc")
+        #expect(try await remote.list().allSatisfy { !$0.Path.hasPrefix("scratch/") })
+        do {
+            try await remote.download("snapshots/missing.enc", to: servers.dir + "/missing")
+            Issue.record("a missing object downloaded")
+        } catch let error as ReplicaError {
+            #expect("\(error)".contains("snapshots/missing.enc"), "\(error)")
+        }
+
         let health = try SupervisorHarness.cli(["health", "--config", harness.configPath])
         #expect(health.stdout.contains("replicas"), "\(health.stdout)")
         #expect(try harness.terminate() == 0)
