@@ -206,13 +206,19 @@ enum ConfigLoader {
         replicas["targets"] = nil
         var stripped = object
         stripped["replicas"] = .object(replicas)
-        var template = Array("/tmp/bot-supervisor-config-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw ConfigError(description: "config file \(path) cannot be read: mkstemp: \(String(cString: strerror(errno)))") }
-        close(fd)
-        let copy = String(cString: template)
-        defer { unlink(copy) }
-        try JSONEncoder().encode(JSONValue.object(stripped)).write(to: URL(fileURLWithPath: copy))
+        // The copy is an unnamed file (O_TMPFILE, Linux's 0o20000000 | O_DIRECTORY; Glibc's macro
+        // is not imported), in memory where /dev/shm is, read through /proc: the file may hold
+        // secrets, and no name of it is ever left behind.
+        let unnamed = Int32(0o20000000) | O_DIRECTORY | O_RDWR | O_CLOEXEC
+        var fd = open("/dev/shm", unnamed, 0o600)
+        if fd < 0 { fd = open("/tmp", unnamed, 0o600) }
+        guard fd >= 0 else { throw ConfigError(description: "config file \(path) cannot be read: an unnamed copy in /dev/shm or /tmp: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(try JSONEncoder().encode(JSONValue.object(stripped)))
+        guard write(fd, bytes, bytes.count) == bytes.count else {
+            throw ConfigError(description: "config file \(path) cannot be read: write: \(String(cString: strerror(errno)))")
+        }
+        let copy = "/proc/self/fd/\(fd)"
         return try await FileProvider<JSONSnapshot>(filePath: FilePath(copy))
     }
 
