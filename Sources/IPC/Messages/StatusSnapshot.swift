@@ -14,6 +14,12 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     public var operation: OperationStatus?
     /// The change journal, as the worker last reported it (kept while the worker restarts).
     public var journal: JournalReport?
+    /// The off-host replicas, in the order of `replicas.targets`.
+    public var replicas: [ReplicaStatus] = []
+
+    enum CodingKeys: String, CodingKey {
+        case supervisor, worker, database, backups, health, alerts, operation, journal, replicas
+    }
 
     public init(
         supervisor: SupervisorStatus, worker: WorkerStatus, database: DatabaseStatus? = nil,
@@ -40,6 +46,21 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
         try c.encode(alerts, forKey: .alerts)
         try c.encode(operation, forKey: .operation)
         try c.encode(journal, forKey: .journal)
+        try c.encode(replicas, forKey: .replicas)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        supervisor = try c.decode(SupervisorStatus.self, forKey: .supervisor)
+        worker = try c.decode(WorkerStatus.self, forKey: .worker)
+        database = try c.decodeIfPresent(DatabaseStatus.self, forKey: .database)
+        backups = try c.decodeIfPresent(BackupsStatus.self, forKey: .backups)
+        health = try c.decodeIfPresent(HealthStatus.self, forKey: .health)
+        alerts = try c.decode([Alert].self, forKey: .alerts)
+        operation = try c.decodeIfPresent(OperationStatus.self, forKey: .operation)
+        journal = try c.decodeIfPresent(JournalReport.self, forKey: .journal)
+        // A supervisor from before the replicas has none.
+        replicas = try c.decodeIfPresent([ReplicaStatus].self, forKey: .replicas) ?? []
     }
 }
 

@@ -28,6 +28,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         let loaded = try await ConfigLoader.load(file: config)
         let config = loaded.config
+        // Replicas: their key must be there before anything is shipped (exit 2 naming the file).
+        let replicaKey = config.replicas.targets.isEmpty ? nil : try ReplicaKey.load(config.replicas.keyFile)
 
         let files: LogFiles
         do {
@@ -123,6 +125,11 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, store: store, logger: logger)),
             .init(service: HealthService(interval: config.health.interval, monitor: health, store: store)),
         ]
+        if let replicaKey {
+            for (order, target) in config.replicas.targets.enumerated() {
+                services.append(.init(service: Replicator(target: target, order: order, config: config, key: replicaKey, store: store, logger: logger)))
+            }
+        }
         if let listen = config.metricsListen, let address = MetricsServer.parse(listen) {
             services.append(.init(service: MetricsServer(host: address.host, port: address.port, render: {
                 var snapshot = await store.snapshot()

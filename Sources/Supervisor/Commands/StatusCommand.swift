@@ -91,6 +91,12 @@ enum StatusTable {
         } else {
             rows.append(("journal", "-"))
         }
+        for r in s.replicas {
+            var line = "\(r.state.rawValue), lag \(r.lagSeconds) s, sequence \(r.lastSequence.map(String.init) ?? "-"), \(megabytes(Int(r.bytes))) shipped"
+            if let at = r.lastShippedAt { line += ", last at \(at)" }
+            if let error = r.lastError, r.state == .down { line += ", error: \(error.prefix(200))" }
+            rows.append(("replica \(r.name)", line))
+        }
         rows.append(("health", s.health.map { h in
             "\(h.status.rawValue)" + (h.lastRunAt.map { " at \($0)" } ?? "")
         } ?? "-"))

@@ -1,5 +1,6 @@
 import Configuration
 import FoundationEssentials
+import Glibc
 import IPC
 import Synchronization
 import SystemPackage
@@ -29,6 +30,7 @@ enum ConfigLoader {
         "sandbox.members", "sandbox.activityPerMinute",
         "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds", "deploy.rehearsalSeconds",
         "journal.enabled", "journal.segmentMaxBytes",
+        "replicas.targets", "replicas.rcloneConfig", "replicas.keyFile", "replicas.maxLagSeconds", "replicas.drillIntervalHours",
     ]
 
     struct Loaded {
@@ -48,13 +50,17 @@ enum ConfigLoader {
             )
         ]
         var warnings: [String] = []
+        var fileObject: [String: JSONValue] = [:]
         if let file {
             let absolute = Self.absolute(file, in: workingDirectory)
             guard FileManager.default.fileExists(atPath: absolute) else {
                 throw ConfigError(description: "config file \(absolute) does not exist; pass an existing file with --config, or leave --config out to use the defaults")
             }
             do {
-                providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(absolute)))
+                fileObject = (try? Self.object(inFile: absolute)) ?? [:]
+                providers.append(try await Self.fileProvider(absolute, object: fileObject))
+            } catch let error as ConfigError {
+                throw error
             } catch {
                 throw ConfigError(description: "config file \(absolute) is not valid JSON (\(error)); fix the file or restore it from deploy/config.example.json")
             }
@@ -64,7 +70,8 @@ enum ConfigLoader {
         }
         let problems = ProblemCollector()
         let reader = ConfigReader(providers: providers, accessReporter: problems)
-        let config = try Self.read(reader, workingDirectory: workingDirectory)
+        var config = try Self.read(reader, workingDirectory: workingDirectory)
+        config.replicas.targets = try ReplicaTargets.parse(file: fileObject, environment: environment)
         if let problem = problems.first {
             throw ConfigError(description: problem)
         }
@@ -127,6 +134,10 @@ enum ConfigLoader {
             enabled: r.bool(forKey: "journal.enabled", default: true),
             segmentMaxBytes: r.int(forKey: "journal.segmentMaxBytes", default: 64 << 20)
         )
+        config.replicas.rcloneConfig = r.string(forKey: "replicas.rcloneConfig").map(path)
+        config.replicas.keyFile = path(r.string(forKey: "replicas.keyFile", default: dataDir + "/replica.key"))
+        config.replicas.maxLagSeconds = r.double(forKey: "replicas.maxLagSeconds", default: 5)
+        config.replicas.drillIntervalHours = r.double(forKey: "replicas.drillIntervalHours", default: 24)
         return config
     }
 
@@ -147,6 +158,8 @@ enum ConfigLoader {
         try require(c.logs.keepDays >= 1, "logs.keepDays must be at least 1")
         try require(c.backup.keepDays >= 1, "backup.keepDays must be at least 1")
         try require(c.journal.segmentMaxBytes >= 65536, "journal.segmentMaxBytes must be at least 65536")
+        try require(c.replicas.maxLagSeconds > 0, "replicas.maxLagSeconds must be greater than 0")
+        try require(c.replicas.drillIntervalHours > 0, "replicas.drillIntervalHours must be greater than 0")
         try require(!c.backup.locations.isEmpty, "backup.locations must name at least one directory")
         try require(Self.isClockTime(c.backup.dailyAt), "backup.dailyAt must be a local time as \"HH:MM\", e.g. \"04:00\"; got \"\(c.backup.dailyAt)\"")
         try require(["discord", "sandbox"].contains(c.discord.mode), "discord.mode must be \"discord\" or \"sandbox\"; got \"\(c.discord.mode)\"")
@@ -182,6 +195,41 @@ enum ConfigLoader {
               let hour = Int(parts[0]), let minute = Int(parts[1])
         else { return false }
         return (0..<24).contains(hour) && (0..<60).contains(minute)
+    }
+
+    /// The file's provider. swift-configuration takes no array of objects, so `replicas.targets`
+    /// (read by `ReplicaTargets`) is left out of the copy it reads.
+    private static func fileProvider(_ path: String, object: [String: JSONValue]) async throws -> FileProvider<JSONSnapshot> {
+        guard case .object(var replicas) = object["replicas"], replicas["targets"] != nil else {
+            return try await FileProvider<JSONSnapshot>(filePath: FilePath(path))
+        }
+        replicas["targets"] = nil
+        var stripped = object
+        stripped["replicas"] = .object(replicas)
+        // The copy is an unnamed file (O_TMPFILE, Linux's 0o20000000 | O_DIRECTORY; Glibc's macro
+        // is not imported), in memory where /dev/shm is, read through /proc: the file may hold
+        // secrets, and no name of it is ever left behind.
+        let unnamed = Int32(0o20000000) | O_DIRECTORY | O_RDWR | O_CLOEXEC
+        var fd = open("/dev/shm", unnamed, 0o600)
+        if fd < 0 { fd = open("/tmp", unnamed, 0o600) }
+        guard fd >= 0 else { throw ConfigError(description: "config file \(path) cannot be read: an unnamed copy in /dev/shm or /tmp: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(try JSONEncoder().encode(JSONValue.object(stripped)))
+        guard write(fd, bytes, bytes.count) == bytes.count else {
+            throw ConfigError(description: "config file \(path) cannot be read: write: \(String(cString: strerror(errno)))")
+        }
+        let copy = "/proc/self/fd/\(fd)"
+        return try await FileProvider<JSONSnapshot>(filePath: FilePath(copy))
+    }
+
+    /// The top-level object of a JSON config file.
+    private static func object(inFile path: String) throws -> [String: JSONValue] {
+        guard let data = FileManager.default.contents(atPath: path),
+              case .object(let object) = try? JSONLine.decode(JSONValue.self, from: data)
+        else {
+            throw ConfigError(description: "config file \(path) must hold one JSON object, like deploy/config.example.json")
+        }
+        return object
     }
 
     /// The keys of a JSON file, flattened with dots, that are neither known nor below a known key.

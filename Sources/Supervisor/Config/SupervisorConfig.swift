@@ -17,6 +17,25 @@ struct SupervisorConfig: Sendable, Equatable {
     var discord: Discord
     var deploy: Deploy = Deploy()
     var journal: Journal = Journal()
+    var replicas: Replicas = Replicas()
+
+    /// Off-host replicas (`replicas.*`): every verified snapshot and the journal, encrypted,
+    /// shipped with rclone. See `Replicator`.
+    struct Replicas: Sendable, Equatable {
+        struct Target: Sendable, Equatable {
+            /// `[a-z0-9-]+`, unique: names the state file and the status entry.
+            var name: String
+            /// `<rclone remote>:<path>`.
+            var remote: String
+        }
+
+        var targets: [Target] = []
+        var rcloneConfig: String?
+        /// Empty until loaded: then `<dataDir>/replica.key` unless set.
+        var keyFile = ""
+        var maxLagSeconds: Double = 5
+        var drillIntervalHours: Double = 24
+    }
 
     /// The change journal (`journal.*`): every committed write of the worker, in every backup
     /// location, replayed after a restore.

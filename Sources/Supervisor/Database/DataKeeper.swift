@@ -59,7 +59,7 @@ final class DataKeeper: Service, Sendable {
         self.logger = logger
         self.pool = pool
         self.tracker = tracker
-        work = DataWork(dataDir: config.dataDir, keepDays: config.backup.keepDays, tracker: tracker, logger: logger)
+        work = DataWork(dataDir: config.dataDir, keepDays: config.backup.keepDays, tracker: tracker, logger: logger, replicaNames: config.replicas.targets.map(\.name))
         settings = .init(journalEnabled: config.journal.enabled, locations: config.backup.locations)
         self.stepDeadline = stepDeadline
         self.checkDeadline = checkDeadline

@@ -11,6 +11,8 @@ struct DataWork: Sendable {
     let keepDays: Int
     let tracker: OperationTracker
     let logger: Logger
+    /// The off-host replicas (`replicas.targets` names): what one of them lacks is not pruned.
+    var replicaNames: [String] = []
 
     var livePath: String { dataDir + "/" + BotDatabase.fileName }
     /// Written once a healthy database was seen: from then on a missing file is a loss, not a new install.
@@ -121,13 +123,14 @@ struct DataWork: Sendable {
     /// snapshot needs.
     func prune(_ locations: [String], liveTimeline: String?) {
         let catalog = BackupCatalog.scan(locations)
-        for copy in RetentionPolicy(keepDays: keepDays).expired(catalog.copies, now: Date()) {
+        let replicas = ReplicaRetentionGuard.load(dataDir: dataDir, names: replicaNames)
+        for copy in RetentionPolicy(keepDays: keepDays).expired(catalog.copies, now: Date()) where !replicas.protects(backup: copy) {
             unlink(copy.location + "/" + copy.manifest.id + ".json")
             unlink(copy.file)
             logger.info("backup pruned by retention", metadata: ["id": "\(copy.manifest.id)", LogKey.path: "\(copy.location)"])
         }
         let remaining = BackupCatalog.scan(locations)
-        for segment in JournalRetention.expired(locations: locations, copies: remaining.copies, liveTimeline: liveTimeline) {
+        for segment in JournalRetention.expired(locations: locations, copies: remaining.copies, liveTimeline: liveTimeline) where !replicas.protects(journalPath: segment) {
             if (try? FileManager.default.removeItem(atPath: segment)) != nil {
                 logger.info("journal pruned with the snapshots it follows", metadata: [LogKey.path: "\(segment)"])
             }

@@ -64,6 +64,9 @@ actor HealthMonitor {
         }
         checks.append(HealthRules.errorRate(errors: errors.count(), window: errors.window, threshold: errors.threshold))
         checks.append(commandsCheck(snapshot.worker))
+        if !config.replicas.targets.isEmpty {
+            checks.append(HealthRules.replicas(snapshot.replicas, maxLagSeconds: config.replicas.maxLagSeconds, now: Date()))
+        }
 
         let status = HealthStatus(status: HealthRules.overall(checks), lastRunAt: Timestamp.string(), checks: checks)
         await store.publish(health: status)

@@ -109,6 +109,29 @@ enum HealthRules {
         return Check(name: "commands", status: rate < 0.95 ? .warn : .ok, detail: rate < 0.95 ? text + ": see errors.log" : text)
     }
 
+    /// The off-host replicas: a journal lagging past `maxLagSeconds` is a warning, past 10× (or a
+    /// replica down for longer than that) critical; a replica down for less is a warning.
+    static func replicas(_ replicas: [ReplicaStatus], maxLagSeconds: Double, now: Date) -> Check {
+        guard !replicas.isEmpty else { return Check(name: "replicas", status: .ok, detail: "no replicas configured") }
+        var worst = CheckStatus.ok
+        var details: [String] = []
+        for replica in replicas {
+            let downFor = replica.downSince.flatMap { Timestamp.date($0) }.map { now.timeIntervalSince($0) }
+            var status = CheckStatus.ok
+            var text = "\(replica.name): \(replica.state.rawValue), lag \(replica.lagSeconds) s"
+            if replica.lagSeconds > 10 * maxLagSeconds || (downFor ?? 0) > 10 * maxLagSeconds {
+                status = .critical
+            } else if replica.lagSeconds > maxLagSeconds || replica.state == .down {
+                status = .warn
+            }
+            if let downFor { text += ", down for \(Int(downFor)) s" }
+            if replica.state == .down, let error = replica.lastError { text += " (\(error.prefix(200)))" }
+            details.append(text)
+            if status == .critical || (status == .warn && worst == .ok) { worst = status }
+        }
+        return Check(name: "replicas", status: worst, detail: details.joined(separator: "; ") + " (bound \(maxLagSeconds) s)")
+    }
+
     static func overall(_ checks: [Check]) -> CheckStatus {
         checks.map(\.status).max() ?? .ok
     }

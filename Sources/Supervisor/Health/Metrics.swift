@@ -73,6 +73,15 @@ enum MetricsText {
             one("bot_health_status", "Overall health: 0 ok, 1 warn, 2 critical", level(h.status))
             metric("bot_health_check_status", "Each health check: 0 ok, 1 warn, 2 critical", "gauge", h.checks.map { ("check=\"\($0.name)\"", level($0.status)) })
         }
+        if !s.replicas.isEmpty {
+            func per(_ value: (ReplicaStatus) -> Double?) -> [(labels: String, value: Double)] {
+                s.replicas.compactMap { replica in value(replica).map { ("replica=\"\(replica.name)\"", $0) } }
+            }
+            metric("bot_replica_lag_seconds", "How far each replica's journal lags the live commit", "gauge", per { $0.lagSeconds })
+            metric("bot_replica_last_sequence", "The newest journal entry shipped to each replica", "gauge", per { $0.lastSequence.map(Double.init) })
+            metric("bot_replica_bytes", "Encrypted bytes shipped to each replica", "gauge", per { Double($0.bytes) })
+            metric("bot_replica_up", "1 while the replica takes uploads, 0 while it is down", "gauge", per { $0.state == .down ? 0 : 1 })
+        }
         metric("bot_alerts", "Alerts on record by severity (the newest 100)", "gauge", [AlertSeverity.info, .warning, .critical].map { severity in
             ("severity=\"\(severity.rawValue)\"", Double(s.alerts.filter { $0.severity == severity }.count))
         })

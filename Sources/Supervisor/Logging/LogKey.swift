@@ -15,4 +15,5 @@ enum LogKey {
     static let path = "path"
     static let delay = "delay"
     static let status = "status"
+    static let replica = "replica"
 }

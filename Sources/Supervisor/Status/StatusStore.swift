@@ -36,6 +36,7 @@ actor StatusStore: Service {
     /// The start-up checks of the last worker that sent them (kept after it exits: why it failed).
     private var startup: (pid: Int32, report: StartupReport)?
     private var journal: JournalReport?
+    private var replicas: [String: (order: Int, status: ReplicaStatus)] = [:]
     private var summary = ""
     private var workerWatchers: [AsyncStream<WorkerPublication>.Continuation] = []
     /// Waits that ended before they parked (their ids are removed as they park).
@@ -81,7 +82,7 @@ actor StatusStore: Service {
 
     func snapshot() -> StatusSnapshot {
         let now = ContinuousClock.now
-        return StatusSnapshot(
+        var snapshot = StatusSnapshot(
             supervisor: SupervisorStatus(
                 pid: pid,
                 version: BotVersion.current,
@@ -108,6 +109,8 @@ actor StatusStore: Service {
             alerts: alerts,
             journal: journal
         )
+        snapshot.replicas = replicas.values.sorted { $0.order < $1.order }.map(\.status)
+        return snapshot
     }
 
     /// The `status` command's response line. Encoding the snapshot is most of a status request's
@@ -131,6 +134,13 @@ actor StatusStore: Service {
     private var currentReport: WorkerMessage.Heartbeat? {
         guard let report, report.pid == worker.pid else { return nil }
         return report.heartbeat
+    }
+
+    /// A replicator's state, each time it changes (the replicas appear in `order`).
+    func publish(replica: ReplicaStatus, order: Int) {
+        guard replicas[replica.name]?.status != replica else { return }
+        generation += 1
+        replicas[replica.name] = (order, replica)
     }
 
     func publish(health: HealthStatus) {

@@ -1,0 +1,200 @@
+import BotData
+import FoundationEssentials
+import Glibc
+import IPC
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Ships one replica: every verified snapshot and the change journal, encrypted, to an rclone
+/// remote, asynchronously (a commit never waits for it) and resumably (`ReplicaState`).
+///
+/// Two lanes run side by side: the journal lane looks at the journal of the first backup location
+/// every second and uploads what is new as `journal/<timeline>/<segment>/<offset>.enc`; the
+/// snapshot lane looks at the catalog every few seconds and uploads each verified snapshot it
+/// lacks as `snapshots/<id>.sqlite.enc` then `snapshots/<id>.json.enc` (the manifest last: its
+/// presence means the snapshot is whole). A failure is retried with backoff (1 s … 60 s) and
+/// resumes where shipping stopped. `ReplicaShippingMachine` decides; this performs.
+final class Replicator: Service, Sendable {
+    private let target: SupervisorConfig.Replicas.Target
+    private let order: Int
+    private let locations: [String]
+    private let statePath: String
+    private let scratch: String
+    private let cipher: ReplicaCipher
+    private let remote: RcloneRemote
+    private let store: StatusStore
+    private let logger: Logger
+    private let state: Mutex<ReplicaState>
+    private let machine: Mutex<ReplicaShippingMachine>
+    /// The commit time of the oldest journal entry not shipped, as last seen.
+    private let oldestUnshipped = Mutex<Int64?>(nil)
+    static let journalInterval = Duration.seconds(1)
+    static let snapshotInterval = Duration.seconds(5)
+
+    init(target: SupervisorConfig.Replicas.Target, order: Int, config: SupervisorConfig, key: ReplicaKey, store: StatusStore, logger: Logger) {
+        self.target = target
+        self.order = order
+        locations = config.backup.locations
+        statePath = ReplicaState.path(dataDir: config.dataDir, name: target.name)
+        scratch = ReplicaState.directory(dataDir: config.dataDir) + "/.tmp-" + target.name
+        cipher = ReplicaCipher(key: key)
+        remote = RcloneRemote(remote: target.remote, configFile: config.replicas.rcloneConfig)
+        self.store = store
+        var logger = logger
+        logger[metadataKey: LogKey.replica] = "\(target.name)"
+        self.logger = logger
+        state = Mutex(ReplicaState.load(statePath) ?? ReplicaState())
+        machine = Mutex(ReplicaShippingMachine(maxLagSeconds: config.replicas.maxLagSeconds))
+    }
+
+    func run() async throws {
+        try? FileManager.default.removeItem(atPath: scratch)
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        logger.info("replica shipping starting", metadata: ["remote": "\(target.remote)"])
+        await publish()
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.lane(.journal, every: Self.journalInterval) { try await self.shipJournal() } }
+                group.addTask { await self.lane(.snapshots, every: Self.snapshotInterval) { try await self.shipSnapshots() } }
+            }
+        }
+    }
+
+    /// Runs `step` every `interval` (at once again when it says there is more), or after the
+    /// machine's backoff when it fails, until cancelled.
+    private func lane(_ lane: ReplicaShippingMachine.Lane, every interval: Duration, _ step: @Sendable () async throws -> Bool) async {
+        while !Task.isCancelled {
+            var delay = interval
+            do {
+                let more = try await step()
+                let wasDown = machine.withLock { machine in
+                    defer { machine.succeeded(lane) }
+                    return machine.failures[lane] != nil
+                }
+                if wasDown { logger.info("replica reachable again", metadata: ["lane": "\(lane.rawValue)"]) }
+                if more { delay = .zero }
+            } catch {
+                let message = "\(error)"
+                delay = machine.withLock { $0.failed(lane, error: message, now: Date()) }
+                logger.warning("replica shipping failed", metadata: ["lane": "\(lane.rawValue)", LogKey.error: "\(message)", LogKey.delay: "\(delay)"])
+            }
+            await publish()
+            if delay > .zero {
+                guard (try? await Task.sleep(for: delay)) != nil else { return }
+            }
+        }
+    }
+
+    private func publish() async {
+        let lag = ReplicaShippingMachine.lagSeconds(oldestUnshippedCommitMs: oldestUnshipped.withLock { $0 }, now: Date())
+        let shipped = state.withLock { $0 }
+        let status = machine.withLock { $0.status(name: target.name, lagSeconds: lag, shipped: shipped) }
+        await store.publish(replica: status, order: order)
+    }
+
+    // MARK: - The journal
+
+    /// Ships the next piece of new journal bytes; true when more is waiting.
+    private func shipJournal() async throws -> Bool {
+        guard let location = locations.first else { return false }
+        let shipped = state.withLock { $0.segments }
+        // The first segment with bytes the replica lacks, and what they hold.
+        let next = try await BlockingPool.shared.run("reading the journal to ship", deadline: .seconds(60)) { () -> (path: String, offset: Int, bytes: [UInt8], newest: Bool)? in
+            for timeline in JournalLayout.timelines(in: location) {
+                let segments = JournalLayout.segments(location, timeline: timeline)
+                for (index, path) in segments.enumerated() {
+                    let offset = shipped[ReplicaState.segmentKey(path)] ?? 0
+                    guard let size = DurableFile.size(of: path), size > offset else { continue }
+                    let bytes = try ReplicaFile(reading: path).read(min(size - offset, ReplicaShippingMachine.maxJournalObject), at: offset)
+                    return (path, offset, bytes, index == segments.count - 1)
+                }
+            }
+            return nil
+        }
+        guard let next else {
+            oldestUnshipped.withLock { $0 = nil }
+            return false
+        }
+        let tail = JournalTail.scan(next.bytes, offset: next.offset)
+        oldestUnshipped.withLock { $0 = tail.entries.first?.committedAtMs }
+        let length = ReplicaShippingMachine.journalObjectLength(read: next.bytes.count, completeLength: tail.completeLength, isNewestSegment: next.newest)
+        guard length > 0 else { return false }
+        let key = ReplicaState.segmentKey(next.path)
+        let digits = String(next.offset)
+        let object = "journal/" + key + "/" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits + ".enc"
+        let sealed = try await upload(object) { [cipher] file in
+            try cipher.encryptFile(next.path, offset: next.offset, length: length, name: object, to: file)
+        }
+        let sequence = tail.entries.filter { $0.sequence > 0 }.map(\.sequence).max()
+        try await record { state in
+            state.segments[key] = next.offset + length
+            if let sequence { state.lastSequence = max(state.lastSequence ?? 0, sequence) }
+            state.bytes += Int64(sealed)
+        }
+        // What is left of this read shows how far behind the rest is.
+        let rest = JournalTail.scan(Array(next.bytes[length...]), offset: next.offset + length)
+        oldestUnshipped.withLock { $0 = rest.entries.first?.committedAtMs }
+        return length < next.bytes.count || next.bytes.count == ReplicaShippingMachine.maxJournalObject || !next.newest
+    }
+
+    // MARK: - Snapshots
+
+    /// Ships the newest verified snapshot the replica lacks; true when another is waiting.
+    private func shipSnapshots() async throws -> Bool {
+        let locations = self.locations
+        let catalog = try await BlockingPool.shared.run("reading the backup catalog", deadline: .seconds(60)) { BackupCatalog.scan(locations) }
+        let done = Set(state.withLock { $0.snapshots })
+        // Newest first; each from the first location (in config order) that holds it.
+        let missing = catalog.summaries.filter { $0.verified && !done.contains($0.id) }
+        guard let summary = missing.first,
+              let copy = locations.lazy.compactMap({ location in catalog.copies.first { $0.manifest.id == summary.id && $0.location == location } }).first
+        else { return false }
+        let id = summary.id
+        let manifestPath = copy.location + "/" + id + ".json"
+        var sent = 0
+        let dataObject = "snapshots/" + id + ".sqlite.enc"
+        sent += try await upload(dataObject) { [cipher] file in
+            guard let size = DurableFile.size(of: copy.file) else { throw ReplicaError.io("\(copy.file) is gone") }
+            try cipher.encryptFile(copy.file, length: size, name: dataObject, to: file)
+        }
+        let manifestObject = "snapshots/" + id + ".json.enc"
+        sent += try await upload(manifestObject) { [cipher] file in
+            guard let size = DurableFile.size(of: manifestPath) else { throw ReplicaError.io("\(manifestPath) is gone") }
+            try cipher.encryptFile(manifestPath, length: size, name: manifestObject, to: file)
+        }
+        let total = sent
+        try await record { state in
+            state.snapshots.append(id)
+            state.snapshots.sort()
+            state.bytes += Int64(total)
+        }
+        logger.info("snapshot shipped to replica", metadata: ["id": "\(id)", "bytes": "\(total)"])
+        return missing.count > 1
+    }
+
+    // MARK: - Shared steps
+
+    /// Encrypts into a scratch file (`seal` writes it), uploads it as `object`, and returns its size.
+    private func upload(_ object: String, _ seal: @escaping @Sendable (String) throws -> Void) async throws -> Int {
+        let file = scratch + "/" + object.replacingOccurrences(of: "/", with: "_")
+        defer { unlink(file) }
+        try await BlockingPool.shared.run("encrypting \(object)", deadline: .seconds(3600)) { try seal(file) }
+        try await remote.upload(file, as: object)
+        return DurableFile.size(of: file) ?? 0
+    }
+
+    /// Changes the shipped state and writes it to its file before anyone relies on it.
+    private func record(_ change: @escaping @Sendable (inout ReplicaState) -> Void) async throws {
+        let path = statePath
+        try await BlockingPool.shared.run("saving the replica state", deadline: .seconds(60)) {
+            try self.state.withLock { state in
+                var next = state
+                change(&next)
+                next.lastShippedAt = Timestamp.string()
+                try next.save(path)
+                state = next
+            }
+        }
+    }
+}
