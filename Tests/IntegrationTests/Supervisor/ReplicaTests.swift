@@ -176,8 +176,8 @@ final class ReplicaServers: @unchecked Sendable {
         var template = Array("/tmp/brXXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SupervisorHarness.Timeout(description: "mkdtemp failed") }
         dir = String(cString: made)
-        s3Port = try Self.freePort()
-        sftpPort = try Self.freePort()
+        s3Port = try freePort()
+        sftpPort = try freePort()
         for sub in ["/s3/bucket", "/sftp", "/ssh"] {
             try FileManager.default.createDirectory(atPath: dir + sub, withIntermediateDirectories: true)
         }
@@ -316,20 +316,6 @@ final class ReplicaServers: @unchecked Sendable {
         }
     }
 
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw SupervisorHarness.Timeout(description: "no free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 
     static func waitForListener(_ port: Int, _ what: String, log: String) throws {
         do {
