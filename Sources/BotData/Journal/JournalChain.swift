@@ -123,7 +123,8 @@ public struct ReplayPlan: Sendable, Equatable {
     public var lastCommittedAtMs: Int64? { entries.last?.committedAtMs }
 
     /// - Parameter untilMs: the point in time: entries that committed after it are left out.
-    public static func make(after position: JournalPosition, journals: [LocationJournal], untilMs: Int64? = nil) -> ReplayPlan {
+    /// - Parameter untilSequence: entries after this sequence are left out (a drill's comparison point).
+    public static func make(after position: JournalPosition, journals: [LocationJournal], untilMs: Int64? = nil, untilSequence: Int64? = nil) -> ReplayPlan {
         let journals = journals.filter { $0.timeline == position.timeline }
         var plan = ReplayPlan(
             timeline: position.timeline, fromSequence: position.sequence, entries: [], stop: .endOfJournal,
@@ -131,6 +132,10 @@ public struct ReplayPlan: Sendable, Equatable {
         )
         var next = position.sequence + 1
         while true {
+            if let untilSequence, next > untilSequence {
+                plan.stop = .pointInTime
+                break
+            }
             if let entry = journals.lazy.compactMap({ $0.committed[next] }).first {
                 if let untilMs, entry.committedAtMs > untilMs {
                     plan.stop = .pointInTime

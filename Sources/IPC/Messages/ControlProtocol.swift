@@ -10,6 +10,8 @@ public enum ControlCommand: String, Codable, Sendable, CaseIterable {
     case restartWorker = "restart-worker"
     case deploy
     case rollback
+    /// Restore every replica into a scratch dir now and compare it with the live database.
+    case drill
 
     /// Reading commands are open to any peer that can connect; the others need uid 0 or the
     /// supervisor's own uid.

@@ -15,11 +15,17 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
         /// `ok` or `failed`.
         public var result: String?
         public var detail: String?
+        /// Seconds since `at`, as of the status.
+        public var ageSeconds: Double?
+        /// The journal sequence at which the restored copy matched (or failed to match) the live database.
+        public var sequence: Int64?
 
-        public init(at: String? = nil, result: String? = nil, detail: String? = nil) {
+        public init(at: String? = nil, result: String? = nil, detail: String? = nil, ageSeconds: Double? = nil, sequence: Int64? = nil) {
             self.at = at
             self.result = result
             self.detail = detail
+            self.ageSeconds = ageSeconds
+            self.sequence = sequence
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -27,6 +33,8 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
             try c.encode(at, forKey: .at)
             try c.encode(result, forKey: .result)
             try c.encode(detail, forKey: .detail)
+            try c.encode(ageSeconds, forKey: .ageSeconds)
+            try c.encode(sequence, forKey: .sequence)
         }
     }
 

@@ -84,10 +84,13 @@ enum DurableFile {
             total += count
             progress(total)
         }
-        return hasher.finalize().map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0xf)]])
-        }.joined()
+        return hex(hasher.finalize())
+    }
+
+    /// Lower-case hexadecimal.
+    static func hex<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> String {
+        let digits = Array("0123456789abcdef")
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xf)]] })
     }
 
     static func size(of path: String) -> Int? {

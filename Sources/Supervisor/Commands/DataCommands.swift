@@ -63,7 +63,7 @@ struct RestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Stop the worker, restore a backup (the newest verified one by default), start it again.",
-        discussion: "By default the newest verified backup is restored and the change journal after it replayed: nothing committed is lost. --at TIME brings back the state as of TIME; --backup ID one backup exactly. The replaced database, with its -wal and -shm, is kept in <dataDir>/quarantine/."
+        discussion: "By default the newest verified backup is restored and the change journal after it replayed: nothing committed is lost. --at TIME brings back the state as of TIME; --backup ID one backup exactly. The replaced database, with its -wal and -shm, is kept in <dataDir>/quarantine/. --from-replica NAME is disaster recovery: with the supervisor stopped, it rebuilds the data dir from an off-host replica (needs only the config and the replica key)."
     )
 
     @OptionGroup var options: OperatorOptions
@@ -74,7 +74,13 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A point in time (ISO 8601, e.g. 2026-12-01T18:30:00Z): the state as it was then, from the newest backup before it and the journal up to it.")
     var at: String?
 
+    @Option(name: .customLong("from-replica"), help: "Rebuild the data dir from this off-host replica (replicas.targets name), with the supervisor stopped; the other replicas stand in for damaged objects.")
+    var fromReplica: String?
+
     func validate() throws {
+        if fromReplica != nil, backup != nil {
+            throw ValidationError("--from-replica restores the newest snapshot on the replica (or the state at --at); --backup names a local backup")
+        }
         if backup != nil, at != nil {
             throw ValidationError("--backup and --at exclude each other: a backup as it was taken, or the state at a point in time")
         }
@@ -87,6 +93,10 @@ struct RestoreCommand: AsyncParsableCommand {
     var yes = false
 
     func run() async throws {
+        if let fromReplica {
+            try await restore(fromReplica: fromReplica)
+            return
+        }
         if !yes {
             guard isatty(STDIN_FILENO) == 1 else {
                 StandardError.write("bot-supervisor: restore replaces the live database; pass --yes to confirm when not at a terminal\n")
@@ -108,6 +118,60 @@ struct RestoreCommand: AsyncParsableCommand {
         let envelope = try await options.request(ControlRequest(cmd: .restore, backup: backup, at: at))
         try options.finish(envelope, as: ActionResult.self) { result in
             result.message + (result.workerPid.map { "\nworker ready, pid \($0)" } ?? "") + "\n"
+        }
+    }
+
+    /// Disaster recovery, in this process: the supervisor is not running (its lock is taken).
+    private func restore(fromReplica name: String) async throws {
+        let config = try await ConfigLoader.load(file: options.config).config
+        let key = try ReplicaKey.load(config.replicas.keyFile)
+        if !yes {
+            guard isatty(STDIN_FILENO) == 1 else {
+                StandardError.write("bot-supervisor: restore --from-replica rebuilds \(config.dataDir); pass --yes to confirm when not at a terminal\n")
+                throw ExitCode(2)
+            }
+            print("This rebuilds the database in \(config.dataDir) from replica \(name)\(at.map { " as of \($0)" } ?? "") (a database already there is kept in quarantine/). Continue? [y/N] ", terminator: "")
+            guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                print("nothing done")
+                return
+            }
+        }
+        let target: RestoreEngine.Target = at.flatMap { Timestamp.parse($0) }.map { .pointInTime($0) } ?? .latest
+        let showProgress = isatty(STDERR_FILENO) == 1 && !options.json
+        let report: ReplicaRestore.Report
+        do {
+            report = try await ReplicaRestore(config: config, key: key, name: name).run(target) { phase in
+                if showProgress { StandardError.write("\r\u{1B}[2K\(phase)") }
+            }
+            if showProgress { StandardError.write("\r\u{1B}[2K") }
+        } catch {
+            if showProgress { StandardError.write("\r\u{1B}[2K") }
+            StandardError.write("bot-supervisor: restore from replica \(name) failed: \(error); the database in \(config.dataDir) was not changed\n")
+            throw ExitCode(error is ConfigError ? 2 : 1)
+        }
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.message)
+            print("took \(report.durationMs) ms; \(config.dataDir) is ready: start the supervisor (systemctl start bot-supervisor, or make run)")
+        }
+    }
+}
+
+struct DrillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drill",
+        abstract: "Restore every replica into a scratch dir now and compare it with the live database; exit 1 if one fails."
+    )
+
+    @OptionGroup var options: OperatorOptions
+
+    func run() async throws {
+        let envelope = try await options.request(ControlRequest(cmd: .drill))
+        try options.finish(envelope, as: [ReplicaDrill.Report].self) { reports in
+            reports.map { "\($0.ok ? "ok    " : "FAILED") \($0.replica): \($0.detail) (\($0.durationMs) ms)\n" }.joined()
         }
     }
 }

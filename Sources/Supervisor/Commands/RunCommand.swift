@@ -16,6 +16,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The JSON config file (every key optional; environment variables override it).")
     var config: String?
 
+    @Flag(name: .long, help: "Start a new empty database even though a replica holds data (otherwise `run` refuses, naming the restore command).")
+    var initEmpty = false
+
     func run() async throws {
         // Test-only faults, parsed once before anything starts: a value this build does not know
         // is refused rather than ignored.
@@ -60,6 +63,21 @@ struct RunCommand: AsyncParsableCommand {
         }
         defer { runtime.removeSockets(sockets) }
 
+        // A data dir with no database and no local backup, on a host whose replicas hold data, is
+        // a lost server being set up again: a new empty database would hide that data.
+        if !config.replicas.targets.isEmpty, !initEmpty, Self.hasNoData(config) {
+            let found = await ReplicaPresence.check(config)
+            if !found.isEmpty {
+                let configArgument = self.config.map { " --config \($0)" } ?? ""
+                let message = "\(config.dataDir) has no database and no backup, but \(found.joined(separator: "; ")). "
+                    + "To bring that data back: bot-supervisor restore --from-replica \(config.replicas.targets[0].name)\(configArgument). "
+                    + "To start a new empty database instead: bot-supervisor run --init-empty\(configArgument)"
+                logger.critical("refusing to start a new empty database", metadata: [LogKey.reason: "\(message)"])
+                StandardError.write("bot-supervisor: \(message)\n")
+                throw ExitCode(2)
+            }
+        }
+
         let notifier = SystemdNotifier()
         let store = StatusStore(notifier: notifier, logger: logger)
         let webhook = config.alertsWebhookURL.map { WebhookAlerts(url: $0, logger: logger) }
@@ -82,6 +100,7 @@ struct RunCommand: AsyncParsableCommand {
         )
         let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger)
         let deploys = DeployManager(config: config, keeper: keeper, supervisor: supervisor, store: store, health: health, audit: Logger(label: "audit"), logger: logger)
+        let drills = replicaKey.map { ReplicaDrills(config: config, key: $0, store: store, logger: logger) }
         let group = MultiThreadedEventLoopGroup.singleton
         let controlServer = ControlServer(
             path: config.statusSocket,
@@ -92,6 +111,7 @@ struct RunCommand: AsyncParsableCommand {
                 supervisor: supervisor,
                 health: health,
                 deploys: deploys,
+                drills: drills,
                 restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
                 audit: Logger(label: "audit")
             ),
@@ -130,6 +150,7 @@ struct RunCommand: AsyncParsableCommand {
                 services.append(.init(service: Replicator(target: target, order: order, config: config, key: replicaKey, store: store, logger: logger)))
             }
         }
+        if let drills { services.append(.init(service: drills)) }
         if let listen = config.metricsListen, let address = MetricsServer.parse(listen) {
             services.append(.init(service: MetricsServer(host: address.host, port: address.port, render: {
                 var snapshot = await store.snapshot()
@@ -170,5 +191,11 @@ struct RunCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("supervisor stopped")
+    }
+
+    /// No live database, and no verified backup in any location to restore one from.
+    static func hasNoData(_ config: SupervisorConfig) -> Bool {
+        let live = config.dataDir + "/" + BotDatabase.fileName
+        return !FileManager.default.fileExists(atPath: live) && BackupCatalog.scan(config.backup.locations).candidates(for: nil).isEmpty
     }
 }

@@ -96,6 +96,10 @@ enum StatusTable {
             if let at = r.lastShippedAt { line += ", last at \(at)" }
             if let error = r.lastError, r.state == .down { line += ", error: \(error.prefix(200))" }
             rows.append(("replica \(r.name)", line))
+            if let at = r.drill.at {
+                let age = r.drill.ageSeconds.map { $0 < 7200 ? "\(Int($0 / 60)) min ago" : "\(Int($0 / 3600)) h ago" } ?? at
+                rows.append(("  drill", "\(r.drill.result == "ok" ? "ok" : "FAILED") \(age)" + (r.drill.result == "ok" ? "" : ": \(r.drill.detail?.prefix(300) ?? "")")))
+            }
         }
         rows.append(("health", s.health.map { h in
             "\(h.status.rawValue)" + (h.lastRunAt.map { " at \($0)" } ?? "")

@@ -14,6 +14,8 @@ struct ControlCommands: Sendable {
     let supervisor: WorkerSupervisor
     let health: HealthMonitor
     let deploys: DeployManager
+    /// Nil when no replica is configured.
+    let drills: ReplicaDrills?
     let restartTimeout: Duration
     let audit: Logger
     let ownUid: UInt32 = getuid()
@@ -69,6 +71,19 @@ struct ControlCommands: Sendable {
             case .success(let result): Self.line(ControlResponse.success(result))
             case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
             }
+        case .drill:
+            guard let drills else {
+                response = Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "no-replicas", message: "no replica is configured (replicas.targets): there is nothing to drill")))
+                break
+            }
+            let reports = await drills.drillNow()
+            let failed = reports.filter { !$0.ok }
+            response = failed.isEmpty && !reports.isEmpty
+                ? Self.line(ControlResponse.success(reports))
+                : Self.line(ControlResponse(ok: false, result: reports, error: ErrorBody(
+                    code: "drill-failed",
+                    message: reports.isEmpty ? "the supervisor is stopping: no drill ran" : failed.map { "\($0.replica): \($0.detail)" }.joined(separator: "; ")
+                )))
         case .rollback:
             response = switch await deploys.rollback(requester: "uid \(peer.uid) pid \(peer.pid)") {
             case .success(let result): Self.line(ControlResponse.success(result))

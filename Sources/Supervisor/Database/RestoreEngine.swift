@@ -74,19 +74,28 @@ struct RestoreEngine: Sendable {
     /// then nothing is replayed.
     var locations: [String] = []
 
-    func restore(from candidates: [BackupCatalog.Copy], target: Target = .latest, reason: String, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
+    /// - Parameter preparedCandidates: the candidates are scratch files on this file system, each
+    ///   already checked (a replica's download): the one chosen is moved into place, not copied.
+    func restore(from candidates: [BackupCatalog.Copy], target: Target = .latest, reason: String, now: Date = Date(), preparedCandidates: Bool = false, progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
         var rejected: [String] = []
         for (index, candidate) in candidates.enumerated() {
             progress("verifying backup \(candidate.manifest.id)", Double(index) / Double(max(candidates.count, 1)) * 0.2)
             do {
-                try check(candidate)
+                if !preparedCandidates { try check(candidate) }
             } catch {
                 rejected.append("\(candidate.manifest.id) in \(candidate.location): \(error)")
                 continue
             }
             let temporary = dataDir + "/.restore-tmp.sqlite"
             defer { unlink(temporary) }
-            let sha = try DurableFile.copy(candidate.file, to: temporary) { progress("copying", 0.2 + 0.3 * Double($0) / Double(max(candidate.manifest.sizeBytes, 1))) }
+            let sha: String
+            if preparedCandidates {
+                // Its caller has just checked it; nothing else writes a scratch download.
+                try DurableFile.rename(candidate.file, to: temporary)
+                sha = candidate.manifest.sha256
+            } else {
+                sha = try DurableFile.copy(candidate.file, to: temporary) { progress("copying", 0.2 + 0.3 * Double($0) / Double(max(candidate.manifest.sizeBytes, 1))) }
+            }
             guard sha == candidate.manifest.sha256 else {
                 throw Failure(description: "the restored copy's SHA-256 differs from the backup's; the live database was not touched")
             }
@@ -112,9 +121,9 @@ struct RestoreEngine: Sendable {
     }
 
     /// Applies the committed journal entries after `position` to the database at `path`.
-    func replay(after position: JournalPosition, untilMs: Int64?, onto path: String, progress: (Double) -> Void = { _ in }) throws -> Replay {
+    func replay(after position: JournalPosition, untilMs: Int64?, untilSequence: Int64? = nil, onto path: String, progress: (Double) -> Void = { _ in }) throws -> Replay {
         let journals = locations.map { LocationJournal.scan(location: $0, timeline: position.timeline) }
-        let plan = ReplayPlan.make(after: position, journals: journals, untilMs: untilMs)
+        let plan = ReplayPlan.make(after: position, journals: journals, untilMs: untilMs, untilSequence: untilSequence)
         var configuration = Configuration()
         configuration.label = "restore-replay"
         // The file is fsynced once at the end; a crash before that leaves only the scratch copy.

@@ -21,6 +21,7 @@ actor HealthMonitor {
     private let logger: Logger
     private let checkTimeout: Duration
     private var previous: [String: CheckStatus] = [:]
+    private let startedAt = Date()
     /// Command counts of the worker at the last run, to judge the commands since.
     private var lastCommands: (pid: Int32?, succeeded: Int, failed: Int)?
 
@@ -66,6 +67,7 @@ actor HealthMonitor {
         checks.append(commandsCheck(snapshot.worker))
         if !config.replicas.targets.isEmpty {
             checks.append(HealthRules.replicas(snapshot.replicas, maxLagSeconds: config.replicas.maxLagSeconds, now: Date()))
+            checks.append(HealthRules.drills(snapshot.replicas, intervalHours: config.replicas.drillIntervalHours, runningFor: Date().timeIntervalSince(startedAt), now: Date()))
         }
 
         let status = HealthStatus(status: HealthRules.overall(checks), lastRunAt: Timestamp.string(), checks: checks)

@@ -132,6 +132,39 @@ enum HealthRules {
         return Check(name: "replicas", status: worst, detail: details.joined(separator: "; ") + " (bound \(maxLagSeconds) s)")
     }
 
+    /// The restore drills: a failed drill is critical; none for twice `intervalHours` (or none yet
+    /// once the supervisor has run that long) a warning.
+    static func drills(_ replicas: [ReplicaStatus], intervalHours: Double, runningFor: TimeInterval, now: Date) -> Check {
+        guard !replicas.isEmpty else { return Check(name: "drills", status: .ok, detail: "no replicas configured") }
+        var worst = CheckStatus.ok
+        var details: [String] = []
+        let stale = 2 * intervalHours * 3600
+        for replica in replicas {
+            var status = CheckStatus.ok
+            let text: String
+            if let at = replica.drill.at, let date = Timestamp.date(at) {
+                let age = now.timeIntervalSince(date)
+                if replica.drill.result != "ok" {
+                    status = .critical
+                    text = "\(replica.name): the drill at \(at) FAILED: \(replica.drill.detail?.prefix(300) ?? "")"
+                } else if age > stale {
+                    status = .warn
+                    text = "\(replica.name): the last drill is \(Int(age / 3600)) h old (every \(intervalHours) h expected)"
+                } else {
+                    text = "\(replica.name): ok at \(at) (\(Int(age / 60)) min ago)"
+                }
+            } else if runningFor > stale {
+                status = .warn
+                text = "\(replica.name): no drill yet after \(Int(runningFor / 3600)) h"
+            } else {
+                text = "\(replica.name): no drill yet (the first follows the first snapshot shipped)"
+            }
+            details.append(text)
+            if status == .critical || (status == .warn && worst == .ok) { worst = status }
+        }
+        return Check(name: "drills", status: worst, detail: details.joined(separator: "; "))
+    }
+
     static func overall(_ checks: [Check]) -> CheckStatus {
         checks.map(\.status).max() ?? .ok
     }

@@ -81,6 +81,9 @@ enum MetricsText {
             metric("bot_replica_last_sequence", "The newest journal entry shipped to each replica", "gauge", per { $0.lastSequence.map(Double.init) })
             metric("bot_replica_bytes", "Encrypted bytes shipped to each replica", "gauge", per { Double($0.bytes) })
             metric("bot_replica_up", "1 while the replica takes uploads, 0 while it is down", "gauge", per { $0.state == .down ? 0 : 1 })
+            metric("bot_replica_drill_ok", "1 when the replica's last restore drill matched the live database, 0 when it failed", "gauge", per { $0.drill.result.map { $0 == "ok" ? 1 : 0 } })
+            metric("bot_replica_drill_age_seconds", "Seconds since the replica's last restore drill", "gauge", per { $0.drill.ageSeconds })
+            metric("bot_replica_drill_timestamp_seconds", "When the replica's last restore drill ran (Unix time)", "gauge", per { $0.drill.at.flatMap { Timestamp.date($0) }?.timeIntervalSince1970 })
         }
         metric("bot_alerts", "Alerts on record by severity (the newest 100)", "gauge", [AlertSeverity.info, .warning, .critical].map { severity in
             ("severity=\"\(severity.rawValue)\"", Double(s.alerts.filter { $0.severity == severity }.count))

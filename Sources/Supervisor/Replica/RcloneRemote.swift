@@ -42,10 +42,18 @@ struct RcloneRemote: Sendable {
         }
     }
 
+    /// Downloads every object under `prefix` into the local folder `directory`, several at a
+    /// time (a segment's journal is many small objects).
+    /// With `including`, only the subfolders of `prefix` of those names.
+    func downloadFolder(_ prefix: String, to directory: String, including folders: [String]? = nil) async throws {
+        let filters = (folders ?? []).flatMap { ["--include", "/" + $0 + "/**"] }
+        _ = try await run("copy", [path(prefix), directory, "--transfers", "16", "--checkers", "16"] + filters, target: prefix)
+    }
+
     /// Every object under `prefix`, with its size.
     func list(_ prefix: String = "") async throws -> [Entry] {
         let location = prefix.isEmpty ? remote : path(prefix)
-        let output = try await run("lsjson", ["-R", "--files-only", "--no-mimetype", "--no-modtime", location], target: location)
+        let output = try await run("lsjson", ["-R", "--files-only", "--no-mimetype", "--no-modtime", location], target: location, notFoundIsEmpty: true)
         do {
             return try JSONDecoder().decode([Entry].self, from: Data(output.utf8))
         } catch {
@@ -58,8 +66,9 @@ struct RcloneRemote: Sendable {
     }
 
     /// Runs `rclone <command> <arguments>` as a `ChildProcess` (stopped, TERM then KILL of its
-    /// group, after `timeout`); returns its stdout.
-    func run(_ command: String, _ arguments: [String], target: String) async throws -> String {
+    /// group, after `timeout`); returns its stdout. With `notFoundIsEmpty`, rclone's exit status 3
+    /// (directory not found: nothing was ever written there) is an empty JSON list.
+    func run(_ command: String, _ arguments: [String], target: String, notFoundIsEmpty: Bool = false) async throws -> String {
         var options = [command]
         if let configFile { options += ["--config", configFile] }
         // Fail fast on a remote that is down: the replicator retries with its own backoff.
@@ -77,6 +86,7 @@ struct RcloneRemote: Sendable {
             let errors = await stderr.output()
             return (await process.waitIgnoringCancellation(), output, errors)
         }
+        if notFoundIsEmpty, status == .exited(code: 3) { return "[]" }
         guard status == .exited(code: 0) else {
             let detail = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw ReplicaError.remote(operation: command, target: target, detail: detail.isEmpty ? "\(status)" : String(detail.prefix(300)))

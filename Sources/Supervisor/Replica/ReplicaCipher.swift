@@ -29,6 +29,16 @@ struct ReplicaCipher: Sendable {
         return headerSize + chunks * chunkOverhead + length
     }
 
+    /// The plaintext length of an object of `size` encrypted bytes, as `sealedSize` makes them;
+    /// nil when no length gives that size (the object is not one of ours, or is cut short).
+    static func plaintextLength(ofSealed size: Int) -> Int? {
+        let body = size - headerSize
+        guard body >= chunkOverhead else { return nil }
+        let chunks = (body + chunkSize + chunkOverhead - 1) / (chunkSize + chunkOverhead)
+        let length = body - chunks * chunkOverhead
+        return length >= 0 && sealedSize(of: length) == size ? length : nil
+    }
+
     // MARK: - Whole objects in memory (small ones: manifests, the index)
 
     func seal(_ plaintext: [UInt8], name: String) throws -> [UInt8] {

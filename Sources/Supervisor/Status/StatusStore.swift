@@ -37,6 +37,8 @@ actor StatusStore: Service {
     private var startup: (pid: Int32, report: StartupReport)?
     private var journal: JournalReport?
     private var replicas: [String: (order: Int, status: ReplicaStatus)] = [:]
+    /// The last drill of each replica (`ReplicaDrills`), merged into its entry.
+    private var drills: [String: ReplicaStatus.Drill] = [:]
     private var summary = ""
     private var workerWatchers: [AsyncStream<WorkerPublication>.Continuation] = []
     /// Waits that ended before they parked (their ids are removed as they park).
@@ -109,7 +111,14 @@ actor StatusStore: Service {
             alerts: alerts,
             journal: journal
         )
-        snapshot.replicas = replicas.values.sorted { $0.order < $1.order }.map(\.status)
+        snapshot.replicas = replicas.values.sorted { $0.order < $1.order }.map { entry in
+            var status = entry.status
+            if var drill = drills[status.name] {
+                drill.ageSeconds = drill.at.flatMap { Timestamp.date($0) }.map { (Date().timeIntervalSince($0) * 10).rounded() / 10 }
+                status.drill = drill
+            }
+            return status
+        }
         return snapshot
     }
 
@@ -141,6 +150,12 @@ actor StatusStore: Service {
         guard replicas[replica.name]?.status != replica else { return }
         generation += 1
         replicas[replica.name] = (order, replica)
+    }
+
+    /// A replica's newest drill result.
+    func publish(drill: ReplicaStatus.Drill, replica name: String) {
+        generation += 1
+        drills[name] = drill
     }
 
     func publish(health: HealthStatus) {

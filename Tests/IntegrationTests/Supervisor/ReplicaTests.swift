@@ -1,4 +1,6 @@
+import BotData
 import Foundation
+import GRDB
 import Glibc
 import IPC
 import TestSupport
@@ -133,6 +135,168 @@ struct ReplicaTests {
         let health = try SupervisorHarness.cli(["health", "--config", harness.configPath])
         #expect(health.stdout.contains("replicas"), "\(health.stdout)")
         #expect(try harness.terminate() == 0)
+    }
+
+    /// Every row of every table of the database file (the journal's own row aside: a restore
+    /// starts a new timeline).
+    func digest(_ path: String) throws -> DatabaseDigest {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        var digest = try queue.read { try DatabaseDigest.compute($0) }
+        digest.tables.removeAll { $0.name == JournalState.table }
+        return digest
+    }
+
+    /// A running bot with both replicas, under load, then idle with both replicas caught up.
+    func loadedBot(_ servers: ReplicaServers, keyFile: String) async throws -> (Bot, Int64) {
+        #expect(try SupervisorHarness.cli(["replica-key", "generate", "--out", keyFile]).status == 0)
+        setenv("PATH", ReplicaServers.toolDir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"), 1)
+        let bot = try await Bot(config: config(servers, keyFile: keyFile))
+        #expect(try SupervisorHarness.cli(["backup", "--config", bot.harness.configPath]).status == 0)
+        _ = try await bot.sandbox.post("/sandbox/flood", .object(["count": .integer(300)]))
+        let sequence = try quiesce(bot.harness)
+        try bot.harness.waitForStatus(timeout: .seconds(90), "both replicas caught up") { s in
+            ["s3", "sftp"].allSatisfy { name in self.replica(s, name).map { $0.lastSequence == sequence && $0.state == .ok } ?? false }
+        }
+        try waitUntil(timeout: .seconds(60), "every verified snapshot on both replicas") {
+            let local = Set(BackupCatalog.scan([bot.harness.dir + "/b1"]).summaries.filter(\.verified).map(\.id))
+            return ["s3", "sftp"].allSatisfy { name in
+                Set(ReplicaState.load(ReplicaState.path(dataDir: bot.harness.dataDir, name: name))?.snapshots ?? []).isSuperset(of: local)
+            }
+        }
+        return (bot, sequence)
+    }
+
+    /// The host is lost: its data dir and both backup locations.
+    func loseTheServer(_ harness: SupervisorHarness) {
+        for path in [harness.dataDir, harness.dir + "/b1", harness.dir + "/b2"] { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// The config with its replica list edited, written beside it.
+    func configVariant(_ harness: SupervisorHarness, _ name: String, edit: (inout [String: Any]) -> Void) throws -> String {
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: harness.configPath))) as? [String: Any])
+        var replicas = try #require(object["replicas"] as? [String: Any])
+        edit(&replicas)
+        object["replicas"] = replicas
+        let path = harness.dir + "/" + name + ".json"
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func restore(_ replica: String, config: String) throws -> (status: Int32, report: [String: Any]?, stderr: String) {
+        let result = try SupervisorHarness.cli(["restore", "--from-replica", replica, "--yes", "--json", "--config", config])
+        return (result.status, try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stderr)
+    }
+
+    @Test func theWholeServerIsLostAndEachReplicaAloneBringsEveryTransactionBack() async throws {
+        let servers = try ReplicaServers()
+        defer { servers.stop() }
+        let (bot, sequence) = try await loadedBot(servers, keyFile: servers.dir + "/replica.key")
+        let harness = bot.harness
+
+        // A drill now: each replica restored alone matches the live database row for row.
+        let drill = try SupervisorHarness.cli(["drill", "--json", "--config", harness.configPath])
+        #expect(drill.status == 0, "\(drill)")
+        let reports = try #require(try JSONSerialization.jsonObject(with: Data(drill.stdout.utf8)) as? [[String: Any]])
+        #expect(reports.map { $0["replica"] as? String } == ["s3", "sftp"] && reports.allSatisfy { $0["result"] as? String == "ok" }, "\(reports)")
+        let status = try harness.waitForStatus(timeout: .seconds(10), "the drills in the status") { s in
+            s.replicas.allSatisfy { $0.drill.result == "ok" && $0.drill.ageSeconds != nil && ($0.drill.sequence ?? 0) >= sequence }
+        }
+        #expect(status.health?.checks.contains { $0.name == "drills" } ?? true)
+        let metrics = try SupervisorHarness.cli(["health", "--config", harness.configPath])
+        #expect(metrics.stdout.contains("drills"), "\(metrics.stdout)")
+        #expect(try harness.terminate() == 0)
+        let oracle = try digest(harness.dataDir + "/" + BotDatabase.fileName)
+        #expect(oracle.tables.contains { $0.rows > 0 })
+
+        for (index, name) in ["s3", "sftp"].enumerated() {
+            loseTheServer(harness)
+            if index == 0 {
+                // On the empty host, `run` does not start a new empty database over the replicas' data.
+                try harness.start()
+                #expect(try harness.waitForExit(timeout: .seconds(60)) == 2)
+                #expect(harness.stderr.contains("restore --from-replica") && harness.stderr.contains("--init-empty") && harness.stderr.contains("holds"), "\(harness.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: harness.dataDir + "/" + BotDatabase.fileName))
+            }
+            // This replica alone: the config names no other.
+            let alone = try configVariant(harness, "only-" + name) { replicas in
+                replicas["targets"] = (replicas["targets"] as? [[String: Any]])?.filter { $0["name"] as? String == name }
+            }
+            let result = try restore(name, config: alone)
+            #expect(result.status == 0, "\(result.stderr)")
+            let report = try #require(result.report, "\(result.stderr)")
+            #expect((report["replay"] as? [String: Any])?["stop"] as? String == "end-of-journal", "\(report)")
+            #expect((report["problems"] as? [Any])?.isEmpty == true, "\(report)")
+            #expect((report["replay"] as? [String: Any])?["toSequence"] as? Int64 == sequence || (report["replay"] as? [String: Any])?["toSequence"] as? Int == Int(sequence), "\(report)")
+            #expect(try digest(harness.dataDir + "/" + BotDatabase.fileName) == oracle, "restored from \(name)")
+        }
+        // The supervisor starts on the restored data dir.
+        try harness.startReady()
+        try harness.waitForStatus(timeout: .seconds(30), "the restored database checked") { $0.database?.lastCheck?.result == "ok" }
+        #expect(try harness.terminate() == 0)
+    }
+
+    @Test func aDamagedOrDeletedObjectIsNamedByTheDrillAndTheOtherReplicaStandsIn() async throws {
+        let servers = try ReplicaServers()
+        defer { servers.stop() }
+        let keyFile = servers.dir + "/replica.key"
+        let (bot, _) = try await loadedBot(servers, keyFile: keyFile)
+        let harness = bot.harness
+
+        // On s3, a byte of the first journal object after the newest snapshot changes; on sftp,
+        // the newest snapshot's data object is deleted.
+        let s3 = servers.s3Root + "/bucket/bot"
+        let timeline = try #require(JournalLayoutNames.timelines(s3).last)
+        let segment = try #require(((try? FileManager.default.contentsOfDirectory(atPath: s3 + "/journal/" + timeline)) ?? []).sorted().last)
+        let piece = try #require(((try? FileManager.default.contentsOfDirectory(atPath: s3 + "/journal/" + timeline + "/" + segment)) ?? []).sorted().first)
+        let damaged = "journal/" + timeline + "/" + segment + "/" + piece
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: s3 + "/" + damaged))
+        try handle.seek(toOffset: 60)
+        let byte = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: 60)
+        try handle.write(contentsOf: Data([byte ^ 0x5A]))
+        try handle.close()
+        let snapshot = try #require(servers.objects(servers.sftpRoot + "/snapshots").filter { $0.hasSuffix(".sqlite.enc") }.sorted().last)
+        let snapshotID = String(snapshot.split(separator: "/").last!.dropLast(".sqlite.enc".count))
+        #expect(unlink(snapshot) == 0)
+
+        let drill = try SupervisorHarness.cli(["drill", "--json", "--config", harness.configPath])
+        #expect(drill.status == 1, "\(drill)")
+        let reports = try #require(try JSONSerialization.jsonObject(with: Data(drill.stdout.utf8)) as? [[String: Any]], "\(drill)")
+        let byName = Dictionary(uniqueKeysWithValues: reports.map { ($0["replica"] as? String ?? "", $0) })
+        #expect(byName["s3"]?["result"] as? String == "failed" && (byName["s3"]?["detail"] as? String)?.contains(damaged) == true, "\(byName)")
+        #expect(byName["sftp"]?["result"] as? String == "failed" && (byName["sftp"]?["detail"] as? String)?.contains(snapshotID) == true, "\(byName)")
+        let health = try SupervisorHarness.cli(["health", "--config", harness.configPath])
+        #expect(health.status == 1 && health.stdout.contains("drills") && health.stdout.contains(damaged), "\(health)")
+        #expect(try harness.status().alerts.contains { $0.message.contains("drill of replica s3 failed") })
+        #expect(try harness.terminate() == 0)
+        let oracle = try digest(harness.dataDir + "/" + BotDatabase.fileName)
+
+        // From s3: the damaged object's bytes come from sftp.
+        loseTheServer(harness)
+        let fromS3 = try restore("s3", config: harness.configPath)
+        #expect(fromS3.status == 0, "\(fromS3.stderr)")
+        let problems = (fromS3.report?["problems"] as? [String]) ?? []
+        #expect(problems.contains { $0.contains(damaged) } && problems.contains { $0.contains("taken from replica sftp") }, "\(problems)")
+        #expect((fromS3.report?["replay"] as? [String: Any])?["stop"] as? String == "end-of-journal", "\(String(describing: fromS3.report))")
+        #expect(try digest(harness.dataDir + "/" + BotDatabase.fileName) == oracle)
+
+        // From sftp: the snapshot it lost comes from s3.
+        loseTheServer(harness)
+        let fromSFTP = try restore("sftp", config: harness.configPath)
+        #expect(fromSFTP.status == 0, "\(fromSFTP.stderr)")
+        #expect(fromSFTP.report?["snapshotFrom"] as? String == "s3" && fromSFTP.report?["snapshotID"] as? String == snapshotID, "\(String(describing: fromSFTP.report))")
+        #expect(try digest(harness.dataDir + "/" + BotDatabase.fileName) == oracle)
+
+        // A wrong key: a clear error naming the key file, and nothing written.
+        loseTheServer(harness)
+        let otherKey = servers.dir + "/other.key"
+        #expect(try SupervisorHarness.cli(["replica-key", "generate", "--out", otherKey]).status == 0)
+        let wrong = try restore("s3", config: try configVariant(harness, "wrong-key") { $0["keyFile"] = otherKey })
+        #expect(wrong.status == 1 && wrong.stderr.contains(otherKey) && wrong.stderr.contains("another key"), "\(wrong.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: harness.dataDir + "/" + BotDatabase.fileName))
     }
 
     @Test func aKeyOfTheWrongSizeIsRefusedAtStart() throws {

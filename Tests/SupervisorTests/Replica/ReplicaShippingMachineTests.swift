@@ -105,7 +105,7 @@ import Testing
         }
         #expect(object["lastSequence"] is NSNull)
         let drill = try #require(object["drill"] as? [String: Any])
-        #expect(Set(drill.keys) == ["at", "result", "detail"] && drill.values.allSatisfy { $0 is NSNull })
+        #expect(Set(drill.keys) == ["at", "result", "detail", "ageSeconds", "sequence"] && drill.values.allSatisfy { $0 is NSNull })
         #expect(object["state"] as? String == "down")
     }
 
