@@ -27,8 +27,14 @@ final class Replicator: Service, Sendable {
     private let logger: Logger
     private let state: Mutex<ReplicaState>
     private let machine: Mutex<ReplicaShippingMachine>
+    private let maxLagSeconds: Double
     /// The commit time of the oldest journal entry not shipped, as last seen.
     private let oldestUnshipped = Mutex<Int64?>(nil)
+    /// When the journal lane last found nothing it had not shipped (the status's lag is counted from it).
+    private let caughtUpAt = Mutex<Date?>(nil)
+    /// Whether what the replica already holds opens with this key (checked before the first upload).
+    private let keyChecked = Mutex(false)
+    private let wrongKeyAlerted = Mutex(false)
     static let journalInterval = Duration.seconds(1)
     static let snapshotInterval = Duration.seconds(5)
 
@@ -46,6 +52,7 @@ final class Replicator: Service, Sendable {
         self.logger = logger
         state = Mutex(ReplicaState.load(statePath) ?? ReplicaState())
         machine = Mutex(ReplicaShippingMachine(maxLagSeconds: config.replicas.maxLagSeconds))
+        maxLagSeconds = config.replicas.maxLagSeconds
     }
 
     func run() async throws {
@@ -55,8 +62,8 @@ final class Replicator: Service, Sendable {
         await publish()
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                group.addTask { await self.lane(.journal, every: Self.journalInterval) { try await self.shipJournal() } }
-                group.addTask { await self.lane(.snapshots, every: Self.snapshotInterval) { try await self.shipSnapshots() } }
+                group.addTask { await self.lane(.journal, every: Self.journalInterval) { try await self.checkKey(); return try await self.shipJournal() } }
+                group.addTask { await self.lane(.snapshots, every: Self.snapshotInterval) { try await self.checkKey(); return try await self.shipSnapshots() } }
             }
         }
     }
@@ -90,7 +97,39 @@ final class Replicator: Service, Sendable {
         let lag = ReplicaShippingMachine.lagSeconds(oldestUnshippedCommitMs: oldestUnshipped.withLock { $0 }, now: Date())
         let shipped = state.withLock { $0 }
         let status = machine.withLock { $0.status(name: target.name, lagSeconds: lag, shipped: shipped) }
-        await store.publish(replica: status, order: order)
+        await store.publish(replica: status, order: order, caughtUpAt: caughtUpAt.withLock { $0 }, maxLagSeconds: maxLagSeconds)
+    }
+
+    // MARK: - The key
+
+    /// Before anything is added to a replica that already holds snapshots: its newest manifest
+    /// must open with this key. A replica written with another key (a key regenerated after it
+    /// was lost) would otherwise mix objects no one key opens; it stays down, with the reason.
+    private func checkKey() async throws {
+        guard !keyChecked.withLock({ $0 }) else { return }
+        let listing = ReplicaListing.parse(try await remote.list("snapshots").map { RcloneRemote.Entry(Path: "snapshots/" + $0.Path, Size: $0.Size) })
+        if let newest = listing.snapshots.first {
+            let object = "snapshots/" + newest + ".json.enc"
+            let file = scratch + "/key-check.enc"
+            defer { unlink(file) }
+            try await remote.download(object, to: file)
+            do {
+                _ = try await BlockingPool.shared.run("checking the replica key", deadline: .seconds(60)) { [cipher] in
+                    try cipher.open(Array(try Data(contentsOf: URL(fileURLWithPath: file))), name: object)
+                }
+            } catch let error as ReplicaError {
+                if case .wrongKey = error {
+                    let alerted = wrongKeyAlerted.withLock { alerted in
+                        defer { alerted = true }
+                        return alerted
+                    }
+                    if !alerted { store.post(.critical, "replica \(target.name) holds snapshots sealed with another key than \(cipher.key.file); nothing more is shipped to it: put back the key it was written with, or point it at a new path") }
+                    throw ReplicaError.io("\(error); nothing is shipped to this replica until the key matches")
+                }
+                // A damaged manifest is the drills' business; it says nothing about the key.
+            }
+        }
+        keyChecked.withLock { $0 = true }
     }
 
     // MARK: - The journal
@@ -99,6 +138,8 @@ final class Replicator: Service, Sendable {
     private func shipJournal() async throws -> Bool {
         guard let location = locations.first else { return false }
         let shipped = state.withLock { $0.segments }
+        // Everything committed before this read began is in the files read.
+        let readAt = Date()
         // The first segment with bytes the replica lacks, and what they hold.
         let next = try await BlockingPool.shared.run("reading the journal to ship", deadline: .seconds(60)) { () -> (path: String, offset: Int, bytes: [UInt8], newest: Bool)? in
             for timeline in JournalLayout.timelines(in: location) {
@@ -114,6 +155,7 @@ final class Replicator: Service, Sendable {
         }
         guard let next else {
             oldestUnshipped.withLock { $0 = nil }
+            caughtUpAt.withLock { $0 = readAt }
             return false
         }
         let tail = JournalTail.scan(next.bytes, offset: next.offset)
@@ -135,7 +177,9 @@ final class Replicator: Service, Sendable {
         // What is left of this read shows how far behind the rest is.
         let rest = JournalTail.scan(Array(next.bytes[length...]), offset: next.offset + length)
         oldestUnshipped.withLock { $0 = rest.entries.first?.committedAtMs }
-        return length < next.bytes.count || next.bytes.count == ReplicaShippingMachine.maxJournalObject || !next.newest
+        let more = length < next.bytes.count || next.bytes.count == ReplicaShippingMachine.maxJournalObject || !next.newest
+        if !more { caughtUpAt.withLock { $0 = readAt } }
+        return more
     }
 
     // MARK: - Snapshots

@@ -36,7 +36,7 @@ actor StatusStore: Service {
     /// The start-up checks of the last worker that sent them (kept after it exits: why it failed).
     private var startup: (pid: Int32, report: StartupReport)?
     private var journal: JournalReport?
-    private var replicas: [String: (order: Int, status: ReplicaStatus)] = [:]
+    private var replicas: [String: (order: Int, status: ReplicaStatus, caughtUpAt: Date?, maxLagSeconds: Double)] = [:]
     /// The last drill of each replica (`ReplicaDrills`), merged into its entry.
     private var drills: [String: ReplicaStatus.Drill] = [:]
     private var summary = ""
@@ -111,8 +111,11 @@ actor StatusStore: Service {
             alerts: alerts,
             journal: journal
         )
+        let lastCommit = journal?.lastCommitAt.flatMap { Timestamp.date($0) }
         snapshot.replicas = replicas.values.sorted { $0.order < $1.order }.map { entry in
             var status = entry.status
+            status.lagSeconds = Self.lag(published: status.lagSeconds, caughtUpAt: entry.caughtUpAt, lastCommit: lastCommit, now: Date())
+            if status.state == .ok, status.lagSeconds > entry.maxLagSeconds { status.state = .lagging }
             if var drill = drills[status.name] {
                 drill.ageSeconds = drill.at.flatMap { Timestamp.date($0) }.map { (Date().timeIntervalSince($0) * 10).rounded() / 10 }
                 status.drill = drill
@@ -146,10 +149,19 @@ actor StatusStore: Service {
     }
 
     /// A replicator's state, each time it changes (the replicas appear in `order`).
-    func publish(replica: ReplicaStatus, order: Int) {
-        guard replicas[replica.name]?.status != replica else { return }
+    /// `caughtUpAt`: when it last read the journal and found nothing it had not shipped.
+    func publish(replica: ReplicaStatus, order: Int, caughtUpAt: Date? = nil, maxLagSeconds: Double = 5) {
+        guard replicas[replica.name]?.status != replica || replicas[replica.name]?.caughtUpAt != caughtUpAt else { return }
         generation += 1
-        replicas[replica.name] = (order, replica)
+        replicas[replica.name] = (order, replica, caughtUpAt, maxLagSeconds)
+    }
+
+    /// A replica's lag as of now, not as of its last step: once the worker committed after the
+    /// replica last had everything, the oldest entry it lacks is at most `now - caughtUpAt` old.
+    /// (The published lag is exact at the moment of a step, and goes stale until the next.)
+    static func lag(published: Double, caughtUpAt: Date?, lastCommit: Date?, now: Date) -> Double {
+        guard let caughtUpAt, let lastCommit, lastCommit > caughtUpAt else { return published }
+        return max(published, (max(0, now.timeIntervalSince(caughtUpAt)) * 10).rounded() / 10)
     }
 
     /// A replica's newest drill result.

@@ -94,7 +94,8 @@ struct ReplicaTests {
         servers.stopSSHD()
         _ = try await bot.sandbox.post("/sandbox/flood", .object(["count": .integer(100)]))
         status = try harness.waitForStatus(timeout: .seconds(60), "the sftp replica down") { s in
-            self.replica(s, "sftp").map { $0.state == .down && $0.lastError != nil && $0.downSince != nil } ?? false
+            // Its lag counts from the last moment it had everything, and grows while it is down.
+            self.replica(s, "sftp").map { $0.state == .down && $0.lastError != nil && $0.downSince != nil && $0.lagSeconds > 1 } ?? false
         }
         #expect(replica(status, "sftp")?.lastError?.contains("rclone") == true, "\(String(describing: replica(status, "sftp")))")
         let downSequence = try #require(replica(status, "sftp")?.lastSequence)
@@ -294,9 +295,24 @@ struct ReplicaTests {
         loseTheServer(harness)
         let otherKey = servers.dir + "/other.key"
         #expect(try SupervisorHarness.cli(["replica-key", "generate", "--out", otherKey]).status == 0)
-        let wrong = try restore("s3", config: try configVariant(harness, "wrong-key") { $0["keyFile"] = otherKey })
+        let wrongConfig = try configVariant(harness, "wrong-key") { $0["keyFile"] = otherKey }
+        let wrong = try restore("s3", config: wrongConfig)
         #expect(wrong.status == 1 && wrong.stderr.contains(otherKey) && wrong.stderr.contains("another key"), "\(wrong.stderr)")
         #expect(!FileManager.default.fileExists(atPath: harness.dataDir + "/" + BotDatabase.fileName))
+
+        // A supervisor started with another key than its replicas were written with ships nothing
+        // to them: each is down with the reason, and a critical alert says what to do.
+        #expect(try restore("s3", config: harness.configPath).status == 0)
+        let original = try String(contentsOfFile: harness.configPath, encoding: .utf8)
+        try String(contentsOfFile: wrongConfig, encoding: .utf8).write(toFile: harness.configPath, atomically: true, encoding: .utf8)
+        defer { try? original.write(toFile: harness.configPath, atomically: true, encoding: .utf8) }
+        try harness.startReady()
+        let refused = try harness.waitForStatus(timeout: .seconds(60), "both replicas refusing the other key") { s in
+            s.replicas.count == 2 && s.replicas.allSatisfy { $0.state == .down && ($0.lastError ?? "").contains("another key") }
+        }
+        #expect(refused.alerts.contains { $0.severity == .critical && $0.message.contains("sealed with another key") }, "\(refused.alerts)")
+        #expect(refused.replicas.allSatisfy { $0.bytes == 0 }, "\(refused.replicas)")
+        #expect(try harness.terminate() == 0)
     }
 
     @Test func aKeyOfTheWrongSizeIsRefusedAtStart() throws {

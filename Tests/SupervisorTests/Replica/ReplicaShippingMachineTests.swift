@@ -133,3 +133,17 @@ import Testing
         #expect(text.contains("bot_replica_bytes{replica=\"offsite\"} 0"))
     }
 }
+
+@Suite struct ReplicaLagTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func theLagGrowsBetweenStepsOnceTheWorkerCommittedAgain() {
+        // Caught up 2.5 s ago, a commit since: the oldest entry missing is at most 2.5 s old.
+        #expect(StatusStore.lag(published: 0, caughtUpAt: now.addingTimeInterval(-2.5), lastCommit: now.addingTimeInterval(-1), now: now) == 2.5)
+        // Nothing committed since it caught up: no lag, however long ago that was.
+        #expect(StatusStore.lag(published: 0, caughtUpAt: now.addingTimeInterval(-60), lastCommit: now.addingTimeInterval(-61), now: now) == 0)
+        // The step's own figure stands when it is larger, or when the replica never caught up.
+        #expect(StatusStore.lag(published: 7, caughtUpAt: now.addingTimeInterval(-2), lastCommit: now, now: now) == 7)
+        #expect(StatusStore.lag(published: 3, caughtUpAt: nil, lastCommit: now, now: now) == 3)
+    }
+}
