@@ -7,6 +7,9 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
         case lagging
         /// The last attempt failed; retried with backoff.
         case down
+        /// Reachable, but no snapshot on it yet: a restore from it would bring back nothing. Its
+        /// lag counts from when shipping to it began.
+        case seeding
     }
 
     /// The last restore drill of this replica (all null until one ran).

@@ -23,7 +23,8 @@ final class ReplicaDrills: Service, Sendable {
     private let logger: Logger
     private let requests: AsyncStream<Request>
     private let submit: AsyncStream<Request>.Continuation
-    static let tick = Duration.seconds(60)
+    /// How often the schedule is looked at: every minute, or more often for a short interval.
+    private let tick: Duration
 
     init(config: SupervisorConfig, key: ReplicaKey, store: StatusStore, logger: Logger) {
         let cipher = ReplicaCipher(key: key)
@@ -34,6 +35,7 @@ final class ReplicaDrills: Service, Sendable {
             )
         }
         interval = config.replicas.drillIntervalHours * 3600
+        tick = .milliseconds(Int64(min(60, max(1, interval / 4)) * 1000))
         dataDir = config.dataDir
         self.store = store
         self.logger = logger
@@ -52,8 +54,8 @@ final class ReplicaDrills: Service, Sendable {
             if let last = Self.load(dataDir: dataDir, name: drill.target.name) { await store.publish(drill: last.status, replica: last.replica) }
         }
         await withDiscardingTaskGroup { group in
-            group.addTask { [submit] in
-                while (try? await Task.sleep(for: Self.tick)) != nil { submit.yield(.tick) }
+            group.addTask { [submit, tick] in
+                while (try? await Task.sleep(for: tick)) != nil { submit.yield(.tick) }
             }
             // A drill under way when the supervisor stops is abandoned (its scratch folder is
             // cleared at the next one).

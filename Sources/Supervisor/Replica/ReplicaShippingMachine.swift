@@ -68,15 +68,23 @@ struct ReplicaShippingMachine: Sendable {
         return max(0, (lag * 10).rounded() / 10)
     }
 
-    func state(lagSeconds: Double) -> ReplicaStatus.State {
+    /// `hasSnapshot`: the replica holds a snapshot, so that a restore from it brings something back.
+    func state(lagSeconds: Double, hasSnapshot: Bool = true) -> ReplicaStatus.State {
         if !failures.isEmpty { return .down }
+        if !hasSnapshot { return .seeding }
         return lagSeconds > maxLagSeconds ? .lagging : .ok
+    }
+
+    /// How far behind a replica without a snapshot is: nothing can be restored from it, so
+    /// everything since shipping to it began (`since`) is missing from it.
+    static func seedingLagSeconds(since: Date, journalLag: Double, now: Date) -> Double {
+        max(journalLag, (max(0, now.timeIntervalSince(since)) * 10).rounded() / 10)
     }
 
     /// The status snapshot's entry for this replica.
     func status(name: String, lagSeconds: Double, shipped: ReplicaState) -> ReplicaStatus {
         ReplicaStatus(
-            name: name, state: state(lagSeconds: lagSeconds), lagSeconds: lagSeconds,
+            name: name, state: state(lagSeconds: lagSeconds, hasSnapshot: !shipped.snapshots.isEmpty), lagSeconds: lagSeconds,
             lastSequence: shipped.lastSequence, lastShippedAt: shipped.lastShippedAt, bytes: shipped.bytes,
             lastError: lastError, lastErrorAt: lastErrorAt.map { Timestamp.string($0) },
             downSince: downSince.map { Timestamp.string($0) }, drill: ReplicaStatus.Drill()

@@ -35,6 +35,8 @@ final class Replicator: Service, Sendable {
     /// Whether what the replica already holds opens with this key (checked before the first upload).
     private let keyChecked = Mutex(false)
     private let wrongKeyAlerted = Mutex(false)
+    /// When this replicator began: a replica with no snapshot yet lags from then.
+    private let startedAt = Date()
     static let journalInterval = Duration.seconds(1)
     static let snapshotInterval = Duration.seconds(5)
 
@@ -94,8 +96,10 @@ final class Replicator: Service, Sendable {
     }
 
     private func publish() async {
-        let lag = ReplicaShippingMachine.lagSeconds(oldestUnshippedCommitMs: oldestUnshipped.withLock { $0 }, now: Date())
+        let now = Date()
         let shipped = state.withLock { $0 }
+        var lag = ReplicaShippingMachine.lagSeconds(oldestUnshippedCommitMs: oldestUnshipped.withLock { $0 }, now: now)
+        if shipped.snapshots.isEmpty { lag = ReplicaShippingMachine.seedingLagSeconds(since: startedAt, journalLag: lag, now: now) }
         let status = machine.withLock { $0.status(name: target.name, lagSeconds: lag, shipped: shipped) }
         await store.publish(replica: status, order: order, caughtUpAt: caughtUpAt.withLock { $0 }, maxLagSeconds: maxLagSeconds)
     }

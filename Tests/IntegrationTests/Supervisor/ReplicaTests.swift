@@ -151,10 +151,14 @@ struct ReplicaTests {
     }
 
     /// A running bot with both replicas, under load, then idle with both replicas caught up.
-    func loadedBot(_ servers: ReplicaServers, keyFile: String) async throws -> (Bot, Int64) {
+    func loadedBot(_ servers: ReplicaServers, keyFile: String, drillIntervalHours: Double = 24) async throws -> (Bot, Int64) {
         #expect(try SupervisorHarness.cli(["replica-key", "generate", "--out", keyFile]).status == 0)
         setenv("PATH", ReplicaServers.toolDir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"), 1)
-        let bot = try await Bot(config: config(servers, keyFile: keyFile))
+        var settings = config(servers, keyFile: keyFile)
+        var replicas = settings["replicas"] as! [String: Any]
+        replicas["drillIntervalHours"] = drillIntervalHours
+        settings["replicas"] = replicas
+        let bot = try await Bot(config: settings)
         #expect(try SupervisorHarness.cli(["backup", "--config", bot.harness.configPath]).status == 0)
         _ = try await bot.sandbox.post("/sandbox/flood", .object(["count": .integer(300)]))
         let sequence = try quiesce(bot.harness)
@@ -194,8 +198,14 @@ struct ReplicaTests {
     @Test func theWholeServerIsLostAndEachReplicaAloneBringsEveryTransactionBack() async throws {
         let servers = try ReplicaServers()
         defer { servers.stop() }
-        let (bot, sequence) = try await loadedBot(servers, keyFile: servers.dir + "/replica.key")
+        // Drills every 18 s: the first comes by itself once a snapshot is shipped.
+        let (bot, sequence) = try await loadedBot(servers, keyFile: servers.dir + "/replica.key", drillIntervalHours: 0.005)
         let harness = bot.harness
+        let scheduled = try harness.waitForStatus(timeout: .seconds(60), "a scheduled drill of each replica") { s in
+            s.replicas.count == 2 && s.replicas.allSatisfy { $0.drill.at != nil }
+        }
+        #expect(scheduled.replicas.allSatisfy { $0.drill.result == "ok" }, "\(scheduled.replicas.map(\.drill))")
+        #expect(harness.log("supervisor").contains { $0["message"] as? String == "restore drill passed" })
 
         // A drill now: each replica restored alone matches the live database row for row.
         let drill = try SupervisorHarness.cli(["drill", "--json", "--config", harness.configPath])
@@ -236,6 +246,15 @@ struct ReplicaTests {
         // The supervisor starts on the restored data dir.
         try harness.startReady()
         try harness.waitForStatus(timeout: .seconds(30), "the restored database checked") { $0.database?.lastCheck?.result == "ok" }
+        #expect(try harness.terminate() == 0)
+
+        // Starting afresh deliberately: --init-empty makes a new empty database.
+        loseTheServer(harness)
+        let seen = harness.notify.all.count
+        try harness.start(arguments: ["--init-empty"])
+        _ = try harness.waitForNotification(timeout: .seconds(60), after: seen) { $0.contains("READY=1") }
+        let fresh = try harness.waitForStatus(timeout: .seconds(30), "a new database") { ($0.journal?.sequence ?? -1) >= 0 }
+        #expect((fresh.journal?.sequence ?? 0) < sequence, "\(String(describing: fresh.journal))")
         #expect(try harness.terminate() == 0)
     }
 

@@ -65,10 +65,10 @@ final class SupervisorHarness {
         return path
     }
 
-    func start(environment extra: [String: String] = [:]) throws {
+    func start(environment extra: [String: String] = [:], arguments: [String] = []) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.supervisorBinary)
-        process.arguments = ["run", "--config", configPath]
+        process.arguments = ["run", "--config", configPath] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = notify.path
         environment.merge(extra) { $1 }

@@ -26,11 +26,26 @@ import Testing
         #expect(machine.state(lagSeconds: 0) == .ok)
         #expect(machine.downSince == nil)
         // The last error stays on record, with its time, after the recovery.
-        let status = machine.status(name: "offsite", lagSeconds: 7, shipped: ReplicaState(lastSequence: 12, bytes: 99))
+        let status = machine.status(name: "offsite", lagSeconds: 7, shipped: ReplicaState(snapshots: ["s1"], lastSequence: 12, bytes: 99))
         #expect(status.state == .lagging)
         #expect(status.lastError == "snap")
         #expect(status.lastSequence == 12)
         #expect(status.drill == ReplicaStatus.Drill())
+    }
+
+    @Test func aReplicaWithoutASnapshotIsSeedingNotOk() {
+        let machine = ReplicaShippingMachine(maxLagSeconds: 5)
+        // The journal caught up, but nothing on the replica can be restored yet.
+        let seeding = machine.status(name: "offsite", lagSeconds: 0, shipped: ReplicaState(lastSequence: 40, bytes: 900))
+        #expect(seeding.state == .seeding)
+        #expect(machine.status(name: "offsite", lagSeconds: 0, shipped: ReplicaState(snapshots: ["a"], lastSequence: 40)).state == .ok)
+        // Its lag counts from when shipping began, and never hides a longer journal lag.
+        #expect(ReplicaShippingMachine.seedingLagSeconds(since: now.addingTimeInterval(-12.34), journalLag: 0, now: now) == 12.3)
+        #expect(ReplicaShippingMachine.seedingLagSeconds(since: now.addingTimeInterval(-1), journalLag: 3, now: now) == 3)
+        // A failure still reads as down.
+        var failing = machine
+        _ = failing.failed(.snapshots, error: "refused", now: now)
+        #expect(failing.state(lagSeconds: 0, hasSnapshot: false) == .down)
     }
 
     @Test func lagIsTheAgeOfTheOldestEntryNotShipped() {
