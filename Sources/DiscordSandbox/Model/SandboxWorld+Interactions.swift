@@ -133,7 +133,11 @@ extension SandboxWorld {
         let flags = body["flags"]?.int ?? 0
         let extra: [String: JSONValue] = [
             "webhook_id": .id(applicationID), "application_id": .id(applicationID),
-            "interaction_metadata": .object(["id": .id(record.id), "type": .integer(record.type)]),
+            "interaction_metadata": .object([
+                "id": .id(record.id), "type": .integer(record.type),
+                // A guild install's interaction: owned by the guild (key 0, GUILD_INSTALL).
+                "authorizing_integration_owners": .object(["0": .id(guild.id)]),
+            ]),
         ]
         let content = body["content"]?.stringValue ?? ""
         if flags & 64 != 0 {
@@ -143,7 +147,9 @@ extension SandboxWorld {
             return JSONValue.object([
                 "id": .id(nextID()), "channel_id": .id(record.channelID), "author": SandboxGuild.json(guild.bot),
                 "content": .string(content), "embeds": body["embeds"] ?? .array([]), "components": body["components"] ?? .array([]),
-                "flags": .integer(flags), "type": .integer(0),
+                "flags": .integer(flags), "type": .integer(0), "attachments": .array([]), "mentions": .array([]),
+                "mention_roles": .array([]), "mention_everyone": .bool(false), "pinned": .bool(false), "tts": .bool(false),
+                "timestamp": .string(DiscordTime.iso(DiscordTime.nowMilliseconds())), "edited_timestamp": .null,
             ]).merging(extra)
         }
         return try postMessage(

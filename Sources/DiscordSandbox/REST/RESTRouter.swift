@@ -6,7 +6,8 @@ import NIOHTTP1
 ///
 /// Order of checks, as Discord's: the route must exist (404), the rate limit must allow it (429,
 /// per bucket and major parameter, then global), the token must be right (401), then the route's
-/// own checks. 401, 403 and 429 answers are counted as invalid requests.
+/// own checks. 401, 403 and 429 answers are counted as invalid requests. Every exchange is kept
+/// in `exchanges` (tokens redacted), for the tests that check it against Discord's description.
 struct RESTRouter: Sendable {
     struct Route: Sendable {
         var method: HTTPMethod
@@ -41,13 +42,23 @@ struct RESTRouter: Sendable {
     ]
 
     let sandbox: Sandbox
+    let exchanges: RESTExchangeLog
 
     /// `segments`: the path after `/api/v10`, split at `/`.
     func respond(to request: HTTPRequest, segments: [String]) -> HTTPReply {
         let matches = Self.routes.compactMap { route in PathMatcher.match(segments, route.template).map { (route, $0) } }
         let found = matches.first { $0.0.method == request.method }
         let route = found?.0 ?? Route(method: request.method, template: matches.first?.0.template ?? "/unknown")
-        let parameters = found?.1 ?? [:]
+        let parameters = found?.1 ?? matches.first?.1 ?? [:]
+        let reply = answer(request, route: route, parameters: parameters, found: found != nil, routeExists: !matches.isEmpty)
+        exchanges.record(
+            method: request.method.rawValue, route: route.template, parameters: parameters, query: request.query,
+            request: try? request.json(), status: Int(reply.status.code), response: reply.body.flatMap(JSONValue.parse)
+        )
+        return reply
+    }
+
+    private func answer(_ request: HTTPRequest, route: Route, parameters: [String: String], found: Bool, routeExists: Bool) -> HTTPReply {
         let authorization = request.headers.first(name: "Authorization")
         let reason = request.headers.first(name: "X-Audit-Log-Reason").map(HTTPRequest.percentDecoded)
         let expected = "Bot " + sandbox.configuration.token
@@ -73,8 +84,8 @@ struct RESTRouter: Sendable {
                 ])
                 return HTTPReply.json(.tooManyRequests, body, headers: extra)
             }
-            guard found != nil else {
-                return HTTPReply.error(matches.isEmpty ? .notFound : .methodNotAllowed, headers: headers)
+            guard found else {
+                return HTTPReply.error(routeExists ? .methodNotAllowed : .notFound, headers: headers)
             }
             if route.authenticated && authorization != expected {
                 world.rest.invalidRequests += 1

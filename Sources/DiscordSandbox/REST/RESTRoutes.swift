@@ -79,7 +79,7 @@ extension SandboxWorld {
         case (.POST, "/channels/{channel}/messages"):
             let channel = try id("channel")
             guard guild.channel(channel) != nil else { throw .unknownChannel }
-            let message = body ?? .object([:])
+            let message = Self.numberingComponents(body ?? .object([:]))
             let content = message["content"]?.stringValue ?? ""
             let components = message["components"] ?? .array([])
             let embeds = message["embeds"] ?? .array([])
@@ -102,12 +102,14 @@ extension SandboxWorld {
             return .json(.ok, stored.json)
 
         case (.POST, "/interactions/{interaction}/{token}/callback"):
-            try answerInteraction(id: try id("interaction"), token: parameters["token"] ?? "", body: try object(body))
+            var callback = try object(body)
+            if let data = callback["data"] { callback = callback.merging(["data": Self.numberingComponents(data)]) }
+            try answerInteraction(id: try id("interaction"), token: parameters["token"] ?? "", body: callback)
             return .noContent
 
         case (.POST, "/webhooks/{webhook}/{token}"):
             let webhook = try id("webhook"), token = parameters["token"] ?? ""
-            let message = try object(body)
+            let message = Self.numberingComponents(try object(body))
             if webhook == applicationID {
                 return .json(.ok, try followUp(token: token, body: message))
             }
@@ -115,7 +117,7 @@ extension SandboxWorld {
 
         case (.PATCH, "/webhooks/{webhook}/{token}/messages/@original"):
             guard try id("webhook") == applicationID else { throw .unknownWebhook }
-            return .json(.ok, try editOriginal(token: parameters["token"] ?? "", body: try object(body)))
+            return .json(.ok, try editOriginal(token: parameters["token"] ?? "", body: Self.numberingComponents(try object(body))))
 
         case (.GET, "/applications/{application}/guilds/{guild}/commands"):
             try checkGuild()
@@ -129,6 +131,34 @@ extension SandboxWorld {
         default:
             throw .notFound
         }
+    }
+
+    /// The message with an `id` on each of its components, as Discord stores it: those the client
+    /// gave are kept, the others numbered from 1 in tree order (a row before its buttons),
+    /// skipping the ids taken.
+    static func numberingComponents(_ message: JSONValue) -> JSONValue {
+        guard let components = message["components"], case .array = components else { return message }
+        var taken = Set<Int>()
+        func collect(_ value: JSONValue) {
+            for component in value.arrayValue {
+                if let id = component["id"]?.int { taken.insert(id) }
+                collect(component["components"] ?? .null)
+            }
+        }
+        collect(components)
+        var next = 0
+        func number(_ value: JSONValue) -> JSONValue {
+            .array(value.arrayValue.map { component in
+                guard case .object(var object) = component else { return component }
+                if object["id"]?.int == nil {
+                    repeat { next += 1 } while taken.contains(next)
+                    object["id"] = .integer(next)
+                }
+                if let children = object["components"] { object["components"] = number(children) }
+                return .object(object)
+            })
+        }
+        return message.merging(["components": number(components)])
     }
 
     private func object(_ body: JSONValue?) throws(DiscordError) -> JSONValue {
@@ -179,7 +209,8 @@ extension SandboxWorld {
             "id": .id(id), "channel_id": .id(guild.channel(named: "bot-log").id), "guild_id": .id(guild.id),
             "author": .object([
                 "id": .id(webhook), "username": body["username"] ?? .string("Sandbox Webhook"), "avatar": .null,
-                "discriminator": .string("0000"), "bot": .bool(true),
+                "discriminator": .string("0000"), "bot": .bool(true), "global_name": .null, "public_flags": .integer(0),
+                "flags": .integer(0), "primary_guild": .null,
             ]),
             "content": .string(content), "embeds": embeds, "components": .array([]), "attachments": .array([]),
             "timestamp": .string(DiscordTime.iso(Snowflake.unixMilliseconds(of: id))), "edited_timestamp": .null,

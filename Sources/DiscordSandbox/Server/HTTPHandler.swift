@@ -3,7 +3,8 @@ import NIOCore
 import NIOHTTP1
 
 /// Collects each HTTP request with its body (at most 8 MiB), hands it to the routers and writes
-/// the answers in order, keeping the connection alive when the client asks to.
+/// the answers in order, keeping the connection alive when the client asks to. The REST exchanges
+/// go into the server's `exchanges`, which `GET /sandbox/rest/exchanges` returns.
 final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -11,14 +12,16 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let maximumBody = 8 << 20
 
     private let sandbox: Sandbox
+    private let exchanges: RESTExchangeLog
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var tooLarge = false
     /// The previous answer: the next is written after it.
     private var previous: EventLoopFuture<Void>?
 
-    init(sandbox: Sandbox) {
+    init(sandbox: Sandbox, exchanges: RESTExchangeLog) {
         self.sandbox = sandbox
+        self.exchanges = exchanges
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -64,7 +67,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func route(_ request: HTTPRequest) -> HTTPOutcome {
         let segments = request.path.split(separator: "/").map { HTTPRequest.percentDecoded(String($0)) }
         if segments.starts(with: ["api", "v10"]) {
-            return .now(RESTRouter(sandbox: sandbox).respond(to: request, segments: Array(segments.dropFirst(2))))
+            return .now(RESTRouter(sandbox: sandbox, exchanges: exchanges).respond(to: request, segments: Array(segments.dropFirst(2))))
+        }
+        if request.method == .GET && segments == ["sandbox", "rest", "exchanges"] {
+            return .now(.json(.ok, exchanges.json))
         }
         if segments.first == "sandbox" {
             return ControlRouter(sandbox: sandbox).respond(to: request, segments: Array(segments.dropFirst()))

@@ -10,10 +10,12 @@ struct SandboxServer: Sendable {
     static let maximumFrame = 1 << 24
 
     let sandbox: Sandbox
+    /// Every REST exchange served, shared by the connections.
+    let exchanges = RESTExchangeLog()
 
     /// Binds and returns the listening channel; the port is known to `sandbox` from then on.
     func bind(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> any Channel {
-        let sandbox = sandbox
+        let sandbox = sandbox, exchanges = exchanges
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: Self.maximumFrame,
             shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
@@ -43,7 +45,7 @@ struct SandboxServer: Sendable {
                             context.pipeline.removeHandler(name: "sandbox-http", promise: nil)
                         })
                     )
-                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(sandbox: sandbox), name: "sandbox-http")
+                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(sandbox: sandbox, exchanges: exchanges), name: "sandbox-http")
                 }
             }
             .bind(host: sandbox.configuration.host, port: sandbox.configuration.port)
