@@ -24,6 +24,7 @@ struct DiscordSandbox: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-interval-ms")) var heartbeatIntervalMilliseconds = 41_250
     @Option(help: "Intent bits whose Identify is closed with 4014.") var disallowedIntents = 0
     @Option var seed: UInt64 = 1
+    @Option(help: "How long a Gateway session stays resumable after its connection drops (Discord: a few minutes).") var sessionExpirySeconds = 120.0
     @Flag(help: "Exit when stdin reaches end of file (the parent died).") var exitOnStdinEof = false
 
     func validate() throws {
@@ -31,6 +32,7 @@ struct DiscordSandbox: AsyncParsableCommand {
         guard members >= 0, members <= 100_000 else { throw ValidationError("--members must be 0…100000") }
         guard heartbeatIntervalMilliseconds > 0 else { throw ValidationError("--heartbeat-interval-ms must be positive") }
         guard activityPerMinute >= 0 else { throw ValidationError("--activity-per-minute must not be negative") }
+        guard sessionExpirySeconds > 0 else { throw ValidationError("--session-expiry-seconds must be positive") }
     }
 
     func run() async throws {
@@ -41,7 +43,7 @@ struct DiscordSandbox: AsyncParsableCommand {
         let sandbox = Sandbox(configuration: SandboxConfiguration(
             host: host, port: port, token: token ?? environment ?? "sandbox-token", members: members,
             activityPerMinute: activityPerMinute, heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds,
-            disallowedIntents: disallowedIntents, seed: seed
+            disallowedIntents: disallowedIntents, seed: seed, sessionExpirySeconds: sessionExpirySeconds
         ))
         let channel = try await SandboxServer(sandbox: sandbox).bind()
         announce(sandbox)

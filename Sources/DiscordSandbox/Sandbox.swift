@@ -12,6 +12,8 @@ struct SandboxConfiguration: Sendable {
     var heartbeatIntervalMilliseconds = 41_250
     var disallowedIntents = 0
     var seed: UInt64 = 1
+    /// How long a Gateway session stays resumable after its connection dropped.
+    var sessionExpirySeconds = 120.0
     /// Stderr log lines; off in tests that start many sandboxes.
     var logging = true
 }

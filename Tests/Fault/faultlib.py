@@ -395,9 +395,10 @@ class Load:
                 count = max(1, int(self.rate / 5))
                 answer = self.sandbox.post("/sandbox/flood", {"count": count, "perSecond": self.rate})
                 if answer.get("sessions", 1) == 0:
-                    self._stop.wait(0.1)  # nobody connected: the bot is down; the flood is lost for it, as on Discord
+                    self._stop.wait(0.1)  # no session at all: nobody will ever receive these, as on Discord
                 else:
-                    self.messages_sent += count
+                    # Delivered to a session, connected or not: a dropped session keeps them for its resume.
+                    self.messages_sent += answer.get("sent", count)
             except Exception as error:
                 self.errors.append(f"flood: {error}")
                 self._stop.wait(0.2)
@@ -486,6 +487,23 @@ class Load:
         if counted < messages:
             problems.append(f"{counted} messages counted, but {messages} were seen committed before the cutoff")
         return problems, len(xp), messages
+
+    def events_exactly_once(self, path=None, timeout=30):
+        """Every message the sandbox delivered to the bot's session counted exactly once: waits
+        (up to `timeout`) for the count to reach what was sent, then returns (sent, lost, twice)."""
+        path = path or self.supervisor.db_path
+        counted = [0]
+
+        def reached():
+            counted[0] = committed_messages(path) or 0
+            return counted[0] >= self.messages_sent
+        try:
+            wait_for(f"the {self.messages_sent} messages sent counted", timeout, reached, interval=0.2)
+        except Timeout:
+            pass
+        # Nothing more is on its way: a count above what was sent is a message handled twice.
+        counted[0] = committed_messages(path) or 0
+        return self.messages_sent, max(0, self.messages_sent - counted[0]), max(0, counted[0] - self.messages_sent)
 
     def missing_audit_lines(self, supervisor=None):
         """Answers with no `xp changed` line in audit.log: the worker writes that line before it

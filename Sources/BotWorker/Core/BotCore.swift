@@ -24,6 +24,7 @@ actor BotCore: Service {
         var discord: DiscordReport?
         var events: EventReport?
         var journal: JournalReport?
+        var sessions: SessionReport?
     }
 
     private let link: SupervisorLink
@@ -82,7 +83,7 @@ actor BotCore: Service {
         try await verifyStartup(database)
         let discord = DiscordConnection(
             settings: discordSettings, needsMessageContent: FeatureCatalog.all.contains { $0.needsMessageContent },
-            database: database, events: events, commands: commands, access: access, logger: logger
+            database: database, events: events, writes: writes, commands: commands, access: access, logger: logger
         )
         self.discord = discord
         do {
@@ -303,6 +304,7 @@ actor BotCore: Service {
         if let discord {
             let connection = await discord.report()
             report.discord = connection.report
+            report.sessions = await discord.sessionReport()
             report.healthy = connection.healthy
             report.detail = connection.detail
         }

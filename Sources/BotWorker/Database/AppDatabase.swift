@@ -126,5 +126,11 @@ enum CoreSchema {
             try JournalState.create(db)
             try AppDatabase.registerTable(db, name: JournalState.table, feature: "core", critical: true)
         }
+        // The Gateway session and the last event whose effects are committed, written in the
+        // same transaction as those effects (GatewayPosition): the next worker resumes from it.
+        migrator.registerMigration("v4-core-gateway-session") { db in
+            try GatewayPosition.create(db)
+            try AppDatabase.registerTable(db, name: GatewayPosition.table, feature: "core", critical: false)
+        }
     }
 }

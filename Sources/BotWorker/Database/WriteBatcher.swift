@@ -21,8 +21,11 @@ actor WriteBatcher {
 
     private struct Pending {
         var operation: String
-        var write: Write
+        var write: Write?
         var receivedAt: ContinuousClock.Instant
+        /// A position marker instead of a write: everything queued before it belongs to events up
+        /// to it.
+        var position: GatewayPosition?
     }
 
     private let database: SafeDatabase
@@ -67,6 +70,25 @@ actor WriteBatcher {
         }
     }
 
+    /// Records that every write of the events up to `position` is queued (an event with no write
+    /// at all advances it too). The newest position of a batch is written in that batch's
+    /// transaction, after its writes: the stored position never runs ahead of the data it stands
+    /// for, and a new worker resumes from it.
+    func advance(to position: GatewayPosition) async {
+        while queue.count >= maximumQueued {
+            await withCheckedContinuation { spaceWaiters.append($0) }
+        }
+        queue.append(Pending(operation: "core.gateway-position", write: nil, receivedAt: .now, position: position))
+        if !flushing {
+            flushing = true
+            // As in `submit`.
+            Task { await self.flush() }
+        }
+    }
+
+    /// The newest position committed.
+    private(set) var committedPosition: GatewayPosition?
+
     /// Returns once everything submitted so far is committed (or failed) and its after-commit
     /// actions have run.
     func drain() async {
@@ -94,7 +116,8 @@ actor WriteBatcher {
 
     private func commit(_ batch: [Pending]) async {
         let logger = self.logger
-        let writes = batch.map { ($0.operation, $0.write) }
+        let writes = batch.compactMap { pending in pending.write.map { (pending.operation, $0) } }
+        let position = batch.compactMap(\.position).last
         do {
             let outcome = try await database.write("group-commit", logLevel: .debug) { db -> (after: [AfterCommit], failed: Int) in
                 var after: [AfterCommit] = []
@@ -117,12 +140,14 @@ actor WriteBatcher {
                         logger.error("write failed; the other writes of its batch commit", metadata: ["operation": "\(operation)", "error": "\(error)"])
                     }
                 }
+                if let position { try position.store(db) }
                 return (after, failed)
             }
             let now = ContinuousClock.now
-            for pending in batch { latencies.add(now - pending.receivedAt) }
+            for pending in batch where pending.write != nil { latencies.add(now - pending.receivedAt) }
+            if let position { committedPosition = position }
             transactions += 1
-            committed += batch.count - outcome.value.failed
+            committed += writes.count - outcome.value.failed
             failed += outcome.value.failed
             let actions = outcome.value.after
             if !actions.isEmpty {

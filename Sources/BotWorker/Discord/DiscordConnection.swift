@@ -26,6 +26,7 @@ actor DiscordConnection {
     let intents: Int
     private let database: SafeDatabase
     private let events: EventBus
+    private let writes: WriteBatcher
     private let commands: CommandRouter
     private let logger: Logger
     private var sandbox: SandboxProcess?
@@ -46,11 +47,22 @@ actor DiscordConnection {
     /// connection.
     private let (backgroundWork, backgroundContinuation) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
 
-    init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, commands: CommandRouter, access: DiscordAccess, logger: Logger) {
+    /// Why the next READY must be followed by a reconciliation, and since when events may be missing.
+    private var pendingReconcile: (reason: String, since: Date?)?
+    /// The guilds of a session this worker resumes from its predecessor, until RESUMED starts what
+    /// their GUILD_CREATE would have.
+    private var resumedGuilds: [GuildID]?
+    /// When the newest event whose position was stored arrived (the start of a possible gap).
+    private var lastPositionAt: Date?
+    private var reconciliations = 0
+    private var lastReconciliation: (text: String, at: Date)?
+
+    init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter, access: DiscordAccess, logger: Logger) {
         self.settings = settings
         intents = Self.guilds | Self.guildMembers | Self.guildMessages | (needsMessageContent ? Self.messageContent : 0)
         self.database = database
         self.events = events
+        self.writes = writes
         self.commands = commands
         self.access = access
         self.logger = logger
@@ -89,9 +101,40 @@ actor DiscordConnection {
         await commands.attach(rest)
         await access.attach(rest)
         let discovered = try await discoverGateway(rest)
+        // The session the previous worker left, to resume: Discord replays what it missed.
+        let stored = try await database.read("core.gateway-session") { db in
+            (
+                position: try GatewayPosition.load(db), identity: try GatewayPosition.loadIdentity(db),
+                at: try Double.fetchOne(db, sql: "SELECT updated_at FROM \(GatewayPosition.table) WHERE id = 1")
+            )
+        }
+        lastPositionAt = stored.at.map { Date(timeIntervalSince1970: $0) }
+        if let reason = stored.position.reconcile { pendingReconcile = (reason, lastPositionAt) }
+        // Against the real Discord (the sandbox a worker starts itself dies with it), the session
+        // the previous worker left is resumed. No READY or GUILD_CREATE comes then: who the bot is
+        // comes from the database, and each guild's roles from REST, before the Resume, since the
+        // replayed events need them.
+        var resumable = settings.mode == .discord ? stored.position.session : nil
+        if let session = resumable {
+            if let identity = stored.identity {
+                await access.identify(bot: identity.user, application: identity.application)
+                do {
+                    for guild in identity.guilds where serves(guild) { try await restoreGuild(guild, bot: identity.user, rest) }
+                    resumedGuilds = identity.guilds.filter { serves($0) }
+                    logger.info("resuming the previous worker's gateway session", metadata: ["session_id": "\(session.sessionID)", "sequence": "\(session.sequence)"])
+                } catch {
+                    logger.warning("the guilds could not be read to resume the session; identifying instead", metadata: ["error": "\(error)"])
+                    resumable = nil
+                }
+            } else {
+                resumable = nil
+            }
+            if resumable == nil { pendingReconcile = ("the previous worker's session \(session.sessionID) could not be resumed", lastPositionAt) }
+        }
         let client = GatewayClient(
             identity: .init(token: token, intents: intents, shard: nil),
             gatewayURL: gatewayURL ?? discovered,
+            stored: resumable,
             logger: logger,
             identifyPermit: { [weak self] in try await self?.identifyPermit() },
             onDispatch: { [weak self] dispatch in await self?.handle(dispatch) }
@@ -118,6 +161,39 @@ actor DiscordConnection {
             }
             defer { group.cancelAll() }
             try await group.next()
+        }
+    }
+
+    /// A guild as GUILD_CREATE would have described it (its roles, its owner, the bot's roles),
+    /// read over REST for a worker that resumes a session and so gets no GUILD_CREATE.
+    private func restoreGuild(_ guild: GuildID, bot: UserID, _ rest: DiscordREST) async throws {
+        let decoder = JSONDecoder()
+        guard let json = try await rest.guild(guild) else { throw DiscordREST.Failure(route: "GET /guilds/{guild}", status: 404, code: nil, message: "guild \(guild) not found") }
+        var payload = try JSONLine.decode(GuildPayload.self, from: try JSONEncoder().encode(json))
+        if let me = try await rest.member(guild: guild, user: bot) {
+            payload.members = [try decoder.decode(MemberPayload.self, from: try JSONEncoder().encode(me))]
+        }
+        await access.guildAvailable(payload)
+    }
+
+    /// After a new worker resumed its predecessor's session: what a GUILD_CREATE would have
+    /// started (the commands synchronized for this release, the features' view of every member),
+    /// in the background while events flow.
+    private func afterResumedStart(_ guilds: [GuildID]) {
+        let commands = self.commands
+        let access = self.access
+        let events = self.events
+        let logger = self.logger
+        backgroundContinuation.yield {
+            for guild in guilds {
+                if let application = await access.applicationID { await commands.synchronize(application: application, guild: guild) }
+                do {
+                    let members = try await access.members(of: guild)
+                    await events.publish(.guildAvailable(guild: guild, members: members))
+                } catch {
+                    logger.warning("members not read after resuming; the role rules are evaluated as events come", metadata: ["guild_id": "\(guild)", "error": "\(error)"])
+                }
+            }
         }
     }
 
@@ -187,12 +263,34 @@ actor DiscordConnection {
         return settings.guildIDs.isEmpty || settings.guildIDs.contains(guild.description)
     }
 
+    /// Handles a dispatch, then queues its position behind the writes it caused: once those
+    /// commit, so does the position, and a new worker resumes after this event.
     func handle(_ dispatch: GatewayDispatch) async {
         received += 1
+        await act(on: dispatch)
+        if let sequence = dispatch.sequence, let sessionID = dispatch.sessionID {
+            await writes.advance(to: GatewayPosition(sessionID: sessionID, resumeURL: dispatch.resumeURL, sequence: sequence))
+            lastPositionAt = Date()
+        }
+    }
+
+    private func act(on dispatch: GatewayDispatch) async {
         switch dispatch.event {
         case .ready(let ready):
-            await access.identify(bot: ready.user.id, application: ready.application?.id ?? ApplicationID(ready.user.id.rawValue))
+            let identity = GatewayPosition.Identity(
+                user: ready.user.id, application: ready.application?.id ?? ApplicationID(ready.user.id.rawValue), guilds: ready.guilds.map(\.id)
+            )
+            await access.identify(bot: identity.user, application: identity.application)
+            resumedGuilds = nil
+            // Committed with this event's position: a worker that resumes this session knows who it is.
+            await writes.submit("core.gateway-identity") { db in
+                try GatewayPosition.store(identity, db)
+                return nil
+            }
             logger.info("gateway ready", metadata: ["guilds": "\(ready.guilds.count)", "user_id": "\(ready.user.id)"])
+            if let lost = await gateway?.takeLostSession() {
+                pendingReconcile = ("Discord did not resume session \(lost.sessionID) (after event \(lost.sequence.map(String.init) ?? "none"))", lastPositionAt)
+            }
             markConnected()
         case .guildCreate(let guild):
             guard serves(guild.id), guild.unavailable != true else { return }
@@ -204,6 +302,10 @@ actor DiscordConnection {
                 backgroundContinuation.yield { await commands.synchronize(application: applicationID, guild: guild.id) }
             }
             await events.publish(.guildAvailable(guild: guild.id, members: members))
+            if let pending = pendingReconcile {
+                pendingReconcile = nil
+                await reconcile(guild: guild.id, members: members, reason: pending.reason, since: pending.since)
+            }
         case .memberAdd(let payload):
             guard serves(payload.guild_id), let guild = payload.guild_id, let member = payload.member(in: guild) else { return }
             await events.publish(.memberJoined(member))
@@ -227,6 +329,10 @@ actor DiscordConnection {
         case .other:
             if dispatch.type == "RESUMED" {
                 logger.info("gateway session resumed")
+                if let guilds = resumedGuilds {
+                    resumedGuilds = nil
+                    afterResumedStart(guilds)
+                }
                 markConnected()
             } else {
                 logger.debug("gateway event not handled", metadata: ["type": "\(dispatch.type)"])
@@ -234,6 +340,34 @@ actor DiscordConnection {
         case .undecodable(let why):
             logger.warning("gateway event skipped: it did not decode", metadata: ["type": "\(dispatch.type)", "error": "\(why)"])
         }
+    }
+
+    /// After a lost session: the events between the last one handled and the new session are gone
+    /// for good. Everyone is re-evaluated (the role rules run on `guildAvailable`), and members who
+    /// joined in the gap get what a join gives (`membersJoinedWhileAway`).
+    private func reconcile(guild: GuildID, members: [Member], reason: String, since: Date?) async {
+        let now = Date()
+        let joined = members.filter { member in !member.isBot && (since.map { start in (member.joinedAt ?? .distantPast) >= start.addingTimeInterval(-1) } ?? false) }
+        if !joined.isEmpty { await events.publish(.membersJoinedWhileAway(guild: guild, members: joined)) }
+        reconciliations += 1
+        let from = since.map { Timestamp.string($0) } ?? "the previous session"
+        lastReconciliation = ("\(reason): events may have been missed between \(from) and \(Timestamp.string(now)); \(members.count) members reconciled (\(joined.count) joined in the gap)", now)
+        logger.warning("gateway session lost; reconciled", metadata: ["reason": "\(reason)", "members": "\(members.count)", "joined_in_gap": "\(joined.count)", "since": "\(from)"])
+        await writes.submit("core.reconciled") { db in
+            try GatewayPosition.clearReconcile(db)
+            return nil
+        }
+    }
+
+    /// The sessions as the heartbeat reports them.
+    func sessionReport() async -> SessionReport? {
+        guard let gateway else { return nil }
+        let counters = await gateway.counters
+        return SessionReport(
+            resumes: counters.resumes, identifies: counters.identifies, eventsReplayed: counters.eventsReplayed,
+            duplicatesSkipped: counters.duplicatesSkipped, reconciliations: reconciliations,
+            lastReconciliation: lastReconciliation?.text, lastReconciliationAt: lastReconciliation.map { Timestamp.string($0.at) }
+        )
     }
 
     private func markConnected() {

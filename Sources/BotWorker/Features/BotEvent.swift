@@ -11,6 +11,8 @@ enum BotEvent: Sendable, Equatable {
     case memberVerified(guild: GuildID, user: UserID)
     /// Published by the XP feature.
     case levelReached(guild: GuildID, user: UserID, level: Int)
+    /// After a lost Gateway session: members who joined while no event reached the bot.
+    case membersJoinedWhileAway(guild: GuildID, members: [Member])
 
     /// The event's kind, which subscribers filter on.
     var kind: Kind {
@@ -22,10 +24,11 @@ enum BotEvent: Sendable, Equatable {
         case .messageCreated: .messageCreated
         case .memberVerified: .memberVerified
         case .levelReached: .levelReached
+        case .membersJoinedWhileAway: .membersJoinedWhileAway
         }
     }
 
     enum Kind: Sendable, Hashable, CaseIterable {
-        case guildAvailable, memberJoined, memberUpdated, memberLeft, messageCreated, memberVerified, levelReached
+        case guildAvailable, memberJoined, memberUpdated, memberLeft, messageCreated, memberVerified, levelReached, membersJoinedWhileAway
     }
 }

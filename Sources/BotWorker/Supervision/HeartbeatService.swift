@@ -23,7 +23,8 @@ struct HeartbeatService: Service {
                     rssBytes: report.rssBytes,
                     discord: report.discord,
                     events: report.events,
-                    journal: report.journal
+                    journal: report.journal,
+                    sessions: report.sessions
                 )))
                 guard (try? await Task.sleep(for: interval)) != nil else { return }
             }

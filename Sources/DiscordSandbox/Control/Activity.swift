@@ -4,7 +4,7 @@ import Glibc
 import IPC
 
 /// The simulated members' own doings, at `activityPerMinute` on average (Poisson arrivals), while
-/// at least one session is connected: 80 % messages in #general, 5 % joins (a third pending
+/// at least one session is live (connected, or dropped and still resumable): 80 % messages in #general, 5 % joins (a third pending
 /// screening), 5 % a pending member completing screening, 2 % leaves, 8 % presses of a button on
 /// one of the bot's messages.
 struct Activity: Sendable {
@@ -32,7 +32,9 @@ struct Activity: Sendable {
 
 extension SandboxWorld {
     mutating func simulate(roll: Int) {
-        guard gateway.hasConnectedSession else { return }
+        // As on Discord, members go on while the bot is away: a session that dropped and can
+        // still be resumed receives their events, which its Resume replays.
+        guard !gateway.liveSessionIDs(at: DiscordTime.nowMilliseconds()).isEmpty else { return }
         let humans = guild.humans
         guard !humans.isEmpty else {
             _ = join(count: 1, pending: false, accountAgeDays: nil)

@@ -82,6 +82,9 @@ extension SandboxWorld {
         case (.POST, "gateway/acks"):
             gateway.acksEnabled = body["enabled"]?.bool ?? true
             return .object(["enabled": .bool(gateway.acksEnabled)])
+        case (.POST, "gateway/replay-overlap"):
+            gateway.replayOverlap = max(0, body["count"]?.int ?? 0)
+            return .object(["count": .integer(gateway.replayOverlap)])
         case (.POST, "gateway/reconnect"):
             return .object(["sent": .integer(sendToSessions("{\"op\":7,\"d\":null,\"s\":null,\"t\":null}"))])
         case (.POST, "gateway/invalid-session"):
@@ -127,6 +130,8 @@ extension SandboxWorld {
                 "sessions": .integer(gateway.connectedSessionIDs.count), "identifies": .integer(gateway.identifies),
                 "resumes": .integer(gateway.resumes), "sessionStartRemaining": .integer(limit.remaining),
                 "acksEnabled": .bool(gateway.acksEnabled),
+                "resumableSessions": .integer(gateway.liveSessionIDs(at: DiscordTime.nowMilliseconds()).count),
+                "memberMessages": .integer(gateway.memberMessages),
             ]),
             "rest": .object([
                 "requests": .integer(rest.requests), "invalidRequests": .integer(rest.invalidRequests),

@@ -25,14 +25,17 @@ extension Sandbox {
         var lastWrites: [EventLoopFuture<Void>] = []
         while sent < count {
             let size = min(batchSize, count - sent)
-            let queued = withWorld { world in
-                world.floodBatch(count: size, channel: setup.1, authors: setup.0).map { ($0.0, $0.1, $0.first, $0.last) }
+            let (reached, queued) = withWorld { world in
+                let batch = world.floodBatch(count: size, channel: setup.1, authors: setup.0)
+                return (batch.sessions, batch.queued.map { ($0.0, $0.1, $0.first, $0.last) })
             }
-            guard let head = queued.first else { break }
+            guard reached > 0 else { break }
             sent += size
-            sessions = queued.count
-            first = first ?? head.2
-            last = head.3
+            sessions = reached
+            if let head = queued.first {
+                first = first ?? head.2
+                last = head.3
+            }
             lastWrites = queued.map(\.1)
             for (connection, _, _, _) in queued { try? await connection.writable().get() }
             if perSecond > 0 {

@@ -1,8 +1,9 @@
 import IPC
 import NIOCore
 
-/// Gateway sessions as Discord keeps them: a sequence per session, the last 1000 dispatches for
-/// Resume, and the session kept 5 minutes after its connection drops.
+/// Gateway sessions as Discord keeps them: a sequence per session, its recent dispatches for
+/// Resume, and the session kept (2 minutes by default) after its connection drops, receiving
+/// the guild's events meanwhile, which a Resume replays.
 ///
 /// Lives inside `SandboxWorld`, under its lock. `dispatch` numbers an event for every connected
 /// session that may see it, keeps it for replay and queues it on the connection.
@@ -36,7 +37,8 @@ struct GatewaySessions: Sendable {
         var droppedAt: UInt64?
     }
 
-    static let keepAfterDrop: UInt64 = 5 * 60 * 1000
+    /// How long a session stays resumable once its connection dropped (`--session-expiry-seconds`).
+    var keepAfterDrop: UInt64 = 2 * 60 * 1000
     static let identifyWindow: UInt64 = 24 * 3600 * 1000
     static let sessionStartTotal = 1000
 
@@ -46,10 +48,15 @@ struct GatewaySessions: Sendable {
     private(set) var resumes = 0
     var connectionsOpened = 0
     var acksEnabled = true
+    /// A test's fault: the next Resume replays this many events from before its sequence too, as
+    /// a Discord that lost track of an acknowledgement might; a bot must skip them.
+    var replayOverlap = 0
 
     /// Connections with a live session.
     var connected: [GatewayConnection] { sessions.values.compactMap(\.connection) }
     var hasConnectedSession: Bool { sessions.values.contains { $0.connection != nil } }
+    /// Messages from members delivered to at least one live session (the bot's count must match).
+    var memberMessages = 0
 
     func sessionStartLimit(at now: UInt64) -> (remaining: Int, resetAfter: UInt64) {
         let recent = identifyTimes.filter { now - $0 < Self.identifyWindow }
@@ -79,7 +86,8 @@ struct GatewaySessions: Sendable {
               sequence >= (session.replay.oldestSequence ?? session.sequence + 1) - 1
         else { return .invalid }
         if let old = session.connection, old !== connection { old.close(code: nil) }
-        let missed = session.replay.after(sequence)
+        let missed = session.replay.after(max(0, sequence - replayOverlap))
+        replayOverlap = 0
         for frame in missed { connection.send(frame) }
         session.connection = connection
         session.droppedAt = nil
@@ -109,7 +117,7 @@ struct GatewaySessions: Sendable {
         let now = DiscordTime.nowMilliseconds()
         for id in Array(sessions.keys) {
             guard let session = sessions[id] else { continue }
-            if let droppedAt = session.droppedAt, now - droppedAt >= Self.keepAfterDrop { continue }
+            if let droppedAt = session.droppedAt, now - droppedAt >= keepAfterDrop { continue }
             var body: ByteBuffer
             switch audience {
             case .all:
@@ -132,6 +140,11 @@ struct GatewaySessions: Sendable {
         }
     }
 
+    /// Sessions that receive events: connected, or dropped less than `keepAfterDrop` ago.
+    func liveSessionIDs(at now: UInt64) -> [String] {
+        sessions.values.filter { session in session.connection != nil || session.droppedAt.map { now - $0 < keepAfterDrop } ?? false }.map(\.id).sorted()
+    }
+
     /// Numbers, keeps and (when connected) queues one pre-encoded event for one session.
     mutating func send(_ type: String, body: inout ByteBuffer, toSession id: String) {
         guard var session = sessions[id] else { return }
@@ -149,9 +162,11 @@ struct GatewaySessions: Sendable {
     }
 
     /// For the flood: numbers and keeps frames for one session without queueing them; the caller
-    /// sends them in one batch. Returns nil when the session has no connection.
-    mutating func number(_ type: String, bodies: [ByteBuffer], forSession id: String) -> (GatewayConnection, [ByteBuffer], first: Int)? {
-        guard var session = sessions[id], let connection = session.connection else { return nil }
+    /// sends them in one batch, if the session has a connection (one that dropped replays them on
+    /// its Resume).
+    mutating func number(_ type: String, bodies: [ByteBuffer], forSession id: String) -> (GatewayConnection?, [ByteBuffer], first: Int)? {
+        guard var session = sessions[id] else { return nil }
+        let connection = session.connection
         var frames: [ByteBuffer] = []
         frames.reserveCapacity(bodies.count)
         let first = session.sequence + 1
@@ -176,7 +191,7 @@ struct GatewaySessions: Sendable {
 
     private mutating func expire(at now: UInt64) {
         sessions = sessions.filter { _, session in
-            session.droppedAt.map { now - $0 < Self.keepAfterDrop } ?? true
+            session.droppedAt.map { now - $0 < keepAfterDrop } ?? true
         }
     }
 
@@ -203,9 +218,10 @@ struct GatewaySessions: Sendable {
     }
 }
 
-/// The last 1000 dispatches of a session, oldest first, for Resume.
+/// The last 200,000 dispatches of a session, oldest first, for Resume (Discord does not say how
+/// many it keeps; a worker down for seconds under a flood must find them all).
 struct ReplayBuffer: Sendable {
-    static let capacity = 1000
+    static let capacity = 200_000
     private var frames: [ByteBuffer] = []
     private var sequences: [Int] = []
     private var start = 0

@@ -42,6 +42,7 @@ extension SandboxWorld {
         var blanked = event
         for key in ["content"] { blanked[key] = .string("") }
         for key in ["embeds", "attachments", "components"] { blanked[key] = .array([]) }
+        if author.id != guild.bot.id, !gateway.liveSessionIDs(at: DiscordTime.nowMilliseconds()).isEmpty { gateway.memberMessages += 1 }
         gateway.dispatch("MESSAGE_CREATE", .object(event), to: .messages(blanked: seesContent ? nil : .object(blanked)))
         return message
     }
@@ -90,10 +91,13 @@ extension SandboxWorld {
     /// Numbers and queues `count` MESSAGE_CREATE events from random members on every session that
     /// takes messages: the `d` is written by hand (no `JSONEncoder`) once per message, twice when a
     /// session must get it blanked. Returns what was queued, per connection.
-    mutating func floodBatch(count: Int, channel: UInt64, authors: [FloodAuthor]) -> [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)] {
-        let sessions = gateway.connectedSessionIDs.compactMap { id in gateway.intents(ofSession: id).map { (id, $0) } }
+    /// Sessions whose connection dropped are numbered and kept too (their Resume replays them);
+    /// only the connected ones get frames queued.
+    mutating func floodBatch(count: Int, channel: UInt64, authors: [FloodAuthor]) -> (sessions: Int, queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)]) {
+        let sessions = gateway.liveSessionIDs(at: DiscordTime.nowMilliseconds()).compactMap { id in gateway.intents(ofSession: id).map { (id, $0) } }
             .filter { $0.1 & GatewaySessions.Intent.guildMessages != 0 }
-        guard !sessions.isEmpty, !authors.isEmpty else { return [] }
+        guard !sessions.isEmpty, !authors.isEmpty else { return (0, []) }
+        gateway.memberMessages += count
         let needsBlank = sessions.contains { $0.1 & GatewaySessions.Intent.messageContent == 0 }
         let needsFull = sessions.contains { $0.1 & GatewaySessions.Intent.messageContent != 0 }
         var full: [ByteBuffer] = []
@@ -112,11 +116,12 @@ extension SandboxWorld {
             if needsFull { full.append(Self.floodBody(id: id, channel: channelID, guild: guildID, author: author, content: content, timestamp: timestamp, nonce: nonce)) }
             if needsBlank { blank.append(Self.floodBody(id: id, channel: channelID, guild: guildID, author: author, content: "", timestamp: timestamp, nonce: nonce)) }
         }
-        return sessions.compactMap { id, intents in
+        let queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)] = sessions.compactMap { id, intents in
             let bodies = intents & GatewaySessions.Intent.messageContent != 0 ? full : blank
-            guard let (connection, frames, first) = gateway.number("MESSAGE_CREATE", bodies: bodies, forSession: id) else { return nil }
+            guard let (maybeConnection, frames, first) = gateway.number("MESSAGE_CREATE", bodies: bodies, forSession: id), let connection = maybeConnection else { return nil }
             return (connection, connection.send(batch: frames), first, first + frames.count - 1)
         }
+        return (sessions.count, queued)
     }
 
     static func floodBody(id: UInt64, channel: String, guild: String, author: FloodAuthor, content: String, timestamp: String, nonce: String) -> ByteBuffer {

@@ -62,6 +62,7 @@ struct SandboxWorld: Sendable {
         guild = SandboxGuild(seed: configuration.seed, memberCount: configuration.members, now: now)
         random = SeededRandom(seed: configuration.seed &+ 0x5eed)
         activityPerMinute = configuration.activityPerMinute
+        gateway.keepAfterDrop = UInt64(configuration.sessionExpirySeconds * 1000)
     }
 
     var applicationID: UInt64 { guild.bot.id }

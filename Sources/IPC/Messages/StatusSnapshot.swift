@@ -116,13 +116,17 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var events: EventReport?
     /// The start-up checks of the running worker.
     public var startup: StartupReport?
+    /// Gateway sessions since the supervisor started, every worker's counted.
+    public var sessions: SessionReport?
 
     public init(
         pid: Int32? = nil, state: WorkerState, restarts: Int = 0, startedAt: String? = nil,
         lastHeartbeatAgeMs: Int? = nil, lastExit: LastExit? = nil, lastStartupMs: Int? = nil,
         nextStartAt: String? = nil, detail: String? = nil, rssBytes: Int? = nil,
-        discord: DiscordReport? = nil, events: EventReport? = nil, startup: StartupReport? = nil
+        discord: DiscordReport? = nil, events: EventReport? = nil, startup: StartupReport? = nil,
+        sessions: SessionReport? = nil
     ) {
+        self.sessions = sessions
         self.startup = startup
         self.rssBytes = rssBytes
         self.discord = discord
@@ -153,6 +157,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
         try c.encode(discord, forKey: .discord)
         try c.encode(events, forKey: .events)
         try c.encode(startup, forKey: .startup)
+        try c.encode(sessions, forKey: .sessions)
     }
 }
 

@@ -87,10 +87,14 @@ public enum WorkerMessage: Sendable, Equatable {
         public var events: EventReport?
         /// The change journal.
         public var journal: JournalReport?
+        /// This worker's Gateway sessions: resumes, identifies, replays, duplicates, reconciliations.
+        public var sessions: SessionReport?
         public init(
             sequence: Int, healthy: Bool = true, detail: String? = nil, rssBytes: Int? = nil,
-            discord: DiscordReport? = nil, events: EventReport? = nil, journal: JournalReport? = nil
+            discord: DiscordReport? = nil, events: EventReport? = nil, journal: JournalReport? = nil,
+            sessions: SessionReport? = nil
         ) {
+            self.sessions = sessions
             self.journal = journal
             self.sequence = sequence
             self.healthy = healthy
@@ -402,5 +406,59 @@ extension SupervisorMessage: Codable {
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(sequence, forKey: .sequence)
         }
+    }
+}
+
+/// The Gateway sessions (`worker.sessions` in the status): a worker reports its own counts, and
+/// the supervisor adds those of the workers before it.
+public struct SessionReport: Codable, Sendable, Equatable {
+    /// Sessions resumed (a new worker taking over its predecessor's session, or a reconnect).
+    public var resumes: Int
+    /// New sessions opened (each costs one of Discord's daily identifies).
+    public var identifies: Int
+    /// Events Discord replayed on a resume.
+    public var eventsReplayed: Int
+    /// Replayed events whose effects were already committed, skipped.
+    public var duplicatesSkipped: Int
+    /// Times the bot reconciled after a session was lost (resume refused, or dropped by a restore to the past).
+    public var reconciliations: Int
+    /// The last reconciliation, in words: what may have been missed, and what was done.
+    public var lastReconciliation: String?
+    /// When it was made.
+    public var lastReconciliationAt: String?
+
+    public init(
+        resumes: Int = 0, identifies: Int = 0, eventsReplayed: Int = 0, duplicatesSkipped: Int = 0, reconciliations: Int = 0,
+        lastReconciliation: String? = nil, lastReconciliationAt: String? = nil
+    ) {
+        self.lastReconciliationAt = lastReconciliationAt
+        self.resumes = resumes
+        self.identifies = identifies
+        self.eventsReplayed = eventsReplayed
+        self.duplicatesSkipped = duplicatesSkipped
+        self.reconciliations = reconciliations
+        self.lastReconciliation = lastReconciliation
+    }
+
+    /// These counts plus `other`'s (the last reconciliation is the newer one's).
+    public func adding(_ other: SessionReport) -> SessionReport {
+        SessionReport(
+            resumes: resumes + other.resumes, identifies: identifies + other.identifies,
+            eventsReplayed: eventsReplayed + other.eventsReplayed, duplicatesSkipped: duplicatesSkipped + other.duplicatesSkipped,
+            reconciliations: reconciliations + other.reconciliations,
+            lastReconciliation: other.lastReconciliation ?? lastReconciliation,
+            lastReconciliationAt: other.lastReconciliation == nil ? lastReconciliationAt : other.lastReconciliationAt
+        )
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(resumes, forKey: .resumes)
+        try c.encode(identifies, forKey: .identifies)
+        try c.encode(eventsReplayed, forKey: .eventsReplayed)
+        try c.encode(duplicatesSkipped, forKey: .duplicatesSkipped)
+        try c.encode(reconciliations, forKey: .reconciliations)
+        try c.encode(lastReconciliation, forKey: .lastReconciliation)
+        try c.encode(lastReconciliationAt, forKey: .lastReconciliationAt)
     }
 }

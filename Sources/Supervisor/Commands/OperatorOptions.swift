@@ -17,7 +17,7 @@ struct OperatorOptions: ParsableArguments {
 
     func client(timeoutSeconds: Double = 30) async throws -> ControlClient {
         if let socket { return ControlClient(socketPath: socket, timeoutSeconds: timeoutSeconds) }
-        let loaded = try await ConfigLoader.load(file: config)
+        let loaded = try await ConfigLoader.load(file: config, needsToken: false)
         return ControlClient(socketPath: loaded.config.statusSocket, timeoutSeconds: timeoutSeconds)
     }
 

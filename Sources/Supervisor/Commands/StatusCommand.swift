@@ -61,6 +61,11 @@ enum StatusTable {
             if let remaining = d.sessionStartRemaining, let total = d.sessionStartTotal { identifies += ", \(remaining) of \(total) left today" }
             if let next = d.nextIdentifyAt { identifies += ", next held until \(next)" }
             rows.append(("  identifies", identifies))
+            if let sessions = w.sessions {
+                rows.append(("  sessions", "\(sessions.resumes) resumed, \(sessions.identifies) opened, \(sessions.eventsReplayed) events replayed, "
+                    + "\(sessions.duplicatesSkipped) duplicates skipped, \(sessions.reconciliations) reconciliations"))
+                if let last = sessions.lastReconciliation { rows.append(("  last reconciled", last)) }
+            }
             rows.append(("  REST", "\(d.restGlobalRemaining)/s headroom, \(d.restInvalidRequests) invalid (401/403/429) in 10 min"))
             if let error = d.lastError { rows.append(("  Discord error", error)) }
             if let sandbox = d.sandboxURL { rows.append(("  sandbox", "\(sandbox) (state: \(sandbox)/sandbox/state)")) }

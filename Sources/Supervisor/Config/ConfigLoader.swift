@@ -38,10 +38,14 @@ enum ConfigLoader {
         var warnings: [String]
     }
 
+    /// - Parameter needsToken: false for the operator commands, which only find the socket in the
+    ///   config: an operator's shell has no `DISCORD_TOKEN` (systemd keeps it in the unit's
+    ///   environment file), and needs none.
     static func load(
         file: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        workingDirectory: String = FileManager.default.currentDirectoryPath
+        workingDirectory: String = FileManager.default.currentDirectoryPath,
+        needsToken: Bool = true
     ) async throws -> Loaded {
         var providers: [any ConfigProvider] = [
             EnvironmentVariablesProvider(
@@ -75,7 +79,7 @@ enum ConfigLoader {
         if let problem = problems.first {
             throw ConfigError(description: problem)
         }
-        try Self.validate(config)
+        try Self.validate(config, needsToken: needsToken)
         return Loaded(config: config, warnings: warnings)
     }
 
@@ -141,7 +145,7 @@ enum ConfigLoader {
         return config
     }
 
-    private static func validate(_ c: SupervisorConfig) throws {
+    private static func validate(_ c: SupervisorConfig, needsToken: Bool) throws {
         func require(_ condition: Bool, _ message: String) throws {
             if !condition { throw ConfigError(description: message) }
         }
@@ -164,7 +168,7 @@ enum ConfigLoader {
         try require(Self.isClockTime(c.backup.dailyAt), "backup.dailyAt must be a local time as \"HH:MM\", e.g. \"04:00\"; got \"\(c.backup.dailyAt)\"")
         try require(["discord", "sandbox"].contains(c.discord.mode), "discord.mode must be \"discord\" or \"sandbox\"; got \"\(c.discord.mode)\"")
         try require(
-            c.discord.mode == "sandbox" || c.discord.token != nil,
+            c.discord.mode == "sandbox" || c.discord.token != nil || !needsToken,
             "discord.mode is \"discord\" but no token is set: put it in DISCORD_TOKEN (or discord.token), or set discord.mode to \"sandbox\""
         )
         try require((1...5000).contains(c.discord.sandboxMembers), "sandbox.members must be between 1 and 5000; got \(c.discord.sandboxMembers)")

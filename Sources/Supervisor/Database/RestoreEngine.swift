@@ -35,6 +35,17 @@ struct RestoreEngine: Sendable {
             if case .backup(_, let rollForward) = self { return rollForward }
             return true
         }
+
+        /// Whether the restored data is the newest there is, so that the bot's Gateway session
+        /// (stored with the data) can be resumed: not for a state from the past, whose session
+        /// position would make Discord replay, or skip, the wrong events.
+        var keepsSession: Bool {
+            switch self {
+            case .latest: true
+            case .backup(_, let rollForward): rollForward
+            case .pointInTime: false
+            }
+        }
     }
 
     /// What the journal replay brought back.
@@ -105,7 +116,7 @@ struct RestoreEngine: Sendable {
                 replay = try self.replay(after: position, untilMs: target.untilMs, onto: temporary) { progress("replaying the journal", 0.5 + 0.4 * $0) }
             }
             progress("checking the restored database", 0.9)
-            let timeline = try finish(temporary)
+            let timeline = try finish(temporary, dropSession: target.keepsSession ? nil : "the database was restored to \(candidate.manifest.id)\(target.untilMs.map { " as of \(Timestamp.string(Date(timeIntervalSince1970: Double($0) / 1000)))" } ?? "")")
             let quarantine = try quarantineLiveFiles(reason: reason, now: now)
             // A crash here leaves no live file: the next start restores again (the marker says
             // a database existed), from the same backup and journal.
@@ -171,11 +182,15 @@ struct RestoreEngine: Sendable {
 
     /// The restored file starts a new timeline (the journal after it is a new history), is
     /// checked and made durable. Returns the timeline.
-    private func finish(_ path: String) throws -> String? {
+    private func finish(_ path: String, dropSession: String?) throws -> String? {
         let queue = try DatabaseQueue(path: path)
         var timeline: String?
         try queue.write { db in
             if try JournalState.read(db) != nil { timeline = try JournalState.startTimeline(db) }
+            // The worker's `gateway_session` row: its next start identifies and reconciles.
+            if let dropSession, try db.tableExists("gateway_session") {
+                try db.execute(sql: "UPDATE gateway_session SET session_id = NULL, resume_url = NULL, sequence = NULL, reconcile = ? WHERE id = 1", arguments: [dropSession])
+            }
         }
         try queue.close()
         let inspection = DatabaseInspector.inspect(path: path, check: .quick)

@@ -48,6 +48,7 @@ actor HealthMonitor {
             heartbeatTimeoutMs: StatusStore.milliseconds(config.worker.heartbeatTimeout), discord: snapshot.worker.discord
         ))
         checks.append(HealthRules.discordLimits(snapshot.worker.discord))
+        checks.append(HealthRules.sessions(snapshot.worker.sessions, now: Date()))
         checks.append(HealthRules.memory(worker: snapshot.worker.rssBytes, supervisor: snapshot.supervisor.rssBytes))
         _ = await keeper.backupList()
         checks.append(HealthRules.backupAge(newest: keeper.newestVerifiedBackupDate(), now: Date()))

@@ -92,6 +92,23 @@ enum HealthRules {
         return Check(name: "discord-limits", status: status, detail: notes.isEmpty ? summary : notes.joined(separator: "; "))
     }
 
+    /// How long a reconciliation keeps the `sessions` check at warn: events may have been missed.
+    static let reconciliationWarnSeconds: Double = 3600
+
+    /// The Gateway sessions: resumes, identifies, replays and duplicates; a warning for an hour
+    /// after a reconciliation (a session was lost, and events with it).
+    static func sessions(_ report: SessionReport?, now: Date) -> Check {
+        guard let report else { return Check(name: "sessions", status: .ok, detail: "no report from the worker yet") }
+        var detail = "\(report.resumes) resumes, \(report.identifies) identifies, \(report.eventsReplayed) events replayed, "
+            + "\(report.duplicatesSkipped) duplicates skipped, \(report.reconciliations) reconciliations"
+        if let text = report.lastReconciliation, let at = report.lastReconciliationAt.flatMap({ Timestamp.date($0) }),
+           now.timeIntervalSince(at) < reconciliationWarnSeconds {
+            detail += "; last: \(text)"
+            return Check(name: "sessions", status: .warn, detail: detail)
+        }
+        return Check(name: "sessions", status: .ok, detail: detail)
+    }
+
     /// Errors in the tracker's window.
     static func errorRate(errors: Int, window: Duration, threshold: Int) -> Check {
         let minutes = window.components.seconds / 60

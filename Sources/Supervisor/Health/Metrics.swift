@@ -52,6 +52,13 @@ enum MetricsText {
                 ("outcome=\"success\"", Double(e.commandsSucceeded)), ("outcome=\"failure\"", Double(e.commandsFailed)),
             ])
         }
+        if let sessions = w.sessions {
+            one("bot_gateway_resumes_total", "Gateway sessions resumed since the supervisor started (a new worker taking over its predecessor's, or a reconnect)", Double(sessions.resumes), "counter")
+            one("bot_gateway_identifies_total", "Gateway sessions opened anew since the supervisor started", Double(sessions.identifies), "counter")
+            one("bot_gateway_events_replayed_total", "Events Discord replayed on resumes", Double(sessions.eventsReplayed), "counter")
+            one("bot_gateway_duplicates_skipped_total", "Replayed events whose effects were already committed, skipped", Double(sessions.duplicatesSkipped), "counter")
+            one("bot_gateway_reconciliations_total", "Reconciliations after a lost session (events may have been missed)", Double(sessions.reconciliations), "counter")
+        }
         if let db = s.database {
             one("bot_database_size_bytes", "Size of the live database file", db.sizeBytes.map(Double.init))
         }

@@ -33,6 +33,10 @@ actor StatusStore: Service {
     static let repeatWindow = Duration.seconds(600)
     /// The worker's report from its last heartbeat, and which worker sent it.
     private var report: (pid: Int32, heartbeat: WorkerMessage.Heartbeat)?
+    /// The session counts of the workers before the current one.
+    private var earlierSessions = SessionReport()
+    /// Each worker's last session report, by pid (the current one's is added when it is replaced).
+    private var sessionsOf: (pid: Int32, report: SessionReport)?
     /// The start-up checks of the last worker that sent them (kept after it exits: why it failed).
     private var startup: (pid: Int32, report: StartupReport)?
     private var journal: JournalReport?
@@ -105,7 +109,8 @@ actor StatusStore: Service {
                 rssBytes: currentReport?.rssBytes,
                 discord: currentReport?.discord,
                 events: currentReport?.events,
-                startup: startup?.report
+                startup: startup?.report,
+                sessions: sessionsOf.map { earlierSessions.adding($0.report) } ?? (earlierSessions == SessionReport() ? nil : earlierSessions)
             ),
             health: health,
             alerts: alerts,
@@ -183,6 +188,13 @@ actor StatusStore: Service {
     func record(report heartbeat: WorkerMessage.Heartbeat, from pid: Int32) {
         generation += 1
         report = (pid, heartbeat)
+        if let sessions = heartbeat.sessions {
+            if let previous = sessionsOf, previous.pid != pid { earlierSessions = earlierSessions.adding(previous.report) }
+            if let reconciliation = sessions.lastReconciliation, reconciliation != sessionsOf.flatMap({ $0.pid == pid ? $0.report.lastReconciliation : nil }) {
+                raise(.warning, reconciliation)
+            }
+            sessionsOf = (pid, sessions)
+        }
         if let journal = heartbeat.journal {
             noteJournal(journal)
         }

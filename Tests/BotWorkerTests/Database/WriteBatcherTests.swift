@@ -18,6 +18,7 @@ import Testing
         let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
         try pool.write { db in
             try db.execute(sql: "CREATE TABLE counts (id INTEGER PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0))")
+            try GatewayPosition.create(db)
         }
         database = SafeDatabase(writer: pool, logger: Logger(label: "database")) { _ in }
     }
@@ -68,5 +69,47 @@ import Testing
         }
         await batcher.drain()
         #expect(await batcher.committed == 200)
+    }
+
+    @Test func theGatewayPositionCommitsWithTheWritesQueuedBeforeIt() async throws {
+        let batcher = WriteBatcher(database: database, logger: Logger(label: "database"), maximumBatch: 7)
+        // Events 1…50: each a write then its position; every third event writes nothing.
+        for event in 1...50 {
+            if event % 3 != 0 {
+                await batcher.submit("test.event") { db in
+                    try db.execute(sql: "INSERT INTO counts (id, n) VALUES (?, 1)", arguments: [event])
+                    return nil
+                }
+            }
+            await batcher.advance(to: GatewayPosition(sessionID: "s1", resumeURL: "wss://resume", sequence: event))
+        }
+        await batcher.drain()
+        let (stored, rows) = try await database.read("check") { db in
+            (try GatewayPosition.load(db).session, try Int.fetchOne(db, sql: "SELECT count(*) FROM counts") ?? 0)
+        }
+        #expect(stored == GatewaySession.StoredSession(sessionID: "s1", resumeURL: "wss://resume", sequence: 50))
+        #expect(rows == 34)
+        // Markers are not writes: they are neither counted nor timed.
+        #expect(await batcher.committed == 34)
+        #expect(await batcher.committedPosition?.sequence == 50)
+    }
+
+    @Test func aPositionIsNeverStoredAheadOfItsEventsWrites() async throws {
+        // Every committed state, watched from outside: the position's event always has its row.
+        let batcher = WriteBatcher(database: database, logger: Logger(label: "database"), maximumBatch: 5)
+        for event in 1...200 {
+            await batcher.submit("test.event") { db in
+                try db.execute(sql: "INSERT INTO counts (id, n) VALUES (?, 1)", arguments: [event])
+                return nil
+            }
+            await batcher.advance(to: GatewayPosition(sessionID: "s1", resumeURL: nil, sequence: event))
+            if event % 20 == 0 {
+                let (position, newest) = try await database.read("check") { db in
+                    (try GatewayPosition.load(db).session?.sequence ?? 0, try Int.fetchOne(db, sql: "SELECT max(id) FROM counts") ?? 0)
+                }
+                #expect(position <= newest, "position \(position) ahead of the newest row \(newest)")
+            }
+        }
+        await batcher.drain()
     }
 }

@@ -145,6 +145,53 @@ import Testing
         #expect(!String(describing: session).contains("token-value"))
         #expect(!String(reflecting: session.identity).contains("token-value"))
     }
+
+    // MARK: - A session that outlives its worker
+
+    let stored = GatewaySession.StoredSession(sessionID: "s1", resumeURL: "wss://resume.example", sequence: 10)
+
+    @Test func aStoredSessionIsResumedAndWhatWasCommittedIsSkipped() {
+        var session = GatewaySession(identity: identity, gatewayURL: "wss://gateway.example", stored: stored)
+        #expect(session.start() == [.connect(url: "wss://resume.example")])
+        _ = session.opened()
+        let hello = session.received(hello(), at: t0, jitter: 0)
+        #expect(hello.last == .send(GatewayPayload(op: 6, d: .object([
+            "token": .string("token-value"), "session_id": .string("s1"), "seq": .integer(10),
+        ]))))
+        // Discord replays from the sequence given; one at or below it was handled already.
+        #expect(session.received(dispatch("MESSAGE_CREATE", 10), at: t0, jitter: 0).isEmpty)
+        #expect(session.received(dispatch("MESSAGE_CREATE", 11), at: t0, jitter: 0) == [.dispatch(type: "MESSAGE_CREATE", data: .object([:]))])
+        #expect(session.received(dispatch("MESSAGE_CREATE", 12), at: t0, jitter: 0).count == 1)
+        _ = session.received(dispatch("RESUMED", 13), at: t0, jitter: 0)
+        #expect(session.phase == .connected)
+        #expect(session.counters == .init(resumes: 1, identifies: 0, eventsReplayed: 2, duplicatesSkipped: 1))
+        #expect(session.sequence == 13)
+        var copy = session
+        #expect(copy.takeLostSession() == nil)
+    }
+
+    @Test func aRefusedResumeIsALostSessionAndANewOneIsNotFiltered() {
+        var session = GatewaySession(identity: identity, gatewayURL: "wss://gateway.example", stored: stored)
+        _ = session.start()
+        _ = session.opened()
+        _ = session.received(hello(), at: t0, jitter: 0)
+        // The session expired on Discord's side: op 9 false.
+        #expect(session.received(GatewayPayload(op: 9, d: .bool(false)), at: t0, jitter: 0) == [.close(code: 4000)])
+        _ = session.closed(code: nil, jitter: 0)
+        #expect(session.reconnectDue() == [.connect(url: "wss://gateway.example")])
+        _ = session.opened()
+        guard case .send(let identify) = session.received(hello(), at: t0, jitter: 0).last else {
+            Issue.record("no identify")
+            return
+        }
+        #expect(identify.op == 2)
+        // The new session numbers from 1: nothing of it is skipped.
+        #expect(session.received(dispatch("READY", 1, ready), at: t0, jitter: 0).count == 1)
+        #expect(session.received(dispatch("MESSAGE_CREATE", 2), at: t0, jitter: 0).count == 1)
+        #expect(session.counters.identifies == 1 && session.counters.duplicatesSkipped == 0)
+        #expect(session.takeLostSession() == GatewaySession.LostSession(sessionID: "s1", sequence: 10))
+        #expect(session.takeLostSession() == nil)
+    }
 }
 
 @Suite struct RateLimiterTests {

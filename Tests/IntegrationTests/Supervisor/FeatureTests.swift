@@ -18,13 +18,18 @@ import Testing
         /// - Parameter config: merged over the harness's; `DIR` in it names the harness's directory.
         init(config: [String: Any] = [:]) async throws {
             let harness = try SupervisorHarness(config: config)
-            self.harness = harness
             try harness.rewriteConfig { $0.replacingOccurrences(of: "DIR", with: harness.dir) }
             try harness.startReady()
             let status = try harness.waitForStatus(timeout: .seconds(30), "the gateway connected") {
                 $0.worker.discord?.gatewayState == "connected" && $0.worker.discord?.guilds == 1
             }
-            sandbox = SandboxClient(baseURL: try #require(status.worker.discord?.sandboxURL))
+            try await self.init(harness: harness, sandbox: SandboxClient(baseURL: try #require(status.worker.discord?.sandboxURL)))
+        }
+
+        /// A bot already running (in `discord` mode against `sandbox`, say) and connected.
+        init(harness: SupervisorHarness, sandbox: SandboxClient) async throws {
+            self.harness = harness
+            self.sandbox = sandbox
             let guild = try await sandbox.get("/sandbox/state")["guild"] ?? .null
             roles = Dictionary(uniqueKeysWithValues: (guild["roles"]?.arrayValue ?? []).compactMap { role in
                 role["name"]?.stringValue.flatMap { name in role["id"]?.stringValue.map { (name, $0) } }

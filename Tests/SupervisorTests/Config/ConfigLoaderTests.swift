@@ -80,6 +80,12 @@ import Testing
         }
     }
 
+    @Test func operatorCommandsFindTheSocketWithoutTheToken() async throws {
+        // An operator's shell has no DISCORD_TOKEN: `restore --config` must still find the socket.
+        let loaded = try await ConfigLoader.load(file: nil, environment: ["DISCORD_MODE": "discord", "DATA_DIR": "/srv/bot"], workingDirectory: "/", needsToken: false)
+        #expect(loaded.config.statusSocket == "/srv/bot/run/supervisor.sock")
+    }
+
     @Test func unknownKeysAreWarnedAbout() async throws {
         let path = try file(#"{"worker": {"heartbeatTimeoutSecond": 20}, "colour": "blue"}"#)
         let loaded = try await ConfigLoader.load(file: path, environment: [:], workingDirectory: "/")

@@ -44,12 +44,13 @@ actor GatewayClient {
     init(
         identity: GatewaySession.Identity,
         gatewayURL: String,
+        stored: GatewaySession.StoredSession? = nil,
         logger: Logger,
         jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         identifyPermit: @escaping @Sendable () async throws -> Void = {},
         onDispatch: @escaping @Sendable (GatewayDispatch) async -> Void
     ) {
-        session = GatewaySession(identity: identity, gatewayURL: gatewayURL)
+        session = GatewaySession(identity: identity, gatewayURL: gatewayURL, stored: stored)
         self.logger = logger
         self.jitter = jitter
         self.identifyPermit = identifyPermit
@@ -59,6 +60,8 @@ actor GatewayClient {
     var state: GatewaySession.Phase { session.phase }
     var latency: Duration? { session.latency }
     var lastEventAt: ContinuousClock.Instant? { session.lastEventAt }
+    var counters: GatewaySession.Counters { session.counters }
+    func takeLostSession() -> GatewaySession.LostSession? { session.takeLostSession() }
 
     /// Connects and stays connected until cancelled; throws `Fatal` when Discord refuses the
     /// configuration (a bad token, disallowed intents).
@@ -92,14 +95,22 @@ actor GatewayClient {
     /// One WebSocket connection, from open to close; returns Discord's close code, if any.
     private func connection(to url: String) async -> Int? {
         let separator = url.contains("?") ? "&" : "?"
+        let logger = self.logger
         do {
-            let close = try await WebSocketClient.connect(
-                url: url + separator + "v=10&encoding=json",
-                configuration: .init(maxFrameSize: Self.maximumMessageSize),
-                logger: logger
-            ) { inbound, outbound, _ in
-                try await self.serve(inbound: inbound, outbound: outbound)
+            // Detached, so that it does not see the worker's graceful shutdown: swift-websocket
+            // answers one by closing with 1000, which ends the session on Discord's side. A
+            // stopping worker cancels it instead, and `serve` closes with a code that keeps the
+            // session resumable for the next worker.
+            let connection = Task.detached {
+                try await WebSocketClient.connect(
+                    url: url + separator + "v=10&encoding=json",
+                    configuration: .init(maxFrameSize: Self.maximumMessageSize),
+                    logger: logger
+                ) { inbound, outbound, _ in
+                    try await self.serve(inbound: inbound, outbound: outbound)
+                }
             }
+            let close = try await withTaskCancellationHandler { try await connection.value } onCancel: { connection.cancel() }
             return close.map { Self.number(of: $0.closeCode) }
         } catch {
             logger.warning("gateway connection failed", metadata: ["error": "\(error)"])
@@ -140,6 +151,21 @@ actor GatewayClient {
                 heartbeatScheduler.finish()
                 group.cancelAll()
             }
+            // A worker stopping (restart, deploy, restore, shutdown) closes with a code that keeps
+            // the session resumable for the next worker: never 1000 or 1001, which end it.
+            try await withTaskCancellationHandler {
+                try await self.read(events, outbound: outbound, scheduler: heartbeatScheduler)
+            } onCancel: {
+                continuation.finish()
+            }
+            if Task.isCancelled {
+                try? await outbound.close(.unknown(UInt16(GatewaySession.resumeCloseCode)), reason: "worker stopping; the session is resumed by the next")
+            }
+        }
+    }
+
+    private func read(_ events: AsyncStream<Event>, outbound: WebSocketOutboundWriter, scheduler heartbeatScheduler: AsyncStream<HeartbeatDue>.Continuation) async throws {
+        do {
             for await event in events {
                 let actions: [GatewaySession.Action]
                 var received: (payload: GatewayPayload, at: ContinuousClock.Instant)?
@@ -166,8 +192,8 @@ actor GatewayClient {
                         try await outbound.close(.unknown(UInt16(code)), reason: nil)
                     case .dispatch(let type, _):
                         await onDispatch(GatewayDispatch(
-                            type: type, sequence: received?.payload.s, event: received?.payload.event ?? .other,
-                            receivedAt: received?.at ?? .now
+                            type: type, sequence: received?.payload.s, sessionID: session.sessionID, resumeURL: session.resumeURL,
+                            event: received?.payload.event ?? .other, receivedAt: received?.at ?? .now
                         ))
                     case .connect, .scheduleReconnect, .fatal:
                         break

@@ -50,6 +50,9 @@ enum GatewayEvent: Sendable, Equatable {
 struct GatewayDispatch: Sendable {
     var type: String
     var sequence: Int?
+    /// The session it came in, and where to resume it: stored with its effects.
+    var sessionID: String? = nil
+    var resumeURL: String? = nil
     var event: GatewayEvent
     /// When its frame was read: the start of its end-to-end latency.
     var receivedAt: ContinuousClock.Instant

@@ -11,7 +11,32 @@ import IPC
 ///   dropped connection and op 9 `true` resume; op 9 `false`, 4007 and 4009 identify afresh.
 /// - Fatal close codes (4004, 4010–4014) stop reconnecting.
 /// - Reconnects back off exponentially with jitter.
+/// - A session stored by an earlier worker (`StoredSession`: its id, resume URL and the sequence
+///   of the last event whose effects committed) is resumed; a replayed dispatch at or below that
+///   sequence is skipped as a duplicate. When the resume is refused, the session is recorded as
+///   lost (`lostSession`): events may have been missed, and the bot reconciles.
 struct GatewaySession: Sendable {
+    /// A session as a worker left it in the database.
+    struct StoredSession: Sendable, Equatable {
+        var sessionID: String
+        var resumeURL: String?
+        var sequence: Int
+    }
+
+    /// A session Discord refused to resume: the events after `sequence` may be lost.
+    struct LostSession: Sendable, Equatable {
+        var sessionID: String
+        var sequence: Int?
+    }
+
+    /// What the status reports (`worker.sessions`).
+    struct Counters: Sendable, Equatable {
+        var resumes = 0
+        var identifies = 0
+        var eventsReplayed = 0
+        var duplicatesSkipped = 0
+    }
+
     struct Identity: Sendable {
         var token: Secret
         var intents: Int
@@ -55,7 +80,12 @@ struct GatewaySession: Sendable {
     private(set) var latency: Duration?
     private(set) var lastEventAt: ContinuousClock.Instant?
     private(set) var failedAttempts = 0
-    private(set) var identifies = 0
+    private(set) var counters = Counters()
+    var identifies: Int { counters.identifies }
+    /// Dispatches at or below this sequence of the stored session were already handled.
+    private(set) var committedThrough: Int?
+    /// Set when a session (stored or of this process) could not be resumed; taken by the bot.
+    private(set) var lostSession: LostSession?
     private var awaitingAck = false
     private var lastHeartbeatAt: ContinuousClock.Instant?
     private var generation = 0
@@ -65,16 +95,28 @@ struct GatewaySession: Sendable {
     /// The code we close with when we mean to resume: not 1000/1001, which end the session.
     static let resumeCloseCode = 4000
 
-    init(identity: Identity, gatewayURL: String) {
+    init(identity: Identity, gatewayURL: String, stored: StoredSession? = nil) {
         self.identity = identity
         self.gatewayURL = gatewayURL
+        if let stored {
+            sessionID = stored.sessionID
+            resumeURL = stored.resumeURL
+            sequence = stored.sequence
+            committedThrough = stored.sequence
+        }
+    }
+
+    /// The lost session, once: the bot reconciles after the new session's READY.
+    mutating func takeLostSession() -> LostSession? {
+        defer { lostSession = nil }
+        return lostSession
     }
 
     var canResume: Bool { sessionID != nil && sequence != nil }
 
     mutating func start() -> [Action] {
         phase = .connecting
-        return [.connect(url: gatewayURL)]
+        return [.connect(url: canResume ? (resumeURL ?? gatewayURL) : gatewayURL)]
     }
 
     /// The WebSocket is open.
@@ -106,7 +148,8 @@ struct GatewaySession: Sendable {
                 ]))))
             } else {
                 phase = .identifying
-                identifies += 1
+                counters.identifies += 1
+                committedThrough = nil
                 actions.append(.send(identifyPayload()))
             }
             return actions
@@ -120,8 +163,17 @@ struct GatewaySession: Sendable {
             return []
 
         case .dispatch:
-            if let s = payload.s { sequence = s }
+            if let s = payload.s {
+                if let committedThrough, s <= committedThrough {
+                    // Replayed, and its effects are already committed: handled once already.
+                    counters.duplicatesSkipped += 1
+                    sequence = max(sequence ?? s, s)
+                    return []
+                }
+                sequence = s
+            }
             guard let type = payload.t else { return [] }
+            if phase == .resuming, type != "RESUMED" { counters.eventsReplayed += 1 }
             let data = payload.d ?? .null
             switch type {
             case "READY":
@@ -134,6 +186,7 @@ struct GatewaySession: Sendable {
             case "RESUMED":
                 phase = .connected
                 failedAttempts = 0
+                counters.resumes += 1
             default:
                 break
             }
@@ -220,6 +273,8 @@ struct GatewaySession: Sendable {
     }
 
     private mutating func forgetSession() {
+        if let sessionID { lostSession = LostSession(sessionID: sessionID, sequence: sequence) }
+        committedThrough = nil
         sessionID = nil
         resumeURL = nil
         sequence = nil

@@ -102,8 +102,10 @@ struct VerificationFeature: Feature {
         await context.commands.register(componentPrefix: Self.buttonID, feature: Self.name) { interaction in
             try await feature.press(interaction)
         }
-        await context.events.subscribe([.memberJoined, .memberUpdated, .memberLeft], feature: Self.name) { event in
+        await context.events.subscribe([.memberJoined, .memberUpdated, .memberLeft, .membersJoinedWhileAway], feature: Self.name) { event in
             switch event {
+            case .membersJoinedWhileAway(_, let members):
+                for member in members where !member.isBot && !member.pending { await feature.markUnverified(member) }
             case .memberJoined(let member) where member.isBot:
                 break
             case .memberJoined(let member):
