@@ -14,6 +14,11 @@ import Logging
 /// There is no timer: the batch is whatever arrived during the previous commit, so an idle bot
 /// commits a lone write at once and a busy one batches more. When `maximumQueued` writes wait,
 /// `submit` waits too (back-pressure on the Gateway reader rather than unbounded memory).
+///
+/// A Gateway event's writes and its position commit in one transaction: between `beginEvent` and
+/// `advance(to:)` nothing queued from the event's start on is taken into a batch, so a crash
+/// never leaves an event's writes committed without its position (the event would be replayed
+/// and counted twice) or its position without its writes.
 actor WriteBatcher {
     /// A write, and optionally what to do once it is committed (publish "level reached", say).
     typealias Write = @Sendable (Database) throws -> AfterCommit?
@@ -25,7 +30,10 @@ actor WriteBatcher {
         var receivedAt: ContinuousClock.Instant
         /// A position marker instead of a write: everything queued before it belongs to events up
         /// to it.
-        var position: GatewayPosition?
+        var position: GatewayPosition? = nil
+        /// A write of an event being handled: a batch never ends on one (it takes the rest of the
+        /// event, up to its position, too).
+        var ofEvent = false
     }
 
     private let database: SafeDatabase
@@ -33,6 +41,8 @@ actor WriteBatcher {
     private let maximumBatch: Int
     private let maximumQueued: Int
     private var queue: [Pending] = []
+    /// While an event is being handled: where its writes begin in `queue`. Batches stop there.
+    private var eventStart: Int?
     private var flushing = false
     private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
@@ -55,10 +65,42 @@ actor WriteBatcher {
     /// Queues `write`; returns once it is queued (not committed). `receivedAt` is when the event
     /// that caused it arrived, the start of its measured latency.
     func submit(_ operation: String, receivedAt: ContinuousClock.Instant = .now, _ write: @escaping Write) async {
+        await enqueue(Pending(operation: operation, write: write, receivedAt: receivedAt))
+    }
+
+    /// An event is being handled: what is queued from now on waits for its position.
+    func beginEvent() {
+        eventStart = queue.count
+    }
+
+    /// Ends the event `beginEvent` began: every write of the events up to `position` is queued (an
+    /// event with no write at all advances it too). The position is written in the same
+    /// transaction as the event's writes, after them: the stored position never runs ahead of the
+    /// data it stands for nor behind it, and a new worker resumes from it.
+    func advance(to position: GatewayPosition) async {
+        await enqueue(Pending(operation: "core.gateway-position", write: nil, receivedAt: .now, position: position))
+        eventStart = nil
+        startFlush()
+    }
+
+    /// Queues `pending` once there is room, and starts a flush unless one runs.
+    private func enqueue(_ item: Pending) async {
+        var pending = item
+        pending.ofEvent = eventStart != nil && pending.position == nil
         while queue.count >= maximumQueued {
+            // An event with more writes than the queue holds (a guild of tens of thousands
+            // re-evaluated) must not wait for itself: its writes then commit in several batches.
+            if eventStart != nil {
+                eventStart = nil
+                startFlush()
+            }
             await withCheckedContinuation { spaceWaiters.append($0) }
         }
-        queue.append(Pending(operation: operation, write: write, receivedAt: receivedAt))
+        queue.append(pending)
+        startFlush()
+    }
+
+    private func startFlush() {
         if !flushing {
             flushing = true
             // Unstructured on purpose: `submit` returns once the write is queued, so the flush
@@ -69,25 +111,6 @@ actor WriteBatcher {
             Task { await self.flush() }
         }
     }
-
-    /// Records that every write of the events up to `position` is queued (an event with no write
-    /// at all advances it too). The newest position of a batch is written in that batch's
-    /// transaction, after its writes: the stored position never runs ahead of the data it stands
-    /// for, and a new worker resumes from it.
-    func advance(to position: GatewayPosition) async {
-        while queue.count >= maximumQueued {
-            await withCheckedContinuation { spaceWaiters.append($0) }
-        }
-        queue.append(Pending(operation: "core.gateway-position", write: nil, receivedAt: .now, position: position))
-        if !flushing {
-            flushing = true
-            // As in `submit`.
-            Task { await self.flush() }
-        }
-    }
-
-    /// The newest position committed.
-    private(set) var committedPosition: GatewayPosition?
 
     /// Returns once everything submitted so far is committed (or failed) and its after-commit
     /// actions have run.
@@ -102,14 +125,22 @@ actor WriteBatcher {
     var queued: Int { queue.count }
 
     private func flush() async {
-        while !queue.isEmpty {
-            let batch = Array(queue.prefix(maximumBatch))
-            queue.removeFirst(batch.count)
+        while true {
+            let limit = min(eventStart ?? queue.count, queue.count)
+            var available = min(limit, maximumBatch)
+            guard available > 0 else { break }
+            // Not between an event's writes and its position.
+            while available < limit, queue[available - 1].ofEvent { available += 1 }
+            let batch = Array(queue.prefix(available))
+            queue.removeFirst(available)
+            if let start = eventStart { eventStart = start - available }
             for waiter in spaceWaiters { waiter.resume() }
             spaceWaiters.removeAll()
             await commit(batch)
         }
         flushing = false
+        // Writes held for an open event are flushed once its position is queued.
+        guard queue.isEmpty else { return }
         for waiter in idleWaiters { waiter.resume() }
         idleWaiters.removeAll()
     }
@@ -145,7 +176,6 @@ actor WriteBatcher {
             }
             let now = ContinuousClock.now
             for pending in batch where pending.write != nil { latencies.add(now - pending.receivedAt) }
-            if let position { committedPosition = position }
             transactions += 1
             committed += writes.count - outcome.value.failed
             failed += outcome.value.failed

@@ -103,12 +103,9 @@ actor DiscordConnection {
         let discovered = try await discoverGateway(rest)
         // The session the previous worker left, to resume: Discord replays what it missed.
         let stored = try await database.read("core.gateway-session") { db in
-            (
-                position: try GatewayPosition.load(db), identity: try GatewayPosition.loadIdentity(db),
-                at: try Double.fetchOne(db, sql: "SELECT updated_at FROM \(GatewayPosition.table) WHERE id = 1")
-            )
+            (position: try GatewayPosition.load(db), identity: try GatewayPosition.loadIdentity(db))
         }
-        lastPositionAt = stored.at.map { Date(timeIntervalSince1970: $0) }
+        lastPositionAt = stored.position.storedAt
         if let reason = stored.position.reconcile { pendingReconcile = (reason, lastPositionAt) }
         // Against the real Discord (the sandbox a worker starts itself dies with it), the session
         // the previous worker left is resumed. No READY or GUILD_CREATE comes then: who the bot is
@@ -167,11 +164,10 @@ actor DiscordConnection {
     /// A guild as GUILD_CREATE would have described it (its roles, its owner, the bot's roles),
     /// read over REST for a worker that resumes a session and so gets no GUILD_CREATE.
     private func restoreGuild(_ guild: GuildID, bot: UserID, _ rest: DiscordREST) async throws {
-        let decoder = JSONDecoder()
         guard let json = try await rest.guild(guild) else { throw DiscordREST.Failure(route: "GET /guilds/{guild}", status: 404, code: nil, message: "guild \(guild) not found") }
         var payload = try JSONLine.decode(GuildPayload.self, from: try JSONEncoder().encode(json))
         if let me = try await rest.member(guild: guild, user: bot) {
-            payload.members = [try decoder.decode(MemberPayload.self, from: try JSONEncoder().encode(me))]
+            payload.members = [try JSONLine.decode(MemberPayload.self, from: try JSONEncoder().encode(me))]
         }
         await access.guildAvailable(payload)
     }
@@ -267,9 +263,14 @@ actor DiscordConnection {
     /// commit, so does the position, and a new worker resumes after this event.
     func handle(_ dispatch: GatewayDispatch) async {
         received += 1
+        let position = dispatch.sequence.flatMap { sequence in
+            dispatch.sessionID.map { GatewayPosition(sessionID: $0, resumeURL: dispatch.resumeURL, sequence: sequence) }
+        }
+        // The event's writes and its position commit together, never one without the other.
+        if position != nil { await writes.beginEvent() }
         await act(on: dispatch)
-        if let sequence = dispatch.sequence, let sessionID = dispatch.sessionID {
-            await writes.advance(to: GatewayPosition(sessionID: sessionID, resumeURL: dispatch.resumeURL, sequence: sequence))
+        if let position {
+            await writes.advance(to: position)
             lastPositionAt = Date()
         }
     }

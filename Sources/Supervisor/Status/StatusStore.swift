@@ -35,7 +35,7 @@ actor StatusStore: Service {
     private var report: (pid: Int32, heartbeat: WorkerMessage.Heartbeat)?
     /// The session counts of the workers before the current one.
     private var earlierSessions = SessionReport()
-    /// Each worker's last session report, by pid (the current one's is added when it is replaced).
+    /// The newest worker's last session report (added to `earlierSessions` once another reports).
     private var sessionsOf: (pid: Int32, report: SessionReport)?
     /// The start-up checks of the last worker that sent them (kept after it exits: why it failed).
     private var startup: (pid: Int32, report: StartupReport)?
@@ -110,7 +110,7 @@ actor StatusStore: Service {
                 discord: currentReport?.discord,
                 events: currentReport?.events,
                 startup: startup?.report,
-                sessions: sessionsOf.map { earlierSessions.adding($0.report) } ?? (earlierSessions == SessionReport() ? nil : earlierSessions)
+                sessions: sessionsOf.map { earlierSessions.adding($0.report) }
             ),
             health: health,
             alerts: alerts,

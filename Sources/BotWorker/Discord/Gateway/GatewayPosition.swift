@@ -43,14 +43,16 @@ struct GatewayPosition: Sendable, Equatable {
         )
     }
 
-    /// The stored session (nil when there is none to resume), and why to reconcile, if so.
-    static func load(_ db: Database) throws -> (session: GatewaySession.StoredSession?, reconcile: String?) {
-        guard try db.tableExists(table), let row = try Row.fetchOne(db, sql: "SELECT session_id, resume_url, sequence, reconcile FROM \(table) WHERE id = 1") else {
-            return (nil, nil)
-        }
+    /// The stored session (nil when there is none to resume), why to reconcile, if so, and when
+    /// the position was last stored (the start of a gap, if the session is lost).
+    static func load(_ db: Database) throws -> (session: GatewaySession.StoredSession?, reconcile: String?, storedAt: Date?) {
+        guard try db.tableExists(table),
+              let row = try Row.fetchOne(db, sql: "SELECT session_id, resume_url, sequence, reconcile, updated_at FROM \(table) WHERE id = 1")
+        else { return (nil, nil, nil) }
         let reconcile: String? = row["reconcile"]
-        guard let id: String = row["session_id"], let sequence: Int = row["sequence"] else { return (nil, reconcile) }
-        return (GatewaySession.StoredSession(sessionID: id, resumeURL: row["resume_url"], sequence: sequence), reconcile)
+        let storedAt = (row["updated_at"] as Double?).map { Date(timeIntervalSince1970: $0) }
+        guard let id: String = row["session_id"], let sequence: Int = row["sequence"] else { return (nil, reconcile, storedAt) }
+        return (GatewaySession.StoredSession(sessionID: id, resumeURL: row["resume_url"], sequence: sequence), reconcile, storedAt)
     }
 
     /// Who the bot is in the session, and its guilds: what READY says, which a worker that resumes
