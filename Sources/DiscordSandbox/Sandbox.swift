@@ -14,6 +14,9 @@ struct SandboxConfiguration: Sendable {
     var seed: UInt64 = 1
     /// How long a Gateway session stays resumable after its connection dropped.
     var sessionExpirySeconds = 120.0
+    /// How long an interaction waits for its initial answer (Discord: 3 s). Unit tests that are
+    /// not about that deadline raise it, so that a loaded machine does not fail them.
+    var interactionAnswerMilliseconds: UInt64 = InteractionRecord.answerWithin
     /// Stderr log lines; off in tests that start many sandboxes.
     var logging = true
 }

@@ -103,8 +103,22 @@ import Testing
         try await harness.shutdown()
     }
 
-    @Test func interactionCallbackIsRecordedOnce() async throws {
+    @Test func anInteractionNotAnsweredWithinItsDeadlineIsUnknown() async throws {
         let harness = try await SandboxHarness()
+        let user = harness.sandbox.withWorld { $0.guild.humans[0].user.id }
+        let created = try await harness.control(.POST, "/interaction", body: .object(["user": .id(user), "kind": .string("command"), "name": .string("verification")]))
+        let id = try #require(created.json?["id"]?.stringValue.flatMap(UInt64.init))
+        let token = try #require(created.json?["token"]?.stringValue)
+        // Created 3.1 s ago, as far as the sandbox knows: Discord's 3 s have passed.
+        harness.sandbox.withWorld { $0.interactions[id]?.createdAt -= InteractionRecord.answerWithin + 100 }
+        let late = try await harness.rest(.POST, "/interactions/\(id)/\(token)/callback", body: .object(["type": .integer(4), "data": .object(["content": .string("late")])]), token: "")
+        #expect(late.status == 404 && late.json?["code"] == .integer(10062))
+        try await harness.shutdown()
+    }
+
+    @Test func interactionCallbackIsRecordedOnce() async throws {
+        // Not a test of the 3 s answer deadline: a minute, for a machine busy with other tests.
+        let harness = try await SandboxHarness(answerWithin: 60_000)
         let gateway = TestGateway.connect(harness)
         gateway.send(harness.identifyPayload())
         _ = try #require(await gateway.dispatch("GUILD_CREATE"))

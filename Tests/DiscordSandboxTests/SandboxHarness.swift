@@ -16,10 +16,13 @@ final class SandboxHarness: Sendable {
     let channel: any Channel
     static let token = "test-token"
 
-    init(members: Int = 12, disallowedIntents: Int = 0) async throws {
-        sandbox = Sandbox(configuration: SandboxConfiguration(
+    /// `answerWithin`: the interactions' answer deadline (Discord's 3 s by default).
+    init(members: Int = 12, disallowedIntents: Int = 0, answerWithin: UInt64 = InteractionRecord.answerWithin) async throws {
+        var configuration = SandboxConfiguration(
             token: Self.token, members: members, activityPerMinute: 0, disallowedIntents: disallowedIntents, logging: false
-        ))
+        )
+        configuration.interactionAnswerMilliseconds = answerWithin
+        sandbox = Sandbox(configuration: configuration)
         channel = try await SandboxServer(sandbox: sandbox).bind()
     }
 

@@ -28,6 +28,10 @@ actor BotCore: Service {
     }
 
     private let link: SupervisorLink
+    /// Asks for a heartbeat now, not at the next interval: a change the supervisor must not miss
+    /// (a session resumed or opened, a reconciliation) even if this worker is killed a second later.
+    nonisolated let reportRequests: AsyncStream<Void>
+    nonisolated let reportNow: AsyncStream<Void>.Continuation
     private let databasePath: String
     private let discordSettings: DiscordSettings
     private let journalSettings: JournalSettings
@@ -49,6 +53,7 @@ actor BotCore: Service {
     static let connectTimeout = Duration.seconds(20)
 
     init(link: SupervisorLink, databasePath: String, discord: DiscordSettings, journal: JournalSettings, faults: WorkerFaults, logger: Logger, databaseLogger: Logger) {
+        (reportRequests, reportNow) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.link = link
         self.faults = faults
         journalSettings = journal
@@ -83,7 +88,8 @@ actor BotCore: Service {
         try await verifyStartup(database)
         let discord = DiscordConnection(
             settings: discordSettings, needsMessageContent: FeatureCatalog.all.contains { $0.needsMessageContent },
-            database: database, events: events, writes: writes, commands: commands, access: access, logger: logger
+            database: database, events: events, writes: writes, commands: commands, access: access,
+            sessionChanged: reportNow, logger: logger
         )
         self.discord = discord
         do {

@@ -57,7 +57,14 @@ actor DiscordConnection {
     private var reconciliations = 0
     private var lastReconciliation: (text: String, at: Date)?
 
-    init(settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter, access: DiscordAccess, logger: Logger) {
+    /// Told when the session counts change, so that the supervisor hears of it at once.
+    private let sessionChanged: AsyncStream<Void>.Continuation?
+
+    init(
+        settings: DiscordSettings, needsMessageContent: Bool, database: SafeDatabase, events: EventBus, writes: WriteBatcher,
+        commands: CommandRouter, access: DiscordAccess, sessionChanged: AsyncStream<Void>.Continuation? = nil, logger: Logger
+    ) {
+        self.sessionChanged = sessionChanged
         self.settings = settings
         intents = Self.guilds | Self.guildMembers | Self.guildMessages | (needsMessageContent ? Self.messageContent : 0)
         self.database = database
@@ -293,6 +300,7 @@ actor DiscordConnection {
                 pendingReconcile = ("Discord did not resume session \(lost.sessionID) (after event \(lost.sequence.map(String.init) ?? "none"))", lastPositionAt)
             }
             markConnected()
+            sessionChanged?.yield()
         case .guildCreate(let guild):
             guard serves(guild.id), guild.unavailable != true else { return }
             await access.guildAvailable(guild)
@@ -335,6 +343,7 @@ actor DiscordConnection {
                     afterResumedStart(guilds)
                 }
                 markConnected()
+                sessionChanged?.yield()
             } else {
                 logger.debug("gateway event not handled", metadata: ["type": "\(dispatch.type)"])
             }
@@ -351,6 +360,7 @@ actor DiscordConnection {
         let joined = members.filter { member in !member.isBot && (since.map { start in (member.joinedAt ?? .distantPast) >= start.addingTimeInterval(-1) } ?? false) }
         if !joined.isEmpty { await events.publish(.membersJoinedWhileAway(guild: guild, members: joined)) }
         reconciliations += 1
+        sessionChanged?.yield()
         let from = since.map { Timestamp.string($0) } ?? "the previous session"
         lastReconciliation = ("\(reason): events may have been missed between \(from) and \(Timestamp.string(now)); \(members.count) members reconciled (\(joined.count) joined in the gap)", now)
         logger.warning("gateway session lost; reconciled", metadata: ["reason": "\(reason)", "members": "\(members.count)", "joined_in_gap": "\(joined.count)", "since": "\(from)"])

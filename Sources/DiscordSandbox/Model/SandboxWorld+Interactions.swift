@@ -12,6 +12,7 @@ struct InteractionRecord: Sendable {
     var responses: [JSONValue] = []
     var followUps: [JSONValue] = []
 
+    /// Discord's: the initial answer within 3 s (`SandboxConfiguration.interactionAnswerMilliseconds`).
     static let answerWithin: UInt64 = 3000
     static let tokenValidFor: UInt64 = 15 * 60 * 1000
 
@@ -88,7 +89,7 @@ extension SandboxWorld {
     /// POST /interactions/{id}/{token}/callback: the one initial answer.
     mutating func answerInteraction(id: UInt64, token: String, body: JSONValue) throws(DiscordError) {
         guard var record = interactions[id], record.token == token,
-              DiscordTime.nowMilliseconds() - record.createdAt <= InteractionRecord.answerWithin || !record.responses.isEmpty
+              DiscordTime.nowMilliseconds() - record.createdAt <= answerWithin || !record.responses.isEmpty
         else { throw .unknownInteraction }
         guard record.responses.isEmpty else { throw .alreadyAcknowledged }
         guard let type = body["type"]?.int, [1, 4, 5, 6, 7, 8, 9, 10, 12].contains(type) else {

@@ -46,6 +46,8 @@ struct SandboxWorld: Sendable {
     var rateLimits = RateLimits()
     var rest = RESTStats()
     var activityPerMinute: Double
+    /// How long an interaction waits for its initial answer.
+    var answerWithin: UInt64
     var port = 0
 
     var messages: [StoredMessage] = []
@@ -62,6 +64,7 @@ struct SandboxWorld: Sendable {
         guild = SandboxGuild(seed: configuration.seed, memberCount: configuration.members, now: now)
         random = SeededRandom(seed: configuration.seed &+ 0x5eed)
         activityPerMinute = configuration.activityPerMinute
+        answerWithin = configuration.interactionAnswerMilliseconds
         gateway.keepAfterDrop = UInt64(configuration.sessionExpirySeconds * 1000)
     }
 
