@@ -151,13 +151,10 @@ actor GatewayClient {
                 heartbeatScheduler.finish()
                 group.cancelAll()
             }
-            // A worker stopping (restart, deploy, restore, shutdown) closes with a code that keeps
-            // the session resumable for the next worker: never 1000 or 1001, which end it.
-            try await withTaskCancellationHandler {
-                try await self.read(events, outbound: outbound, scheduler: heartbeatScheduler)
-            } onCancel: {
-                continuation.finish()
-            }
+            // Cancelled, the events stream ends (after the event being handled): a worker
+            // stopping (restart, deploy, restore, shutdown) then closes with a code that keeps the
+            // session resumable for the next worker, never 1000 or 1001, which end it.
+            try await read(events, outbound: outbound, scheduler: heartbeatScheduler)
             if Task.isCancelled {
                 try? await outbound.close(.unknown(UInt16(GatewaySession.resumeCloseCode)), reason: "worker stopping; the session is resumed by the next")
             }
