@@ -53,7 +53,7 @@ run: build
 # (IntegrationTests: the real binaries, real servers on loopback, waits on real time) run after
 # them, one at a time: alongside the timing-sensitive unit tests they would starve them of Swift's
 # few cooperative threads (one per core). Here, after the build: the unit tests about 10 s, the
-# integration tests about 2 minutes.
+# integration tests about 3.5 minutes.
 test: install-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --skip IntegrationTests
