@@ -72,11 +72,19 @@ final class Replicator: Service, Sendable {
 
     /// Runs `step` every `interval` (at once again when it says there is more), or after the
     /// machine's backoff when it fails, until cancelled.
+    ///
+    /// The interval is a period, counted from the start of the step: a step that took 0.8 s of a
+    /// 1 s interval is followed by 0.2 s of wait, not a full second. A replica's lag under load is
+    /// about one period plus one step; as a wait after the step it was one wait plus two steps,
+    /// and past the bound on a loaded machine whose uploads took 2 s.
     private func lane(_ lane: ReplicaShippingMachine.Lane, every interval: Duration, _ step: @Sendable () async throws -> Bool) async {
+        let clock = ContinuousClock()
         while !Task.isCancelled {
+            let began = clock.now
             var delay = interval
             do {
                 let more = try await step()
+                delay = max(.zero, interval - began.duration(to: clock.now))
                 let wasDown = machine.withLock { machine in
                     defer { machine.succeeded(lane) }
                     return machine.failures[lane] != nil
@@ -165,7 +173,17 @@ final class Replicator: Service, Sendable {
         let tail = JournalTail.scan(next.bytes, offset: next.offset)
         oldestUnshipped.withLock { $0 = tail.entries.first?.committedAtMs }
         let length = ReplicaShippingMachine.journalObjectLength(read: next.bytes.count, completeLength: tail.completeLength, isNewestSegment: next.newest)
-        guard length > 0 else { return false }
+        // Read to the end of the newest segment: once its complete records are shipped, the
+        // replica holds everything committed before `readAt`. A torn last record is the worker
+        // appending an entry whose transaction has not committed yet; it is not something the
+        // replica lacks, and not a reason to look again at once (looking again found the same
+        // torn bytes, returned without marking the replica caught up, and its lag grew to 5 s
+        // under load while it shipped every second).
+        let readToEnd = next.newest && next.bytes.count < ReplicaShippingMachine.maxJournalObject
+        guard length > 0 else {
+            if readToEnd { caughtUpAt.withLock { $0 = readAt } }
+            return false
+        }
         let key = ReplicaState.segmentKey(next.path)
         let digits = String(next.offset)
         let object = "journal/" + key + "/" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits + ".enc"
@@ -181,9 +199,8 @@ final class Replicator: Service, Sendable {
         // What is left of this read shows how far behind the rest is.
         let rest = JournalTail.scan(Array(next.bytes[length...]), offset: next.offset + length)
         oldestUnshipped.withLock { $0 = rest.entries.first?.committedAtMs }
-        let more = length < next.bytes.count || next.bytes.count == ReplicaShippingMachine.maxJournalObject || !next.newest
-        if !more { caughtUpAt.withLock { $0 = readAt } }
-        return more
+        if readToEnd { caughtUpAt.withLock { $0 = readAt } }
+        return !readToEnd
     }
 
     // MARK: - Snapshots
