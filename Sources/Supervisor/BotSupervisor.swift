@@ -12,7 +12,7 @@ struct BotSupervisor: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, StatusCommand.self, BackupCommand.self, BackupsCommand.self, VerifyCommand.self,
             RestoreCommand.self, RestartWorkerCommand.self, HealthCommand.self, DeployCommand.self, RollbackCommand.self,
-            ReplicaKeyCommand.self, DrillCommand.self,
+            ReplicaKeyCommand.self, DrillCommand.self, DashboardURLCommand.self, LogsCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

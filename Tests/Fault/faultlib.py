@@ -180,6 +180,8 @@ class Supervisor:
             "health": {"intervalSeconds": 2},
             "backup": {"locations": self.locations, "dailyAt": "04:00", "keepDays": 7},
             "deploy": {"root": os.path.join(self.dir, "releases")},
+            # Every supervisor its own dashboard port (several run at once).
+            "dashboard": {"listen": f"127.0.0.1:{free_port()}"},
         }
         if sandbox:
             defaults["discord"] = {"mode": "discord", "gatewayURL": sandbox.gateway_url, "apiBaseURL": sandbox.api_base_url}

@@ -12,6 +12,8 @@ public enum ControlCommand: String, Codable, Sendable, CaseIterable {
     case rollback
     /// Restore every replica into a scratch dir now and compare it with the live database.
     case drill
+    /// A one-time login link for the web dashboard (it grants access: not a reading command).
+    case dashboardURL = "dashboard-url"
 
     /// Reading commands are open to any peer that can connect; the others need uid 0 or the
     /// supervisor's own uid.

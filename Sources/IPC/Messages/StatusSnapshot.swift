@@ -308,11 +308,32 @@ public struct OperationStatus: Codable, Sendable, Equatable {
     public var phase: String
     /// 0 to 1.
     public var progress: Double
+    /// Bytes done and in all in the current phase, where it counts them (a copy, a verification);
+    /// null otherwise.
+    public var bytesDone: Int64?
+    public var bytesTotal: Int64?
 
-    public init(name: String, startedAt: String, phase: String, progress: Double) {
+    public init(name: String, startedAt: String, phase: String, progress: Double, bytesDone: Int64? = nil, bytesTotal: Int64? = nil) {
         self.name = name
         self.startedAt = startedAt
         self.phase = phase
         self.progress = progress
+        self.bytesDone = bytesDone
+        self.bytesTotal = bytesTotal
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, startedAt, phase, progress, bytesDone, bytesTotal
+    }
+
+    /// Unknown byte counts are written as null, never left out.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(phase, forKey: .phase)
+        try c.encode(progress, forKey: .progress)
+        try c.encode(bytesDone, forKey: .bytesDone)
+        try c.encode(bytesTotal, forKey: .bytesTotal)
     }
 }

@@ -44,7 +44,12 @@ struct BackupEngine: Sendable {
     let locations: [String]
 
     /// - Parameter progress: the phase and the fraction done, for the status snapshot.
-    func run(reason: BackupManifest.Reason, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
+    /// - Parameter bytes: the bytes done and in all of the phase, where it counts them (the copy,
+    ///   the SHA-256 of the verification, the copy into another location).
+    func run(
+        reason: BackupManifest.Reason, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void,
+        bytes: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in }
+    ) throws -> Report {
         let started = ContinuousClock.now
         guard FileManager.default.fileExists(atPath: livePath) else {
             throw Failure(description: "there is no database at \(livePath) yet; nothing to back up")
@@ -64,9 +69,12 @@ struct BackupEngine: Sendable {
                 let manifest: BackupManifest
                 let final = location + "/" + id + ".sqlite"
                 if let primary {
-                    manifest = try copy(primary.file, manifest: primary.manifest, into: location, id: id) { progress("copying to \(location)", $0) }
+                    manifest = try copy(primary.file, manifest: primary.manifest, into: location, id: id) { done in
+                        progress("copying to \(location)", Double(done) / Double(max(primary.manifest.sizeBytes, 1)))
+                        bytes(Int64(done), Int64(primary.manifest.sizeBytes))
+                    }
                 } else {
-                    manifest = try snapshot(into: location, id: id, reason: reason, now: now, source: source, phases: &phases, progress: progress)
+                    manifest = try snapshot(into: location, id: id, reason: reason, now: now, source: source, phases: &phases, progress: progress, bytes: bytes)
                     primary = (final, manifest)
                 }
                 results.append(LocationResult(location: location, ok: true, message: "verified, \(manifest.sizeBytes) bytes"))
@@ -86,7 +94,8 @@ struct BackupEngine: Sendable {
     /// The online backup from the live file into `location`, then its verification.
     private func snapshot(
         into location: String, id: String, reason: BackupManifest.Reason, now: Date,
-        source: DatabaseInspection, phases: inout [String: Int], progress: @escaping @Sendable (String, Double) -> Void
+        source: DatabaseInspection, phases: inout [String: Int], progress: @escaping @Sendable (String, Double) -> Void,
+        bytes: @escaping @Sendable (Int64, Int64) -> Void
     ) throws -> BackupManifest {
         var clock = ContinuousClock.now
         func lap(_ phase: String) {
@@ -109,6 +118,7 @@ struct BackupEngine: Sendable {
         // hundreds of ms.
         let flusher = open(temporary, O_RDONLY | O_CLOEXEC)
         defer { if flusher >= 0 { close(flusher) } }
+        let pageSize = Int64(max(source.pageSize, 512))
         let bytesPerStep = 4096 * max(source.pageSize, 512)
         var unflushedSteps = 0
         var position: JournalPosition?
@@ -124,6 +134,7 @@ struct BackupEngine: Sendable {
                     try destination.writeWithoutTransaction { copy in
                         try source.backup(to: copy, pagesPerStep: 4096) { step in
                             progress("copying", step.totalPageCount == 0 ? 1 : Double(step.completedPageCount) / Double(step.totalPageCount))
+                            bytes(Int64(step.completedPageCount) * pageSize, Int64(step.totalPageCount) * pageSize)
                             unflushedSteps += 1
                             if unflushedSteps * bytesPerStep >= 64 << 20, flusher >= 0 {
                                 _ = csupport_start_writeback(flusher)
@@ -147,7 +158,9 @@ struct BackupEngine: Sendable {
         lap("copy")
         progress("verifying", 0)
         // The SHA-256 on a second thread while integrity_check runs: the machine has two cores.
-        let hashing = ConcurrentResult { try DurableFile.sha256(of: temporary) }
+        var info = stat()
+        let size = stat(temporary, &info) == 0 ? Int64(info.st_size) : 0
+        let hashing = ConcurrentResult { try DurableFile.sha256(of: temporary) { bytes(Int64($0), size) } }
         let checked = try verify(temporary, expecting: source)
         lap("verify")
         let sha = try hashing.value()
@@ -164,9 +177,9 @@ struct BackupEngine: Sendable {
     }
 
     /// A byte copy of a verified backup into another location, verified again there.
-    private func copy(_ file: String, manifest: BackupManifest, into location: String, id: String, progress: (Double) -> Void) throws -> BackupManifest {
+    private func copy(_ file: String, manifest: BackupManifest, into location: String, id: String, progress: (Int) -> Void) throws -> BackupManifest {
         let temporary = location + "/" + BackupCatalog.temporaryPrefix + id + ".sqlite"
-        let sha = try DurableFile.copy(file, to: temporary) { progress(Double($0) / Double(max(manifest.sizeBytes, 1))) }
+        let sha = try DurableFile.copy(file, to: temporary, progress: progress)
         guard sha == manifest.sha256 else {
             throw Failure(description: "the copy's SHA-256 differs from the original's: the disk returned other bytes than were written")
         }

@@ -12,7 +12,7 @@ struct BackupCommand: AsyncParsableCommand {
     @OptionGroup var options: OperatorOptions
 
     func run() async throws {
-        let envelope = try await options.request(ControlRequest(cmd: .backup))
+        let envelope = try await options.requestShowingProgress(ControlRequest(cmd: .backup))
         try options.finish(envelope, as: BackupEngine.Report.self) { report in
             var text = "backup \(report.id): \(StatusTable.megabytes(report.sizeBytes)) in \(report.durationMs) ms\n"
             for result in report.results {
@@ -52,7 +52,7 @@ struct VerifyCommand: AsyncParsableCommand {
     @OptionGroup var options: OperatorOptions
 
     func run() async throws {
-        let envelope = try await options.request(ControlRequest(cmd: .verify))
+        let envelope = try await options.requestShowingProgress(ControlRequest(cmd: .verify))
         try options.finish(envelope, as: DataKeeper.VerifyReport.self) { report in
             ([report.live] + report.backups).map { "\($0.ok ? "ok    " : "FAILED") \($0.name)\($0.ok ? "" : ": " + $0.detail)\n" }.joined()
         }
@@ -115,7 +115,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 return
             }
         }
-        let envelope = try await options.request(ControlRequest(cmd: .restore, backup: backup, at: at))
+        let envelope = try await options.requestShowingProgress(ControlRequest(cmd: .restore, backup: backup, at: at))
         try options.finish(envelope, as: ActionResult.self) { result in
             result.message + (result.workerPid.map { "\nworker ready, pid \($0)" } ?? "") + "\n"
         }
@@ -172,6 +172,39 @@ struct DrillCommand: AsyncParsableCommand {
         let envelope = try await options.request(ControlRequest(cmd: .drill))
         try options.finish(envelope, as: [ReplicaDrill.Report].self) { reports in
             reports.map { "\($0.ok ? "ok    " : "FAILED") \($0.replica): \($0.detail) (\($0.durationMs) ms)\n" }.joined()
+        }
+    }
+}
+
+extension OperatorOptions {
+    /// `request`, showing the supervisor's operation on stderr while waiting for the answer: the
+    /// status is polled on a second connection every 200 ms and drawn by `OperationProgress`, as
+    /// a bar at a terminal, else as one line per phase. With `--json` and no terminal, nothing is
+    /// shown; stdout only ever gets the result.
+    func requestShowingProgress(_ request: ControlRequest) async throws -> JSONValue {
+        let terminal = isatty(STDERR_FILENO) == 1
+        guard terminal || !json else { return try await self.request(request, showsProgress: false) }
+        let socketPath = try await client().socketPath
+        return try await withThrowingTaskGroup(of: JSONValue?.self) { group in
+            group.addTask { try await self.request(request, showsProgress: false) }
+            group.addTask {
+                var display = OperationProgress(style: terminal ? .bar : .lines)
+                defer { if let text = display.finish() { StandardError.write(text) } }
+                let probe = ControlClient(socketPath: socketPath, timeoutSeconds: 2)
+                let started = ContinuousClock.now
+                while (try? await Task.sleep(for: .milliseconds(200))) != nil {
+                    let operation = try? probe.send(ControlRequest(cmd: .status), expecting: StatusSnapshot.self).operation
+                    let elapsed = ContinuousClock.now - started
+                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                    if let text = display.observe(operation, at: seconds) { StandardError.write(text) }
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw ExitCode(1)
         }
     }
 }

@@ -34,11 +34,18 @@ struct RunCommand: AsyncParsableCommand {
         // Replicas: their key must be there before anything is shipped (exit 2 naming the file).
         let replicaKey = config.replicas.targets.isEmpty ? nil : try ReplicaKey.load(config.replicas.keyFile)
 
+        // The dashboard's token: made at first start, and kept out of every log line.
+        var dashboardToken: (token: String, widened: Bool)?
+        if config.dashboardListen != nil {
+            try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+            dashboardToken = try DashboardAccess.loadOrCreateToken(config.dashboardTokenFile)
+        }
+
         let files: LogFiles
         do {
             files = try LogFiles(
                 directory: config.logs.dir, keepDays: config.logs.keepDays,
-                secrets: [config.discord.token?.reveal(), config.alertsWebhookURL?.reveal()].compactMap { $0 }
+                secrets: [config.discord.token?.reveal(), config.alertsWebhookURL?.reveal(), config.alertsHeartbeatURL?.reveal(), dashboardToken?.token].compactMap { $0 }, maxBytes: config.logs.maxBytes
             )
         } catch {
             throw ConfigError(description: "logs.dir \(config.logs.dir) cannot be created: \(error)")
@@ -50,6 +57,9 @@ struct RunCommand: AsyncParsableCommand {
             JSONLogHandler(system: label, files: files, echo: echo, errors: errors)
         }
         let logger = Logger(label: "supervisor")
+        if dashboardToken?.widened == true {
+            logger.warning("dashboard token file was readable by others; narrowed to 0600", metadata: [LogKey.path: "\(config.dashboardTokenFile)"])
+        }
         for warning in loaded.warnings { logger.warning("config warning", metadata: [LogKey.reason: "\(warning)"]) }
 
         let sockets = [config.statusSocket, config.workerSocket]
@@ -98,14 +108,13 @@ struct RunCommand: AsyncParsableCommand {
             config: config, link: link, store: store, keeper: keeper, notifier: notifier,
             logger: logger, output: output
         )
-        let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger)
+        let heartbeat = config.alertsHeartbeatURL.map { HeartbeatPinger(url: $0, logger: logger) }
+        let health = HealthMonitor(config: config, keeper: keeper, supervisor: supervisor, store: store, errors: errors, logger: logger, heartbeat: heartbeat)
         let deploys = DeployManager(config: config, keeper: keeper, supervisor: supervisor, store: store, health: health, audit: Logger(label: "audit"), logger: logger)
         let drills = replicaKey.map { ReplicaDrills(config: config, key: $0, store: store, logger: logger) }
         let group = MultiThreadedEventLoopGroup.singleton
-        let controlServer = ControlServer(
-            path: config.statusSocket,
-            readTimeout: config.controlReadTimeout,
-            commands: ControlCommands(
+        let dashboardAccess = dashboardToken.map { DashboardAccess(token: $0.token) }
+        let commands = ControlCommands(
                 store: store,
                 keeper: keeper,
                 supervisor: supervisor,
@@ -113,11 +122,11 @@ struct RunCommand: AsyncParsableCommand {
                 deploys: deploys,
                 drills: drills,
                 restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
-                audit: Logger(label: "audit")
-            ),
-            group: group,
-            logger: logger
+                audit: Logger(label: "audit"),
+                dashboard: dashboardAccess,
+                dashboardListen: config.dashboardListen
         )
+        let controlServer = ControlServer(path: config.statusSocket, readTimeout: config.controlReadTimeout, commands: commands, group: group, logger: logger)
         let linkServer = WorkerLinkServer(
             path: config.workerSocket,
             heartbeatInterval: config.worker.heartbeatInterval,
@@ -159,7 +168,18 @@ struct RunCommand: AsyncParsableCommand {
                 return MetricsText.render(snapshot)
             }, logger: logger)))
         }
+        if let dashboardAccess, let listen = config.dashboardListen, let address = MetricsServer.parse(listen) {
+            let sampler = DashboardSampler(store: store)
+            let dashboardLogs = DashboardLogs(directory: config.logs.dir)
+            files.tap(dashboardLogs.offer)
+            services.append(.init(service: sampler))
+            services.append(.init(service: DashboardServer(host: address.host, port: address.port, access: dashboardAccess, parts: .init(
+                store: store, keeper: keeper, commands: commands, samples: sampler, logs: dashboardLogs,
+                databasePath: config.dataDir + "/" + BotDatabase.fileName
+            ), logger: Logger(label: "supervisor"))))
+        }
         if let webhook { services.append(.init(service: webhook)) }
+        if let heartbeat { services.append(.init(service: heartbeat)) }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: WatchdogService(interval: interval, supervisor: supervisor, notifier: notifier, logger: logger)))
         }

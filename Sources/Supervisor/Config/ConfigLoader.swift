@@ -24,8 +24,9 @@ enum ConfigLoader {
         "worker.stopGraceSeconds", "worker.restartDelaySeconds", "worker.restartDelayMaxSeconds",
         "health.intervalSeconds",
         "backup.locations", "backup.dailyAt", "backup.keepDays",
-        "logs.dir", "logs.keepDays",
-        "alerts.webhookURL", "metrics.listen",
+        "logs.dir", "logs.keepDays", "logs.maxBytes",
+        "alerts.webhookURL", "alerts.heartbeatURL", "metrics.listen", "dashboard.listen",
+        "worker.memoryMaxBytes",
         "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
         "sandbox.members", "sandbox.activityPerMinute",
         "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds", "deploy.rehearsalSeconds",
@@ -50,7 +51,7 @@ enum ConfigLoader {
         var providers: [any ConfigProvider] = [
             EnvironmentVariablesProvider(
                 environmentVariables: environment,
-                secretsSpecifier: .specific(["DISCORD_TOKEN", "ALERTS_WEBHOOK_URL"])
+                secretsSpecifier: .specific(["DISCORD_TOKEN", "ALERTS_WEBHOOK_URL", "ALERTS_HEARTBEAT_URL"])
             )
         ]
         var warnings: [String] = []
@@ -138,6 +139,11 @@ enum ConfigLoader {
             enabled: r.bool(forKey: "journal.enabled", default: true),
             segmentMaxBytes: r.int(forKey: "journal.segmentMaxBytes", default: 64 << 20)
         )
+        config.alertsHeartbeatURL = r.string(forKey: "alerts.heartbeatURL", isSecret: true).flatMap { $0.isEmpty ? nil : Secret($0) }
+        let listen = r.string(forKey: "dashboard.listen", default: "127.0.0.1:8080")
+        config.dashboardListen = listen.isEmpty ? nil : listen
+        config.worker.memoryMaxBytes = r.int(forKey: "worker.memoryMaxBytes").map(Int64.init)
+        config.logs.maxBytes = Int64(r.int(forKey: "logs.maxBytes", default: 1 << 30))
         config.replicas.rcloneConfig = r.string(forKey: "replicas.rcloneConfig").map(path)
         config.replicas.keyFile = path(r.string(forKey: "replicas.keyFile", default: dataDir + "/replica.key"))
         config.replicas.maxLagSeconds = r.double(forKey: "replicas.maxLagSeconds", default: 5)
@@ -184,6 +190,16 @@ enum ConfigLoader {
         if let listen = c.metricsListen, MetricsServer.parse(listen) == nil {
             throw ConfigError(description: "metrics.listen: \"\(listen)\" is not host:port; use e.g. \"127.0.0.1:9464\"")
         }
+        if let listen = c.dashboardListen, MetricsServer.parse(listen) == nil {
+            throw ConfigError(description: "dashboard.listen: \"\(listen)\" is not host:port; use e.g. \"127.0.0.1:8080\", or \"\" to turn the dashboard off")
+        }
+        if let url = c.alertsHeartbeatURL, !(url.reveal().hasPrefix("https://") || url.reveal().hasPrefix("http://")) {
+            throw ConfigError(description: "alerts.heartbeatURL is not an http(s) URL; give the whole ping URL of your check, e.g. https://hc-ping.com/<uuid>")
+        }
+        if let limit = c.worker.memoryMaxBytes, limit < 16 << 20 {
+            throw ConfigError(description: "worker.memoryMaxBytes must be at least 16777216 (16 MiB); got \(limit). Leave it out for no limit")
+        }
+        try require(c.logs.maxBytes >= 1 << 20, "logs.maxBytes must be at least 1048576 (1 MiB); got \(c.logs.maxBytes)")
         if let url = c.alertsWebhookURL, !(url.reveal().hasPrefix("https://") || url.reveal().hasPrefix("http://")) {
             throw ConfigError(description: "alerts.webhookURL is not an http(s) URL; copy the whole URL from Server Settings → Integrations → Webhooks")
         }

@@ -13,7 +13,12 @@ struct SupervisorConfig: Sendable, Equatable {
     var health: Health
     var backup: Backup
     var alertsWebhookURL: Secret?
+    /// A dead man's switch (`alerts.heartbeatURL`): pinged after every health run, `<url>/fail`
+    /// when a check is critical. A secret: the URL is the credential.
+    var alertsHeartbeatURL: Secret?
     var metricsListen: String?
+    /// `dashboard.listen`: `host:port` of the web dashboard; nil when off (`""`).
+    var dashboardListen: String? = "127.0.0.1:8080"
     var discord: Discord
     var deploy: Deploy = Deploy()
     var journal: Journal = Journal()
@@ -68,11 +73,15 @@ struct SupervisorConfig: Sendable, Equatable {
         /// The delay before the second restart in a row; it doubles per failure up to `restartDelayMax`.
         var restartDelay: Duration
         var restartDelayMax: Duration
+        /// `worker.memoryMaxBytes`: above it in two heartbeats in a row, a graceful restart.
+        var memoryMaxBytes: Int64? = nil
     }
 
     struct Logs: Sendable, Equatable {
         var dir: String
         var keepDays: Int
+        /// `logs.maxBytes`: every log file together stays under this.
+        var maxBytes: Int64 = 1 << 30
     }
 
     struct Health: Sendable, Equatable {
@@ -102,6 +111,9 @@ struct SupervisorConfig: Sendable, Equatable {
             )
         }
     }
+
+    /// The dashboard's token file: 0600, made at first start (`DashboardAccess`).
+    var dashboardTokenFile: String { dataDir + "/dashboard.token" }
 
     /// The worker's socket: internal, not part of the contract.
     var workerSocket: String { runtimeDir + "/worker.sock" }

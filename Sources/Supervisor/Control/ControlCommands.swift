@@ -20,16 +20,38 @@ struct ControlCommands: Sendable {
     let audit: Logger
     let ownUid: UInt32 = getuid()
 
+    /// Who sent a command: a status-socket peer (SO_PEERCRED) or a dashboard session.
+    struct Requester: Sendable {
+        /// Whether it may run commands that change the bot.
+        var mayChange: Bool
+        /// For messages and the audit: "uid 0 pid 4242", "dashboard 127.0.0.1".
+        var description: String
+        var audit: Logger.Metadata
+        /// Why a changing command is refused (when `mayChange` is false).
+        var refusal: String = ""
+    }
+
+    /// Dashboard sessions: nil when the dashboard is off.
+    var dashboard: DashboardAccess? = nil
+    /// The dashboard's address as configured, for its login link.
+    var dashboardListen: String? = nil
+
     /// Returns the response line, newline included.
     func handle(_ request: ControlRequest, from peer: PeerCredentials) async -> String {
-        let auditMetadata: Logger.Metadata = [LogKey.command: "\(request.cmd.rawValue)", LogKey.uid: "\(peer.uid)", LogKey.pid: "\(peer.pid)"]
+        await handle(request, as: Requester(
+            mayChange: peer.uid == 0 || peer.uid == ownUid,
+            description: "uid \(peer.uid) pid \(peer.pid)",
+            audit: [LogKey.uid: "\(peer.uid)", LogKey.pid: "\(peer.pid)"],
+            refusal: "`\(request.cmd.rawValue)` changes the bot and is allowed only to root or the supervisor's user (uid \(ownUid)); you are uid \(peer.uid). Run it with sudo or as that user."
+        ))
+    }
+
+    func handle(_ request: ControlRequest, as requester: Requester) async -> String {
+        let auditMetadata: Logger.Metadata = requester.audit.merging([LogKey.command: "\(request.cmd.rawValue)"]) { $1 }
         if !request.cmd.isReadOnly {
-            guard peer.uid == 0 || peer.uid == ownUid else {
+            guard requester.mayChange else {
                 audit.warning("command refused", metadata: auditMetadata.merging([LogKey.outcome: "refused"]) { $1 })
-                return Self.line(ControlResponse<Ignored>.failure(ErrorBody(
-                    code: "permission-denied",
-                    message: "`\(request.cmd.rawValue)` changes the bot and is allowed only to root or the supervisor's user (uid \(ownUid)); you are uid \(peer.uid). Run it with sudo or as that user."
-                )))
+                return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "permission-denied", message: requester.refusal)))
             }
             audit.info("command accepted", metadata: auditMetadata.merging([LogKey.outcome: "accepted"]) { $1 })
         }
@@ -38,7 +60,7 @@ struct ControlCommands: Sendable {
         case .status:
             response = await store.statusLine(.init(database: keeper.databaseStatus(), backups: keeper.backupsStatus(), operation: keeper.tracker.status))
         case .restartWorker:
-            response = await restartWorker(requester: "uid \(peer.uid) pid \(peer.pid)")
+            response = await restartWorker(requester: requester.description)
         case .backup:
             response = switch await keeper.backup(reason: .manual) {
             case .success(let report): Self.line(ControlResponse.success(report))
@@ -52,7 +74,7 @@ struct ControlCommands: Sendable {
                 ? Self.line(ControlResponse.success(report))
                 : Self.line(ControlResponse<DataKeeper.VerifyReport>(ok: false, result: report, error: ErrorBody(code: "verification-failed", message: Self.describeFailures(report))))
         case .restore:
-            response = await restore(request, requester: "uid \(peer.uid) pid \(peer.pid)")
+            response = await restore(request, requester: requester.description)
         case .health:
             let status = await health.run()
             let failing = status.checks.filter { $0.status == .critical }
@@ -67,7 +89,7 @@ struct ControlCommands: Sendable {
                 response = Self.line(ControlResponse<Ignored>.failure(.badRequest("deploy needs \"release\": the release directory")))
                 break
             }
-            response = switch await deploys.deploy(release, requester: "uid \(peer.uid) pid \(peer.pid)", rehearseOnly: request.rehearseOnly ?? false) {
+            response = switch await deploys.deploy(release, requester: requester.description, rehearseOnly: request.rehearseOnly ?? false) {
             case .success(let result): Self.line(ControlResponse.success(result))
             case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
             }
@@ -84,8 +106,14 @@ struct ControlCommands: Sendable {
                     code: "drill-failed",
                     message: reports.isEmpty ? "the supervisor is stopping: no drill ran" : failed.map { "\($0.replica): \($0.detail)" }.joined(separator: "; ")
                 )))
+        case .dashboardURL:
+            guard let dashboard, let listen = dashboardListen else {
+                response = Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "dashboard-off", message: "the dashboard is off (dashboard.listen is \"\"); set it to an address such as 127.0.0.1:8080 and restart the supervisor")))
+                break
+            }
+            response = Self.line(ControlResponse.success(DashboardLink(url: DashboardLink.url(listen: listen, code: dashboard.mintCode()), expiresInSeconds: Int(DashboardAccess.codeLifetime))))
         case .rollback:
-            response = switch await deploys.rollback(requester: "uid \(peer.uid) pid \(peer.pid)") {
+            response = switch await deploys.rollback(requester: requester.description) {
             case .success(let result): Self.line(ControlResponse.success(result))
             case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
             }

@@ -103,9 +103,9 @@ struct DataWork: Sendable {
     func backup(_ reason: BackupManifest.Reason, locations: [String], phasePrefix: String?, liveTimeline: String?) -> Result<BackupEngine.Report, ErrorBody> {
         let tracker = self.tracker
         do {
-            let report = try BackupEngine(livePath: livePath, locations: locations).run(reason: reason) { phase, progress in
+            let report = try BackupEngine(livePath: livePath, locations: locations).run(reason: reason, progress: { phase, progress in
                 tracker.step(phasePrefix.map { "\($0): \(phase)" } ?? phase, progress)
-            }
+            }, bytes: { tracker.bytes($0, of: $1) })
             logger.log(level: report.succeeded ? .info : .error, "backup finished", metadata: [
                 "id": "\(report.id)", LogKey.reason: "\(reason.rawValue)", "durationMs": "\(report.durationMs)",
                 "journalSequence": "\(report.journal.map { String($0.sequence) } ?? "none")",
@@ -141,13 +141,19 @@ struct DataWork: Sendable {
 
     /// `bot-supervisor verify`: integrity_check of the live file and of every backup copy.
     func verify(locations: [String]) -> DataSafetyMachine.VerifyReport {
-        tracker.update("live database", 0)
-        let live = DatabaseInspector.inspect(path: livePath, check: .integrity)
         let catalog = BackupCatalog.scan(locations)
+        // Bytes checked so far of the live file and every copy, for the progress display.
+        var info = stat()
+        let liveBytes = stat(livePath, &info) == 0 ? Int64(info.st_size) : 0
+        let total = catalog.copies.reduce(liveBytes) { $0 + Int64($1.manifest.sizeBytes) }
+        tracker.update("live database", 0, bytes: (0, total))
+        let live = DatabaseInspector.inspect(path: livePath, check: .integrity)
+        var done = liveBytes
         let restore = RestoreEngine(dataDir: dataDir, livePath: livePath)
         var items: [DataSafetyMachine.VerifyReport.Item] = []
         for (index, copy) in catalog.copies.enumerated() {
-            tracker.update("backup \(copy.manifest.id)", Double(index + 1) / Double(catalog.copies.count + 1))
+            tracker.update("backup \(copy.manifest.id)", Double(index + 1) / Double(catalog.copies.count + 1), bytes: (done, total))
+            done += Int64(copy.manifest.sizeBytes)
             let name = "\(copy.manifest.id) in \(copy.location)"
             do {
                 try restore.check(copy)
@@ -169,7 +175,7 @@ struct DataWork: Sendable {
         let tracker = self.tracker
         logger.warning("restoring the database", metadata: [LogKey.reason: "\(reason)"])
         do {
-            let report = try engine.restore(from: candidates, target: target, reason: reason) { tracker.step($0, $1) }
+            let report = try engine.restore(from: candidates, target: target, reason: reason, progress: { tracker.step($0, $1) }, bytes: { tracker.bytes($0, of: $1) })
             return .restored(report, reportedJournal: reported)
         } catch {
             return .failed("\(error)")

@@ -21,10 +21,27 @@ final class OperationTracker: Sendable {
         current.withLock { $0 = OperationStatus(name: name, startedAt: Timestamp.string(), phase: "starting", progress: 0) }
     }
 
-    func update(_ phase: String, _ progress: Double) {
+    /// A new phase forgets the byte counts of the one before; `bytes` sets this phase's.
+    func update(_ phase: String, _ progress: Double, bytes: (done: Int64, total: Int64)? = nil) {
         current.withLock { status in
+            if status?.phase != phase {
+                status?.bytesDone = nil
+                status?.bytesTotal = nil
+            }
             status?.phase = phase
             status?.progress = min(max(progress, 0), 1)
+            if let bytes {
+                status?.bytesDone = bytes.done
+                status?.bytesTotal = bytes.total
+            }
+        }
+    }
+
+    /// The bytes done and in all of the current phase (a copy, a verification).
+    func bytes(_ done: Int64, of total: Int64) {
+        current.withLock { status in
+            status?.bytesDone = min(done, total)
+            status?.bytesTotal = total
         }
     }
 

@@ -87,7 +87,7 @@ struct RestoreEngine: Sendable {
 
     /// - Parameter preparedCandidates: the candidates are scratch files on this file system, each
     ///   already checked (a replica's download): the one chosen is moved into place, not copied.
-    func restore(from candidates: [BackupCatalog.Copy], target: Target = .latest, reason: String, now: Date = Date(), preparedCandidates: Bool = false, progress: @escaping @Sendable (String, Double) -> Void) throws -> Report {
+    func restore(from candidates: [BackupCatalog.Copy], target: Target = .latest, reason: String, now: Date = Date(), preparedCandidates: Bool = false, progress: @escaping @Sendable (String, Double) -> Void, bytes: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in }) throws -> Report {
         var rejected: [String] = []
         for (index, candidate) in candidates.enumerated() {
             progress("verifying backup \(candidate.manifest.id)", Double(index) / Double(max(candidates.count, 1)) * 0.2)
@@ -105,7 +105,10 @@ struct RestoreEngine: Sendable {
                 try DurableFile.rename(candidate.file, to: temporary)
                 sha = candidate.manifest.sha256
             } else {
-                sha = try DurableFile.copy(candidate.file, to: temporary) { progress("copying", 0.2 + 0.3 * Double($0) / Double(max(candidate.manifest.sizeBytes, 1))) }
+                sha = try DurableFile.copy(candidate.file, to: temporary) { done in
+                    progress("copying", 0.2 + 0.3 * Double(done) / Double(max(candidate.manifest.sizeBytes, 1)))
+                    bytes(Int64(done), Int64(candidate.manifest.sizeBytes))
+                }
             }
             guard sha == candidate.manifest.sha256 else {
                 throw Failure(description: "the restored copy's SHA-256 differs from the backup's; the live database was not touched")

@@ -20,12 +20,15 @@ actor HealthMonitor {
     private let errors: ErrorTracker
     private let logger: Logger
     private let checkTimeout: Duration
+    /// The outside heartbeat (`alerts.heartbeatURL`), handed each result.
+    private let heartbeat: HeartbeatPinger?
     private var previous: [String: CheckStatus] = [:]
     private let startedAt = Date()
     /// Command counts of the worker at the last run, to judge the commands since.
     private var lastCommands: (pid: Int32?, succeeded: Int, failed: Int)?
 
-    init(config: SupervisorConfig, keeper: DataKeeper, supervisor: WorkerSupervisor, store: StatusStore, errors: ErrorTracker, logger: Logger, checkTimeout: Duration = .seconds(10)) {
+    init(config: SupervisorConfig, keeper: DataKeeper, supervisor: WorkerSupervisor, store: StatusStore, errors: ErrorTracker, logger: Logger, checkTimeout: Duration = .seconds(10), heartbeat: HeartbeatPinger? = nil) {
+        self.heartbeat = heartbeat
         self.config = config
         self.keeper = keeper
         self.supervisor = supervisor
@@ -70,9 +73,11 @@ actor HealthMonitor {
             checks.append(HealthRules.replicas(snapshot.replicas, maxLagSeconds: config.replicas.maxLagSeconds, now: Date()))
             checks.append(HealthRules.drills(snapshot.replicas, intervalHours: config.replicas.drillIntervalHours, runningFor: Date().timeIntervalSince(startedAt), now: Date()))
         }
+        if let heartbeat { checks.append(Self.heartbeatCheck(heartbeat.lastOutcome)) }
 
         let status = HealthStatus(status: HealthRules.overall(checks), lastRunAt: Timestamp.string(), checks: checks)
         await store.publish(health: status)
+        heartbeat?.offer(status)
         await announceTransitions(checks)
         logger.log(level: status.status == .ok ? .info : .warning, "health checked", metadata: [
             LogKey.outcome: "\(status.status.rawValue)",
@@ -101,6 +106,13 @@ actor HealthMonitor {
             logger.warning("the periodic database check could not read the file", metadata: [LogKey.error: "\(detail)"])
             return .init(name: "database", status: .warn, detail: "could not be checked: \(detail)")
         }
+    }
+
+    /// The outside heartbeat's last ping: a warning when it did not get through (the service on
+    /// the other side will raise its own alarm when pings stop).
+    static func heartbeatCheck(_ last: HeartbeatPinger.Outcome?) -> HealthStatus.Check {
+        guard let last else { return .init(name: "heartbeat", status: .ok, detail: "alerts.heartbeatURL: first ping after this run") }
+        return .init(name: "heartbeat", status: last.ok ? .ok : .warn, detail: "alerts.heartbeatURL: last ping at \(last.at): \(last.detail)")
     }
 
     private func commandsCheck(_ worker: WorkerStatus) -> HealthStatus.Check {

@@ -17,7 +17,7 @@ enum WorkerProcess {
     /// welcome, never its environment (readable in /proc by any process of the same user).
     static let withheldEnvironment: Set<String> = [
         "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
-        "DISCORD_TOKEN", "ALERTS_WEBHOOK_URL",
+        "DISCORD_TOKEN", "ALERTS_WEBHOOK_URL", "ALERTS_HEARTBEAT_URL",
     ]
 
     /// Spawns the worker; its stdout and stderr are the read ends of its pipes.

@@ -11,6 +11,8 @@ struct WorkerStateMachine: Sendable {
     struct Settings: Sendable, Equatable {
         var heartbeatTimeout: Duration
         var stopGrace: Duration
+        /// `worker.memoryMaxBytes`: above it in two heartbeats in a row, a graceful restart.
+        var memoryMaxBytes: Int64? = nil
     }
 
     enum Timer: Sendable, Equatable, Hashable {
@@ -25,6 +27,7 @@ struct WorkerStateMachine: Sendable {
     enum StopReason: Sendable, Equatable {
         case hung(silentFor: Duration)
         case restartRequested(by: String)
+        case memoryLimit(rssBytes: Int64, limitBytes: Int64)
         case shutdown
         case maintenance(MaintenanceTask)
     }
@@ -35,7 +38,8 @@ struct WorkerStateMachine: Sendable {
         case spawnFailed(message: String)
         case connected(pid: Int32)
         case ready(pid: Int32)
-        case heartbeat(pid: Int32, healthy: Bool, detail: String?)
+        /// `rssBytes`: the worker's resident memory at this heartbeat, when known.
+        case heartbeat(pid: Int32, healthy: Bool, detail: String?, rssBytes: Int64? = nil)
         case fatalReported(pid: Int32, message: String)
         case exited(pid: Int32, status: ExitStatus)
         case timerFired(Timer, generation: Int)
@@ -92,6 +96,8 @@ struct WorkerStateMachine: Sendable {
     private var spawnedBefore = false
     private var announcedReady = false
     private var fatalMessage: String?
+    /// Heartbeats in a row of the current worker with its RSS above `memoryMaxBytes`.
+    private(set) var heartbeatsAboveMemoryLimit = 0
     private var generations: [Timer: Int] = [:]
 
     init(settings: Settings, policy: RestartPolicy) {
@@ -171,6 +177,7 @@ struct WorkerStateMachine: Sendable {
             healthy = true
             healthDetail = nil
             fatalMessage = nil
+            heartbeatsAboveMemoryLimit = 0
             return [startTimer(.heartbeatCheck, after: settings.heartbeatTimeout)]
 
         case .spawnFailed(let message):
@@ -192,12 +199,12 @@ struct WorkerStateMachine: Sendable {
             announcedReady = true
             return [.firstReady]
 
-        case .heartbeat(let pid, let healthy, let detail):
+        case .heartbeat(let pid, let healthy, let detail, let rssBytes):
             guard pid == self.pid else { return [] }
             lastHeartbeat = now
             self.healthy = healthy
             self.healthDetail = healthy ? nil : detail
-            return []
+            return checkMemory(rssBytes)
 
         case .fatalReported(let pid, let message):
             guard pid == self.pid else { return [] }
@@ -269,6 +276,11 @@ struct WorkerStateMachine: Sendable {
             ]
         case .restartRequested(let requester):
             return [.requestShutdown(pid: pid, reason: "restart requested by \(requester)"), kill]
+        case .memoryLimit(let rss, let limit):
+            return [
+                .alert(.warning, Self.memoryLimitText(rss: rss, limit: limit) + "; restarted gracefully"),
+                .requestShutdown(pid: pid, reason: "memory limit: RSS \(Self.megabytes(rss)) above worker.memoryMaxBytes \(Self.megabytes(limit))"), kill,
+            ]
         case .shutdown:
             return [.requestShutdown(pid: pid, reason: "the supervisor is shutting down"), kill]
         case .maintenance(let task):
@@ -287,6 +299,9 @@ struct WorkerStateMachine: Sendable {
                 return [.finished]
             case .restartRequested(let requester):
                 lastExit = Exit(status: status, reason: "restarted at the request of \(requester); \(status)")
+                return shuttingDown ? finish() : spawn()
+            case .memoryLimit(let rss, let limit):
+                lastExit = Exit(status: status, reason: "memory limit: \(Self.memoryLimitText(rss: rss, limit: limit)); restarted gracefully; \(status)")
                 return shuttingDown ? finish() : spawn()
             case .hung(let silence):
                 return failure(Exit(status: status, reason: "hung: no heartbeat for \(Self.seconds(silence)); \(status) after SIGTERM"), at: now)
@@ -308,6 +323,32 @@ struct WorkerStateMachine: Sendable {
             return [.alert(.critical, "worker stopped for good, it will not be restarted until the configuration is fixed: \(message). Fix it, then run `bot-supervisor restart-worker`.")]
         }
         return failure(Exit(status: status, reason: status.description), at: now)
+    }
+
+    /// Two heartbeats in a row above `memoryMaxBytes` restart the worker gracefully, once: the
+    /// count starts again with the next worker's own heartbeats.
+    private mutating func checkMemory(_ rssBytes: Int64?) -> [Action] {
+        guard let limit = settings.memoryMaxBytes, let rssBytes, rssBytes > limit else {
+            heartbeatsAboveMemoryLimit = 0
+            return []
+        }
+        switch phase {
+        case .starting, .running: break
+        default: return []
+        }
+        heartbeatsAboveMemoryLimit += 1
+        guard heartbeatsAboveMemoryLimit >= 2 else { return [] }
+        return stop(.memoryLimit(rssBytes: rssBytes, limitBytes: limit))
+    }
+
+    static func memoryLimitText(rss: Int64, limit: Int64) -> String {
+        "worker RSS \(megabytes(rss)) above worker.memoryMaxBytes \(megabytes(limit)) in two heartbeats in a row"
+    }
+
+    /// Bytes as decimal megabytes with one decimal: `52.4 MB`.
+    static func megabytes(_ bytes: Int64) -> String {
+        let tenths = (bytes + 50_000) / 100_000
+        return "\(tenths / 10).\(tenths % 10) MB"
     }
 
     private mutating func failure(_ exit: Exit, at now: ContinuousClock.Instant) -> [Action] {

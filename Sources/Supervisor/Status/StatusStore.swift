@@ -44,6 +44,9 @@ actor StatusStore: Service {
     /// The last drill of each replica (`ReplicaDrills`), merged into its entry.
     private var drills: [String: ReplicaStatus.Drill] = [:]
     private var summary = ""
+    /// The worker's exits, newest last (the dashboard's restart history).
+    private var exits: [ExitRecord] = []
+    static let exitLimit = 50
     private var workerWatchers: [AsyncStream<WorkerPublication>.Continuation] = []
     /// Waits that ended before they parked (their ids are removed as they park).
     private var expiredWaiters: Set<UUID> = []
@@ -239,6 +242,10 @@ actor StatusStore: Service {
 
     func publish(worker publication: WorkerPublication) {
         generation += 1
+        if let exit = publication.lastExit, exit != worker.lastExit {
+            exits.append(ExitRecord(pid: worker.pid ?? publication.pid, exit: exit, restarts: publication.restarts))
+            if exits.count > Self.exitLimit { exits.removeFirst(exits.count - Self.exitLimit) }
+        }
         let changed = (publication.state, publication.pid, publication.restarts) != (worker.state, worker.pid, worker.restarts)
         worker = publication
         if changed {
@@ -252,6 +259,17 @@ actor StatusStore: Service {
         }
         publishSummary()
     }
+
+    /// One exit of a worker, for the restart history.
+    struct ExitRecord: Codable, Sendable, Equatable {
+        var pid: Int32?
+        var exit: LastExit
+        /// The restart count after it.
+        var restarts: Int
+    }
+
+    /// The worker's last exits, newest first.
+    func exitHistory() -> [ExitRecord] { exits.reversed() }
 
     /// Where alerts go besides the log, the snapshot and systemd: the webhook, when configured.
     func deliverAlerts(to sink: @escaping @Sendable (Alert) -> Void) {

@@ -205,8 +205,8 @@ indirect enum GatewayReads: Sendable {
 
     static func envelope(_ d: GatewayReads) -> GatewayReads { .fields(["op": .typed, "s": .typed, "t": .typed, "d": d]) }
 
-    static let user = GatewayReads.fields(["id": .typed, "username": .typed, "bot": .typed])
-    static let member = GatewayReads.fields(["guild_id": .typed, "user": user, "roles": .elements(.typed), "joined_at": .typed, "pending": .typed])
+    static let user = GatewayReads.fields(["id": .typed, "username": .typed, "global_name": .typed, "bot": .typed])
+    static let member = GatewayReads.fields(["guild_id": .typed, "user": user, "roles": .elements(.typed), "joined_at": .typed, "pending": .typed, "nick": .typed])
     static let ready = GatewayReads.fields([
         "session_id": .typed, "resume_gateway_url": .typed, "user": user, "guilds": .elements(.fields(["id": .typed])),
         "application": .fields(["id": .typed]),

@@ -26,6 +26,8 @@ final class SupervisorHarness {
     var logsDir: String { dataDir + "/logs" }
     let notify: NotifyListener
     private(set) var process: Process?
+    /// The dashboard's port: every supervisor of the tests gets its own.
+    let dashboardPort: Int
 
     /// `config` is merged over fast test defaults (short heartbeat timings).
     /// - Parameter drainNotify: false leaves NOTIFY_SOCKET unread, like a stalled systemd.
@@ -35,7 +37,9 @@ final class SupervisorHarness {
         dataDir = dir + "/data"
         configPath = dir + "/config.json"
         notify = try NotifyListener(path: dir + "/notify.sock", drain: drainNotify)
+        dashboardPort = try Self.freePort()
         var merged: [String: Any] = [
+            "dashboard": ["listen": "127.0.0.1:\(dashboardPort)"],
             "dataDir": dataDir,
             "worker": ["heartbeatIntervalSeconds": 0.2, "heartbeatTimeoutSeconds": 1.5, "stopGraceSeconds": 1, "restartDelaySeconds": 0.1],
             "control": ["readTimeoutSeconds": 1],
@@ -50,6 +54,23 @@ final class SupervisorHarness {
             }
         }
         try JSONSerialization.data(withJSONObject: merged).write(to: URL(fileURLWithPath: configPath))
+    }
+
+    /// A TCP port on loopback that was free a moment ago (the kernel's choice).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Timeout(description: "socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw Timeout(description: "bind: \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     deinit {
@@ -281,8 +302,14 @@ final class PythonScript {
         self.output = output
     }
 
+    /// SIGKILL, not SIGTERM: the child inherits the test process's ignored signals (SIGTERM is
+    /// one under the test runner), and a server left behind holds the runner's output pipe open,
+    /// so that `swift test` never ends.
     deinit {
-        if process.isRunning { process.terminate() }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 
     static func start(_ source: String, arguments: [String]) throws -> PythonScript {

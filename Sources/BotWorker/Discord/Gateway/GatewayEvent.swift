@@ -61,6 +61,7 @@ struct GatewayDispatch: Sendable {
 struct UserPayload: Codable, Sendable, Equatable {
     var id: UserID
     var username: String?
+    var global_name: String?
     var bot: Bool?
 }
 
@@ -102,6 +103,7 @@ struct MemberPayload: Codable, Sendable, Equatable {
     var roles: [RoleID]
     var joined_at: String?
     var pending: Bool?
+    var nick: String?
 
     func member(in guild: GuildID) -> Member? {
         guard let user else { return nil }
@@ -141,7 +143,8 @@ struct MessagePayload: Codable, Sendable, Equatable {
     var message: Message {
         Message(
             id: id, guild: guild_id, channel: channel_id, author: author.id, authorIsBot: author.bot ?? false,
-            authorRoles: Set(member?.roles ?? []), content: content ?? ""
+            authorRoles: Set(member?.roles ?? []), content: content ?? "",
+            authorName: XPFeature.displayName(nick: member?.nick, globalName: author.global_name, username: author.username)
         )
     }
 }

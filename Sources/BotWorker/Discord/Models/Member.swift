@@ -21,6 +21,8 @@ struct Message: Sendable, Equatable {
     var authorIsBot: Bool
     var authorRoles: Set<RoleID>
     var content: String
+    /// The author's display name (guild nick, else global name, else username), when sent.
+    var authorName: String? = nil
     /// When its Gateway frame was read: where the latency of what it causes starts.
     var receivedAt: ContinuousClock.Instant = .now
 }

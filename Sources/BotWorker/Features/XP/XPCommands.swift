@@ -54,6 +54,7 @@ struct XPCommands {
                 option(7, "multiplier_channel", "A channel whose XP is multiplied"),
                 option(8, "multiplier_role", "A role whose XP is multiplied"),
                 option(10, "multiplier", "The multiplier for multiplier_channel or multiplier_role (1 removes it)", extra: ["min_value": .number(0), "max_value": .number(10)]),
+                option(3, "leaderboard", "The dashboard's leaderboard page (rank, name, level, XP): public, or off", extra: ["choices": .array(["public", "off"].map { .object(["name": .string($0), "value": .string($0)]) })]),
             ]),
         ]),
     ]
@@ -108,10 +109,8 @@ struct XPCommands {
             case "set": max(0, amount)
             default: 0
             }
-            try db.execute(sql: """
-                INSERT INTO xp_members (guild_id, user_id, xp, level, messages) VALUES (?, ?, ?, 0, 0)
-                ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = excluded.xp
-                """, arguments: [guild.description, user.description, updated])
+            // No name: `Interaction` does not keep the resolved member, so the stored one is kept.
+            try XPFeature.setXP(db, guild: guild, user: user, name: nil, xp: updated)
             return (updated, try XPFeature.settle(db, guild: guild, user: user, xp: updated, stored: level))
         }.value
         context.audit.info("xp changed", metadata: [
@@ -191,18 +190,25 @@ struct XPCommands {
                 s.noXPRoles.remove(role)
             }
         }
-        try await save(s, guild, interaction, "levels config")
+        let leaderboard = interaction.option("leaderboard")?.stringValue.flatMap(XPSettings.LeaderboardPage.init)
+        if let leaderboard { s.leaderboard = leaderboard }
+        try await save(s, guild, interaction, "levels config", leaderboard.map { ["leaderboard": "\($0.rawValue)"] } ?? [:])
         let announce = s.announceInSameChannel ? "in the same channel" : s.announceChannel.map { "in <#\($0)>" } ?? "off"
-        return .ephemeral("""
+        let summary = """
             XP per message \(s.minXP)–\(s.maxXP), cooldown \(Int(s.cooldownSeconds)) s; announcements \(announce) ("\(s.template)"); \
             rewards \(s.rewardMode.rawValue); no-XP channels \(s.noXPChannels.count), roles \(s.noXPRoles.count); \
-            multipliers: \(s.channelMultipliers.count) channels, \(s.roleMultipliers.count) roles.
-            """)
+            multipliers: \(s.channelMultipliers.count) channels, \(s.roleMultipliers.count) roles; leaderboard page \(s.leaderboard.rawValue).
+            """
+        switch leaderboard {
+        case .public?: return .ephemeral(summary + "\nThe leaderboard page is now public: anyone with the dashboard's address can see rank, name, level and XP of this server's members.")
+        case .off?: return .ephemeral(summary + "\nThe leaderboard page is now off.")
+        case nil: return .ephemeral(summary)
+        }
     }
 
-    private func save(_ settings: XPSettings, _ guild: GuildID, _ interaction: Interaction, _ command: String) async throws {
+    private func save(_ settings: XPSettings, _ guild: GuildID, _ interaction: Interaction, _ command: String, _ detail: Logger.Metadata = [:]) async throws {
         try await context.database.write("xp.settings") { db in try settings.save(db, guild: guild) }
         feature.settings.withLock { $0[guild] = settings }
-        context.audit.info("xp settings changed", metadata: ["guild_id": "\(guild)", "user_id": "\(interaction.user)", "command": "\(command)"])
+        context.audit.info("xp settings changed", metadata: detail.merging(["guild_id": "\(guild)", "user_id": "\(interaction.user)", "command": "\(command)"]) { $1 })
     }
 }

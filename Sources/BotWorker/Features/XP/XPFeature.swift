@@ -60,6 +60,16 @@ struct XPFeature: Feature {
             try AppDatabase.registerTable(db, name: "xp_modifiers", feature: name, critical: false)
             try AppDatabase.registerTable(db, name: "xp_rewards", feature: name, critical: false)
         }
+        // The dashboard's public leaderboard page: off unless the guild turns it on, and the
+        // names it shows (null until the member's row is next written with a name).
+        migrator.registerMigration("xp-v2") { db in
+            try db.alter(table: "xp_settings") { t in
+                t.add(column: "leaderboard", .text).notNull().defaults(to: "off")  // "public" or "off"
+            }
+            try db.alter(table: "xp_members") { t in
+                t.add(column: "name", .text)
+            }
+        }
     }
 
     func settings(of guild: GuildID) -> XPSettings { settings.withLock { $0[guild] } ?? XPSettings() }
@@ -79,7 +89,9 @@ struct XPFeature: Feature {
             let award = settings.award(channel: message.channel, roles: message.authorRoles, roll: roll) ?? 0
             let at = Date().timeIntervalSince1970
             await writes.submit("xp.message", receivedAt: message.receivedAt) { db in
-                let change = try XPFeature.countMessage(db, guild: guild, user: message.author, award: award, at: at, cooldown: settings.cooldownSeconds)
+                // The author's display name rides on the row write the award makes anyway (nil
+                // keeps the stored one): the public leaderboard shows it.
+                let change = try XPFeature.countMessage(db, guild: guild, user: message.author, name: message.authorName, award: award, at: at, cooldown: settings.cooldownSeconds)
                 guard let change, change.new > change.old else { return nil }
                 return { await feature.levelChanged(guild: guild, user: message.author, from: change.old, to: change.new, channel: message.channel) }
             }
@@ -88,17 +100,36 @@ struct XPFeature: Feature {
 
     /// Counts one message of `user` and adds `award` XP unless the last award is under `cooldown`
     /// seconds old. Returns the old and new level when the level changed.
-    static func countMessage(_ db: Database, guild: GuildID, user: UserID, award: Int, at: Double, cooldown: Double) throws -> (old: Int, new: Int)? {
+    ///
+    /// `name` (see `displayName`) replaces the stored one in the same row write; nil keeps it.
+    static func countMessage(_ db: Database, guild: GuildID, user: UserID, name: String? = nil, award: Int, at: Double, cooldown: Double) throws -> (old: Int, new: Int)? {
         let row = try Row.fetchOne(db, sql: """
-            INSERT INTO xp_members (guild_id, user_id, xp, level, messages, last_award_at) VALUES (?1, ?2, ?3, 0, 1, ?4)
+            INSERT INTO xp_members (guild_id, user_id, xp, level, messages, last_award_at, name) VALUES (?1, ?2, ?3, 0, 1, ?4, ?6)
             ON CONFLICT (guild_id, user_id) DO UPDATE SET
                 messages = messages + 1,
                 xp = CASE WHEN last_award_at IS NULL OR ?4 - last_award_at >= ?5 THEN xp + ?3 ELSE xp END,
-                last_award_at = CASE WHEN last_award_at IS NULL OR ?4 - last_award_at >= ?5 THEN ?4 ELSE last_award_at END
+                last_award_at = CASE WHEN last_award_at IS NULL OR ?4 - last_award_at >= ?5 THEN ?4 ELSE last_award_at END,
+                name = COALESCE(?6, name)
             RETURNING xp, level
-            """, arguments: [guild.description, user.description, award, at, cooldown])
+            """, arguments: [guild.description, user.description, award, at, cooldown, name])
         guard let row else { return nil }
         return try settle(db, guild: guild, user: user, xp: row["xp"], stored: row["level"])
+    }
+
+    /// Sets `user`'s total XP (the `/xp` commands), creating the row if needed; `name` as in
+    /// `countMessage`. The level is left to `settle`.
+    static func setXP(_ db: Database, guild: GuildID, user: UserID, name: String? = nil, xp: Int) throws {
+        try db.execute(sql: """
+            INSERT INTO xp_members (guild_id, user_id, xp, level, messages, name) VALUES (?1, ?2, ?3, 0, 0, ?4)
+            ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = excluded.xp, name = COALESCE(?4, name)
+            """, arguments: [guild.description, user.description, xp, name])
+    }
+
+    /// The name the leaderboard page shows for a member: the guild nickname, else the global
+    /// display name, else the username; nil when none is known (the stored name is then kept).
+    /// Untrusted text, stored as it is: escaping it is the page's job.
+    static func displayName(nick: String?, globalName: String?, username: String?) -> String? {
+        [nick, globalName, username].lazy.compactMap { $0 }.first { !$0.isEmpty }
     }
 
     /// Stores the level `xp` gives when it differs from `stored`.

@@ -10,6 +10,14 @@ struct XPSettings: Sendable, Equatable {
         case replace
     }
 
+    /// The dashboard's leaderboard page for the guild (`/leaderboard/<guild id>`: rank, name,
+    /// level and XP): off unless the guild turns it on. BotData's `PublicLeaderboard` reads it.
+    enum LeaderboardPage: String, Sendable {
+        /// Anyone with the dashboard's address can see it.
+        case `public`
+        case off
+    }
+
     var minXP = 15
     var maxXP = 25
     var cooldownSeconds: Double = 60
@@ -24,6 +32,7 @@ struct XPSettings: Sendable, Equatable {
     var roleMultipliers: [RoleID: Double] = [:]
     /// Level → role.
     var rewards: [Int: RoleID] = [:]
+    var leaderboard = LeaderboardPage.off
 
     /// XP a message earns before the cooldown is considered: nil when it earns none (a no-XP
     /// channel or role). The channel's multiplier times the highest multiplier of the member's roles.
@@ -63,6 +72,7 @@ struct XPSettings: Sendable, Equatable {
             s.announceChannel = channel.flatMap(ChannelID.init)
             s.template = row["announce_template"]
             s.rewardMode = RewardMode(rawValue: row["reward_mode"]) ?? .stack
+            s.leaderboard = LeaderboardPage(rawValue: row["leaderboard"]) ?? .off
             all[guild] = s
         }
         for row in try Row.fetchAll(db, sql: "SELECT guild_id, kind, target_id, multiplier FROM xp_modifiers") {
@@ -88,12 +98,13 @@ struct XPSettings: Sendable, Equatable {
     func save(_ db: Database, guild: GuildID) throws {
         let channel = announceInSameChannel ? "same" : announceChannel?.description
         try db.execute(sql: """
-            INSERT INTO xp_settings (guild_id, min_xp, max_xp, cooldown_seconds, announce_channel_id, announce_template, reward_mode)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO xp_settings (guild_id, min_xp, max_xp, cooldown_seconds, announce_channel_id, announce_template, reward_mode, leaderboard)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (guild_id) DO UPDATE SET min_xp = excluded.min_xp, max_xp = excluded.max_xp,
                 cooldown_seconds = excluded.cooldown_seconds, announce_channel_id = excluded.announce_channel_id,
-                announce_template = excluded.announce_template, reward_mode = excluded.reward_mode
-            """, arguments: [guild.description, minXP, maxXP, cooldownSeconds, channel, template, rewardMode.rawValue])
+                announce_template = excluded.announce_template, reward_mode = excluded.reward_mode,
+                leaderboard = excluded.leaderboard
+            """, arguments: [guild.description, minXP, maxXP, cooldownSeconds, channel, template, rewardMode.rawValue, leaderboard.rawValue])
         try db.execute(sql: "DELETE FROM xp_modifiers WHERE guild_id = ?", arguments: [guild.description])
         func modifier(_ kind: String, _ id: UInt64, _ multiplier: Double?) throws {
             try db.execute(sql: "INSERT INTO xp_modifiers (guild_id, kind, target_id, multiplier) VALUES (?, ?, ?, ?)",
