@@ -37,7 +37,7 @@ final class SupervisorHarness {
         dataDir = dir + "/data"
         configPath = dir + "/config.json"
         notify = try NotifyListener(path: dir + "/notify.sock", drain: drainNotify)
-        dashboardPort = try Self.freePort()
+        dashboardPort = try freePort()
         var merged: [String: Any] = [
             "dashboard": ["listen": "127.0.0.1:\(dashboardPort)"],
             "dataDir": dataDir,
@@ -54,23 +54,6 @@ final class SupervisorHarness {
             }
         }
         try JSONSerialization.data(withJSONObject: merged).write(to: URL(fileURLWithPath: configPath))
-    }
-
-    /// A TCP port on loopback that was free a moment ago (the kernel's choice).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Timeout(description: "socket: \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw Timeout(description: "bind: \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     deinit {
