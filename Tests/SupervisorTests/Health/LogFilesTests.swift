@@ -101,7 +101,9 @@ import Testing
     }
 }
 
-@Suite struct FullDiskLoggingTests {
+/// Serialized: both tests point the process's stderr elsewhere for a moment, and side by side the
+/// second's /dev/null swallowed what the first was reading (a failure seen once in a parallel run).
+@Suite(.serialized) struct FullDiskLoggingTests {
     @Test func aFullDiskDegradesLoggingWithoutStoppingAnything() throws {
         var template = Array("/tmp/fdXXXXXX".utf8CString)
         let directory = String(cString: mkdtemp(&template)!)
