@@ -58,8 +58,8 @@ run: build
 # BotWorkerTests, DiscordSandboxTests: fast, process-free) run in parallel. The integration tests
 # (IntegrationTests: the real binaries, real servers on loopback, waits on real time) run after
 # them, one at a time: alongside the timing-sensitive unit tests they would starve them of Swift's
-# few cooperative threads (one per core). Here, after the build: the unit tests about 10 s, the
-# integration tests about 3.5 minutes. Then the dashboard in headless Chromium (about a minute;
+# few cooperative threads (one per core). Here, after the build: the unit tests about 25 s, the
+# integration tests about 4.5 minutes. Then the dashboard in headless Chromium (about 20 s;
 # its screenshots land in .build/dashboard-test/).
 test: install-deps
 	$(SWIFT) build --build-tests
