@@ -12,8 +12,9 @@ import Synchronization
 /// - A login creates a session: a random id in an HttpOnly, SameSite=Strict cookie, and a CSRF
 ///   token that every POST must carry. Sessions live 12 hours, in memory only (a supervisor
 ///   restart logs everyone out).
-/// - 10 failed attempts in a minute from one address: that address is refused (429) until the
-///   minute has passed. Failures say nothing about why.
+/// - 10 failed attempts in a minute from one address (a wrong login code or token, a wrong
+///   bearer token): that address is refused (429) until the minute has passed. Failures say
+///   nothing about why.
 final class DashboardAccess: Sendable {
     struct Session: Sendable, Equatable {
         var id: String
@@ -113,15 +114,20 @@ final class DashboardAccess: Sendable {
         }
     }
 
-    /// The live session with this cookie value; nil (and a failure counted) for any other value.
-    /// `bearer`: a script's `Authorization: Bearer <token>` instead of a cookie.
+    /// The live session with this cookie value, or a session for a script's
+    /// `Authorization: Bearer <token>`; nil otherwise.
+    ///
+    /// Only a wrong bearer token counts as a failure. A missing or unknown cookie does not: a
+    /// session id is 256 random bits (guessing is hopeless either way), and an open tab whose
+    /// session ended with a supervisor restart retries its event stream every few seconds, which
+    /// would otherwise lock its operator out of the login page.
     func authenticate(cookie: String?, bearer: String?, address: String, now: Date = Date()) -> Session? {
         state.withLock { state in
             if let cookie, let session = state.sessions[cookie], session.expires > now { return session }
-            if let bearer, Self.equal(bearer, token) {
-                return Session(id: "", csrf: "", expires: now.addingTimeInterval(60))
+            if let bearer {
+                if Self.equal(bearer, token) { return Session(id: "", csrf: "", expires: now.addingTimeInterval(60)) }
+                Self.fail(&state, address: address, now: now)
             }
-            Self.fail(&state, address: address, now: now)
             return nil
         }
     }

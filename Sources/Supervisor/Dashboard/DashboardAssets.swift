@@ -363,7 +363,8 @@ enum DashboardAssets {
       const live = document.getElementById('live');
       const source = new EventSource('/api/events');
       source.addEventListener('status', (ev) => { live.className = 'live on'; onStatus(JSON.parse(ev.data).result); });
-      source.onerror = () => { live.className = 'live off'; };
+      // The stream retries by itself; a session that ended (a supervisor restart) goes to the login.
+      source.onerror = () => { live.className = 'live off'; fetch('/api/status', { credentials: 'same-origin' }).then(r => { if (r.status === 401) location.reload(); }).catch(() => {}); };
     }
 
     if (page === 'logs') { main.replaceChildren(...logsPage()); loadLogs(); }

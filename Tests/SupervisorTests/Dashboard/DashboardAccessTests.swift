@@ -28,6 +28,16 @@ import Testing
         #expect(access.authenticate(cookie: "made-up", bearer: nil, address: "b", now: now) == nil)
         #expect(access.authenticate(cookie: nil, bearer: token, address: "c", now: now) != nil)
         #expect(!access.isLimited("b", now: now))
+        // A stale cookie (a session that ended with a restart) is no failure, however often an
+        // open tab retries; a wrong bearer token is.
+        for second in 0..<20 {
+            #expect(access.authenticate(cookie: "stale", bearer: nil, address: "d", now: now.addingTimeInterval(Double(second))) == nil)
+        }
+        #expect(!access.isLimited("d", now: now.addingTimeInterval(20)))
+        for second in 0..<10 {
+            #expect(access.authenticate(cookie: nil, bearer: "wrong", address: "e", now: now.addingTimeInterval(Double(second))) == nil)
+        }
+        #expect(access.isLimited("e", now: now.addingTimeInterval(10)))
     }
 
     @Test func tenFailuresInAMinuteLimitThatAddressOnly() {
