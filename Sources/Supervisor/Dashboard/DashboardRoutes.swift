@@ -151,8 +151,8 @@ struct DashboardRoutes: Sendable {
             var quiet = 0
             while !self.stopping() {
                 let line = String(buffer: await self.statusJSON()).trimmingCharacters(in: .newlines)
-                // Ages and RSS change every second; compare without them is not worth it: send
-                // when the text changed, which it does while the worker runs.
+                // Sent when the text changed (while a worker runs, its heartbeat age changes it
+                // every second); a comment every 15 s of silence keeps proxies from closing it.
                 if line != last {
                     try await writer.write(ByteBuffer(string: "event: status\ndata: \(line)\n\n"))
                     last = line
