@@ -54,16 +54,20 @@ build-release: install-deps
 run: build
 	.build/debug/bot-supervisor run $(if $(CONFIG),--config $(CONFIG),)
 
-# Builds everything and runs every test, in two runs. The unit tests (IPCTests, SupervisorTests,
+# Builds everything and runs every test, in three runs and a browser. The unit tests (IPCTests, SupervisorTests,
 # BotWorkerTests, DiscordSandboxTests: fast, process-free) run in parallel. The integration tests
 # (IntegrationTests: the real binaries, real servers on loopback, waits on real time) run after
 # them, one at a time: alongside the timing-sensitive unit tests they would starve them of Swift's
-# few cooperative threads (one per core). Here, after the build: the unit tests about 25 s, the
-# integration tests about 4.5 minutes. Then the dashboard in headless Chromium (about 20 s;
+# few cooperative threads (one per core). The decoders' fuzz tests (CPU-bound, about 9 s) run on
+# their own after the other unit tests for the same reason: beside them, both cooperative threads
+# were busy fuzzing for 11 s and the sandbox's Gateway tests missed their 10 s deadlines (about
+# one parallel run in three, once the unit tests reached 335). Here, after the build: the unit
+# tests about 10 s, the fuzz tests about 9 s, the integration tests about 4.5 minutes. Then the dashboard in headless Chromium (about 20 s;
 # its screenshots land in .build/dashboard-test/).
 test: install-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --skip IntegrationTests
+	$(SWIFT) test --skip-build --parallel --skip IntegrationTests --skip Fuzz
+	$(SWIFT) test --skip-build --parallel --filter Fuzz
 	$(SWIFT) test --skip-build --filter IntegrationTests --no-parallel
 	$(PYENV)/bin/python3 Tests/Browser/dashboard-test --bin-dir .build/debug --out .build/dashboard-test
 

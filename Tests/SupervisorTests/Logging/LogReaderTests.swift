@@ -162,10 +162,12 @@ import Testing
     }
 
     @Test func aLargeDirectoryIsStreamed() throws {
-        // 200,000 lines over 4 systems and 3 days: merged in order without loading a file whole.
+        // 20,000 lines (about 2 MB) over 4 systems: merged in order through many buffer refills.
+        // Small on purpose: a unit test that computes for seconds holds one of the two cooperative
+        // threads, and starved the sandbox's timing-sensitive Gateway tests in a parallel run.
         for system in ["bot", "xp", "database", "audit"] {
             var text = ""
-            for i in 0..<50_000 {
+            for i in 0..<5_000 {
                 let seconds = i * 4 + ["bot", "xp", "database", "audit"].firstIndex(of: system)!
                 let ts = Timestamp.string(Date(timeIntervalSince1970: 1_800_000_000 + Double(seconds)))
                 text += line(ts, "INFO", system, "m\(seconds)")
@@ -180,6 +182,6 @@ import Testing
             count += 1
             return true
         }
-        #expect(count == 200_000 && ordered)
+        #expect(count == 20_000 && ordered)
     }
 }
