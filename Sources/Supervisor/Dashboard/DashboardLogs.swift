@@ -34,12 +34,11 @@ final class DashboardLogs: Sendable {
         var text: String?
         var since: String?
 
+        /// The levels a page may ask for, as `bot-supervisor logs --level` takes them.
         static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
-        static func rank(_ level: String) -> Int {
-            let lower = level.lowercased()
-            return levels.firstIndex(of: lower == "warn" ? "warning" : lower) ?? 2
-        }
+        /// A stored line's rank, as `bot-supervisor logs` ranks it (`LogQuery`).
+        static func rank(_ level: String) -> Int { LogQuery.rank(stored: level.uppercased()) ?? 2 }
 
         init() {}
 
@@ -49,10 +48,10 @@ final class DashboardLogs: Sendable {
                 self.systems = Set(systems.split(separator: ",").map(String.init))
             }
             if let level = query.get("level"), !level.isEmpty {
-                guard Self.levels.contains(level.lowercased()) || level.lowercased() == "warn" else {
+                guard let rank = LogQuery.optionRanks[level.lowercased()] else {
                     throw HTTPError(.badRequest, message: "level must be one of \(Self.levels.joined(separator: ", "))")
                 }
-                minimumLevel = Self.rank(level)
+                minimumLevel = rank
             }
             if let text = query.get("grep"), !text.isEmpty { self.text = text.lowercased() }
             if let since = query.get("since"), !since.isEmpty {

@@ -93,8 +93,9 @@ struct DashboardLink: Codable, Sendable {
     }
 
     static func base(listen: String) -> String {
-        var host = MetricsServer.parse(listen)?.host ?? "127.0.0.1"
-        let port = MetricsServer.parse(listen)?.port ?? 8080
+        let address = MetricsServer.parse(listen)
+        var host = address?.host ?? "127.0.0.1"
+        let port = address?.port ?? 8080
         if host == "0.0.0.0" || host == "::" {
             var name = [CChar](repeating: 0, count: 256)
             host = gethostname(&name, name.count) == 0 ? String(cString: name) : "127.0.0.1"

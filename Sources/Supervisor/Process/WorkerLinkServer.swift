@@ -75,7 +75,7 @@ struct WorkerLinkServer: Service {
                         "problems": "\(failed.map { "\($0.name): \($0.detail)" }.joined(separator: "; "))",
                     ])
                 case .success(.heartbeat(let beat)):
-                    events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail))
+                    events(.heartbeat(pid: pid, healthy: beat.healthy, detail: beat.detail, rssBytes: beat.rssBytes.map(Int64.init)))
                     await status.record(report: beat, from: pid)
                 case .success(.fatal(let message)): events(.fatalReported(pid: pid, message: message))
                 case .success(.corruption(let detail)):

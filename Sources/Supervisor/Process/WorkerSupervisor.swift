@@ -73,7 +73,7 @@ final class WorkerSupervisor: Service, Sendable {
                     }
                     var alerts: [(AlertSeverity, String)] = []
                     while !pending.isEmpty {
-                        let event = self.measured(pending.removeFirst())
+                        let event = pending.removeFirst()
                         self.trace(event, expected: machine.state == .stopping, children: &children)
                         switch event {
                         case .exited, .spawnFailed: exitAt = Date()
@@ -148,13 +148,6 @@ final class WorkerSupervisor: Service, Sendable {
         }
         logger.log(level: outcome.succeeded ? .info : .error, "maintenance finished", metadata: [LogKey.outcome: "\(outcome.message)"])
         continuation.yield(.event(.maintenanceFinished(outcome)))
-    }
-
-    /// A heartbeat with the worker's RSS when a memory limit is set: the heartbeat's own figure
-    /// when it carries one, else VmRSS read now from /proc (the figure the worker reports).
-    private func measured(_ event: WorkerStateMachine.Event) -> WorkerStateMachine.Event {
-        guard config.worker.memoryMaxBytes != nil, case .heartbeat(let pid, let healthy, let detail, nil) = event else { return event }
-        return .heartbeat(pid: pid, healthy: healthy, detail: detail, rssBytes: ProcessStats.residentBytes(pid: pid).map(Int64.init))
     }
 
     private func spawnWorker() async throws -> Int32 {

@@ -37,22 +37,10 @@ import Testing
         close(fd)
     }
 
-    /// Runs `bot-supervisor logs ARGS --config …` to its end (deadline 30 s).
+    /// Runs `bot-supervisor logs ARGS --config …` to its end, without colour.
     func logsCommand(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: SupervisorHarness.supervisorBinary)
-        process.arguments = ["logs"] + arguments + ["--config", config]
-        var environment = ProcessInfo.processInfo.environment
-        environment["NO_COLOR"] = "1"
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        try waitUntil(timeout: .seconds(30), "bot-supervisor logs to end") { !process.isRunning }
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        let run = try SupervisorHarness.cli(["logs"] + arguments + ["--config", config], environment: ["NO_COLOR": "1"])
+        return (run.status, run.stdout, run.stderr)
     }
 
     @Test func theHistoryIsMergedFilteredAndReadable() throws {

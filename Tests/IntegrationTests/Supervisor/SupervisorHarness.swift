@@ -147,11 +147,12 @@ final class SupervisorHarness {
     }
 
     /// Runs `bot-supervisor ARGS` as a client and returns its exit status and output.
-    static func cli(_ arguments: [String], prefix: [String] = [], binary: String = supervisorBinary) throws -> (status: Int32, stdout: String, stderr: String) {
+    static func cli(_ arguments: [String], prefix: [String] = [], binary: String = supervisorBinary, environment extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         let launcher = prefix.first ?? binary
         process.executableURL = URL(fileURLWithPath: launcher)
         process.arguments = Array(prefix.dropFirst()) + (prefix.isEmpty ? [] : [binary]) + arguments
+        if !extra.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
