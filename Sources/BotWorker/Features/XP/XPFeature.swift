@@ -70,6 +70,21 @@ struct XPFeature: Feature {
                 t.add(column: "name", .text)
             }
         }
+        // Voice minutes, privacy, and leaving: a member's voice minutes counted, whether they are
+        // hidden from the leaderboards, and since when a member who left is gone (their XP is
+        // reset after the grace period when the guild's `on_leave` is `reset`).
+        migrator.registerMigration("xp-v3") { db in
+            try db.alter(table: "xp_members") { t in
+                t.add(column: "voice_minutes", .integer).notNull().defaults(to: 0)
+                t.add(column: "hidden", .boolean).notNull().defaults(to: false)
+                t.add(column: "left_at", .double)  // seconds since 1970; null while a member
+            }
+            try db.alter(table: "xp_settings") { t in
+                t.add(column: "voice_xp", .integer).notNull().defaults(to: 0)  // XP a voice minute earns; 0: off
+                t.add(column: "on_leave", .text).notNull().defaults(to: "keep")  // "keep" or "reset"
+                t.add(column: "leave_grace_seconds", .double).notNull().defaults(to: 86400)
+            }
+        }
     }
 
     func settings(of guild: GuildID) -> XPSettings { settings.withLock { $0[guild] } ?? XPSettings() }

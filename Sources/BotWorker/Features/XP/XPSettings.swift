@@ -33,6 +33,18 @@ struct XPSettings: Sendable, Equatable {
     /// Level → role.
     var rewards: [Int: RoleID] = [:]
     var leaderboard = LeaderboardPage.off
+    /// XP a minute in voice earns (before multipliers); 0 turns voice XP off.
+    var voiceXP = 0
+    var onLeave = LeavePolicy.keep
+    /// How long a member who left stays gone before `reset` takes their XP.
+    var leaveGraceSeconds: Double = 86400
+
+    enum LeavePolicy: String, Sendable {
+        /// A member who leaves keeps their XP for when they come back.
+        case keep
+        /// Their XP is reset once they have been gone for the grace period.
+        case reset
+    }
 
     /// XP a message earns before the cooldown is considered: nil when it earns none (a no-XP
     /// channel or role). The channel's multiplier times the highest multiplier of the member's roles.
@@ -73,6 +85,9 @@ struct XPSettings: Sendable, Equatable {
             s.template = row["announce_template"]
             s.rewardMode = RewardMode(rawValue: row["reward_mode"]) ?? .stack
             s.leaderboard = LeaderboardPage(rawValue: row["leaderboard"]) ?? .off
+            s.voiceXP = row["voice_xp"]
+            s.onLeave = LeavePolicy(rawValue: row["on_leave"]) ?? .keep
+            s.leaveGraceSeconds = row["leave_grace_seconds"]
             all[guild] = s
         }
         for row in try Row.fetchAll(db, sql: "SELECT guild_id, kind, target_id, multiplier FROM xp_modifiers") {
@@ -98,13 +113,16 @@ struct XPSettings: Sendable, Equatable {
     func save(_ db: Database, guild: GuildID) throws {
         let channel = announceInSameChannel ? "same" : announceChannel?.description
         try db.execute(sql: """
-            INSERT INTO xp_settings (guild_id, min_xp, max_xp, cooldown_seconds, announce_channel_id, announce_template, reward_mode, leaderboard)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO xp_settings (guild_id, min_xp, max_xp, cooldown_seconds, announce_channel_id, announce_template, reward_mode, leaderboard,
+                                     voice_xp, on_leave, leave_grace_seconds)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (guild_id) DO UPDATE SET min_xp = excluded.min_xp, max_xp = excluded.max_xp,
                 cooldown_seconds = excluded.cooldown_seconds, announce_channel_id = excluded.announce_channel_id,
                 announce_template = excluded.announce_template, reward_mode = excluded.reward_mode,
-                leaderboard = excluded.leaderboard
-            """, arguments: [guild.description, minXP, maxXP, cooldownSeconds, channel, template, rewardMode.rawValue, leaderboard.rawValue])
+                leaderboard = excluded.leaderboard, voice_xp = excluded.voice_xp, on_leave = excluded.on_leave,
+                leave_grace_seconds = excluded.leave_grace_seconds
+            """, arguments: [guild.description, minXP, maxXP, cooldownSeconds, channel, template, rewardMode.rawValue, leaderboard.rawValue,
+                             voiceXP, onLeave.rawValue, leaveGraceSeconds])
         try db.execute(sql: "DELETE FROM xp_modifiers WHERE guild_id = ?", arguments: [guild.description])
         func modifier(_ kind: String, _ id: UInt64, _ multiplier: Double?) throws {
             try db.execute(sql: "INSERT INTO xp_modifiers (guild_id, kind, target_id, multiplier) VALUES (?, ?, ?, ?)",
