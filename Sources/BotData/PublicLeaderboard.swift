@@ -18,6 +18,8 @@ import GRDB
 /// }
 /// ```
 ///
+/// Members who hid themselves (`/xp privacy hide`) are not on it.
+///
 /// Names are the members' own text, stored as Discord gave them: escape them for the page.
 public enum PublicLeaderboard {
     public struct Row: Codable, Sendable, Equatable {
@@ -74,10 +76,11 @@ public enum PublicLeaderboard {
         guard isSnowflake(guildID) else { return nil }
         return try withDatabase(databasePath) { db -> Page? in
             guard try isPublic(db, guildID: guildID) else { return nil }
-            let named = try db.columns(in: "xp_members").contains { $0.name == "name" }
+            let columns = Set(try db.columns(in: "xp_members").map(\.name))
+            // Members who chose `/xp privacy hide` (migration `xp-v3`) are left out.
             let rows = try GRDB.Row.fetchAll(db, sql: """
-                SELECT user_id, \(named ? "name" : "NULL AS name"), level, xp FROM xp_members
-                WHERE guild_id = ? ORDER BY xp DESC, user_id LIMIT ?
+                SELECT user_id, \(columns.contains("name") ? "name" : "NULL AS name"), level, xp FROM xp_members
+                WHERE guild_id = ?\(columns.contains("hidden") ? " AND NOT hidden" : "") ORDER BY xp DESC, user_id LIMIT ?
                 """, arguments: [guildID, min(max(0, limit), maxLimit)])
             return Page(rows: rows.enumerated().map { index, row in
                 let stored: String? = row["name"]

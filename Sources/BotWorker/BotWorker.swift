@@ -7,7 +7,7 @@ struct BotWorker: AsyncParsableCommand {
         commandName: "bot-worker",
         abstract: "The Discord bot. Normally started only by bot-supervisor, which it reports to.",
         version: BotVersion.current,
-        subcommands: [RunCommand.self, MigrateCommand.self],
+        subcommands: [RunCommand.self, MigrateCommand.self, XPCommand.self],
         defaultSubcommand: RunCommand.self
     )
 }

@@ -10,7 +10,11 @@ import Testing
         .fatal(message: "Discord rejected the token (close code 4004)"),
         .backupRequest(.init(id: RequestID(1), reason: .preMigration, migrations: ["v2-xp", "v3-rules"])),
         .corruption(detail: "SQLite error 11: database disk image is malformed"),
+        .alert(severity: .warning, message: "role rules looped for member 7 in guild 1: #3 (+@Regular) → #4 (−@Member) → …; stopped at depth 10"),
         .backupRequest(.init(id: RequestID(2), reason: .postMigration)),
+        .xpTransferReply(.init(id: RequestID(4), result: XPTransferResult(guild: "1", summary: "2 members in the file: 1 added, 1 updated, 0 unchanged. Dry run: nothing was written.", dryRun: true, entries: 2, added: 1, updated: 1))),
+        .xpTransferReply(.init(id: RequestID(5), result: XPTransferResult(guild: "1", summary: "1 member exported", entries: 1, csv: "user_id,xp,level,messages,voice_minutes\n5,100,1,0,0\n"))),
+        .xpTransferReply(.init(id: RequestID(6), error: ErrorBody(code: "malformed", message: "line 17: field \"xp\": \"12a\" is not a whole number ≥ 0; nothing was imported"))),
         .backupRequest(.init(id: RequestID(3), reason: .journal, detail: "the journal in /b takes writes again")),
         .heartbeat(.init(sequence: 8, journal: JournalReport(enabled: true, timeline: "t", sequence: 9, lastCommitAt: nil, unjournaled: 0, locations: [
             .init(path: "/b", state: "failed", lastSequence: 7, lag: 2, sizeBytes: 100, segments: 1, error: "write: No space left on device"),
@@ -27,6 +31,8 @@ import Testing
         SupervisorMessage.welcome(.init(heartbeatIntervalMs: 5000, databasePath: "/var/lib/bot/bot.sqlite", discord: DiscordSettings(mode: .discord, token: Secret("t0ken"), guildIDs: ["1"]), journal: JournalSettings(enabled: true, locations: ["/b1", "/b2"], segmentMaxBytes: 1 << 20))),
         .backupReply(.init(id: RequestID(7), ok: false, message: "disk full")),
         .snapshotTaken(sequence: 42),
+        .xpTransfer(.init(id: RequestID(3), action: .import, guild: "1187654321098765432", format: "mee6", dryRun: true, content: "eyJwbGF5ZXJzIjpbXX0=")),
+        .xpTransfer(.init(id: RequestID(4), action: .export, guild: "1187654321098765432")),
         .shutdown(reason: "restart requested\nby operator"),
         .error(ErrorBody(code: "bad-request", message: "not JSON")),
     ])
@@ -107,6 +113,9 @@ import Testing
         #expect(try JSONLine.decode(ControlRequest.self, from: #"{"cmd":"status"}"#) == ControlRequest(cmd: .status))
         #expect(try JSONLine.decode(ControlRequest.self, from: #"{"cmd":"restart-worker"}"#).cmd == .restartWorker)
         #expect(try JSONLine.decode(ControlRequest.self, from: #"{"cmd":"restore","backup":"b1"}"#).backup == "b1")
+        let xpImport = ControlRequest(cmd: .xpImport, guild: "1", format: "csv", dryRun: true, content: "dXNlcl9pZCx4cAo=")
+        #expect(try JSONLine.decode(ControlRequest.self, from: try JSONLine.encode(xpImport)) == xpImport)
+        #expect(try JSONLine.decode(ControlRequest.self, from: #"{"cmd":"xp-export","guild":"1"}"#) == ControlRequest(cmd: .xpExport, guild: "1"))
         #expect {
             try JSONLine.decode(ControlRequest.self, from: #"{"cmd":"format-disk"}"#)
         } throws: { error in

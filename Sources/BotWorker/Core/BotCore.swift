@@ -77,6 +77,7 @@ actor BotCore: Service {
     private func runFeatures() async throws {
         let database = try await openDatabase()
         self.database = database
+        serveXPTransfers(database)
         let events = EventBus(logger: logger)
         let writes = WriteBatcher(database: database, logger: databaseLogger)
         let commands = CommandRouter(logger: logger, audit: Logger(label: "audit"), faults: faults)
@@ -128,6 +129,24 @@ actor BotCore: Service {
             throw WorkerExit(code: 1, description: ended.description)
         }
         await stopFeatures(writes)
+    }
+
+    /// XP imports and exports relayed by the supervisor run in the background group, each an
+    /// import in one transaction (`XPTransfer.serve`), and are answered over the link.
+    private func serveXPTransfers(_ database: SafeDatabase) {
+        let link = self.link
+        let background = self.background
+        let logger = self.logger
+        link.onXPTransfer { request in
+            background.submit {
+                let reply = await XPTransfer.serve(request, database: database)
+                logger.info("xp transfer", metadata: [
+                    "action": "\(request.action.rawValue)", "guild_id": "\(request.guild)", "dry_run": "\(request.dryRun)",
+                    "outcome": "\(reply.ok ? "ok" : reply.error?.code ?? "failed")",
+                ])
+                try? await link.send(.xpTransferReply(reply))
+            }
+        }
     }
 
     /// The checks before ready, reported to the supervisor (`worker.startup` in the status); a
@@ -188,10 +207,18 @@ actor BotCore: Service {
 
     /// Each feature of the catalog: set up, its database checked, its settings loaded.
     private func startFeatures(_ database: SafeDatabase, events: EventBus, writes: WriteBatcher, commands: CommandRouter, discord: DiscordAccess) async throws {
+        let link = self.link
+        let alerts = FeatureAlerts { severity, message in
+            do {
+                try await link.send(.alert(severity: severity, message: message))
+            } catch {
+                link.logger.warning("alert not delivered to the supervisor", metadata: ["alert": "\(message)", "error": "\(error)"])
+            }
+        }
         for type in FeatureCatalog.all {
             let feature = type.init(context: FeatureContext(
                 database: database, logger: Logger(label: type.logSystem), audit: Logger(label: "audit"), events: events,
-                writes: writes, commands: commands, discord: discord, background: background
+                writes: writes, commands: commands, discord: discord, background: background, alerts: alerts
             ))
             try await feature.setup()
             let problems = try await database.read("\(type.name).verify-database") { try feature.verifyDatabase($0) }

@@ -17,6 +17,10 @@ actor DiscordAccess {
         var roles: [RoleID: RolePayload] = [:]
         var ownerID: UserID?
         var botRoles: Set<RoleID> = []
+        /// `verification_level`: 0 NONE … 4 VERY_HIGH.
+        var verificationLevel = 0
+        /// The voice channel where idle members are moved (they earn no voice XP there).
+        var afkChannel: ChannelID?
     }
 
     static let administrator: UInt64 = 1 << 3
@@ -40,11 +44,27 @@ actor DiscordAccess {
         var state = GuildState()
         state.roles = Dictionary((guild.roles ?? []).map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         state.ownerID = guild.owner_id
+        state.verificationLevel = guild.verification_level ?? 0
+        state.afkChannel = guild.afk_channel_id
         if let botUser, let me = guild.members?.first(where: { $0.user?.id == botUser }) {
             state.botRoles = Set(me.roles)
         }
         guilds[guild.id] = state
     }
+
+    /// GUILD_UPDATE: the guild object without its members; the bot's roles stay as they were.
+    func guildUpdated(_ guild: GuildPayload) {
+        guard var state = guilds[guild.id] else { return }
+        if let roles = guild.roles { state.roles = Dictionary(roles.map { ($0.id, $0) }, uniquingKeysWith: { $1 }) }
+        if let owner = guild.owner_id { state.ownerID = owner }
+        if let level = guild.verification_level { state.verificationLevel = level }
+        state.afkChannel = guild.afk_channel_id
+        guilds[guild.id] = state
+    }
+
+    /// The guild's verification level (0 NONE … 4 VERY_HIGH), as of its last GUILD_CREATE or
+    /// GUILD_UPDATE.
+    func verificationLevel(of guild: GuildID) -> Int { guilds[guild]?.verificationLevel ?? 0 }
 
     func memberUpdated(_ member: Member) {
         if member.user == botUser { guilds[member.guild]?.botRoles = member.roles }
@@ -54,6 +74,9 @@ actor DiscordAccess {
     var guildIDs: [GuildID] { Array(guilds.keys) }
 
     func roles(of guild: GuildID) -> [RoleID: RolePayload] { guilds[guild]?.roles ?? [:] }
+
+    /// The AFK voice channels of the guilds the bot knows, by guild.
+    var afkChannels: [GuildID: ChannelID?] { guilds.mapValues(\.afkChannel) }
 
     /// Why the bot cannot give or take `role` in `guild`, or nil when it can.
     func cannotManage(_ role: RoleID, in guild: GuildID) -> String? {
@@ -109,6 +132,16 @@ actor DiscordAccess {
             guard page.count == 1000, let last = decoded.map(\.user).max() else { return all }
             after = last
         }
+    }
+
+    /// Replaces the first answer to an interaction (progress of a long command, then its result).
+    func editOriginal(application: ApplicationID, token: String, _ message: JSONValue) async throws {
+        try await client().editOriginal(application: application, token: token, message)
+    }
+
+    /// A member's uploaded file (an interaction's attachment), at most `limit` bytes.
+    func download(_ url: String, limit: Int) async throws -> [UInt8] {
+        try await client().download(url, limit: limit)
     }
 
     /// One member, or nil when they left.

@@ -19,6 +19,7 @@ actor DiscordConnection {
 
     static let guilds = 1 << 0
     static let guildMembers = 1 << 1
+    static let guildVoiceStates = 1 << 7
     static let guildMessages = 1 << 9
     static let messageContent = 1 << 15
 
@@ -66,7 +67,7 @@ actor DiscordConnection {
     ) {
         self.sessionChanged = sessionChanged
         self.settings = settings
-        intents = Self.guilds | Self.guildMembers | Self.guildMessages | (needsMessageContent ? Self.messageContent : 0)
+        intents = Self.guilds | Self.guildMembers | Self.guildVoiceStates | Self.guildMessages | (needsMessageContent ? Self.messageContent : 0)
         self.database = database
         self.events = events
         self.writes = writes
@@ -310,11 +311,16 @@ actor DiscordConnection {
                 let commands = self.commands
                 backgroundContinuation.yield { await commands.synchronize(application: applicationID, guild: guild.id) }
             }
+            let voice = (guild.voice_states ?? []).map { $0.state(in: guild.id) }
+            await events.publish(.voiceStatesAvailable(guild: guild.id, afkChannel: guild.afk_channel_id, states: voice))
             await events.publish(.guildAvailable(guild: guild.id, members: members))
             if let pending = pendingReconcile {
                 pendingReconcile = nil
                 await reconcile(guild: guild.id, members: members, reason: pending.reason, since: pending.since)
             }
+        case .guildUpdate(let guild):
+            guard serves(guild.id) else { return }
+            await access.guildUpdated(guild)
         case .memberAdd(let payload):
             guard serves(payload.guild_id), let guild = payload.guild_id, let member = payload.member(in: guild) else { return }
             await events.publish(.memberJoined(member))
@@ -330,6 +336,9 @@ actor DiscordConnection {
             var message = payload.message
             message.receivedAt = dispatch.receivedAt
             await events.publish(.messageCreated(message))
+        case .voiceStateUpdate(let payload):
+            guard let guild = payload.guild_id, serves(guild) else { return }
+            await events.publish(.voiceStateChanged(payload.state(in: guild)))
         case .interactionCreate(let json):
             guard json["guild_id"] == nil || serves(json["guild_id"]?.stringValue.flatMap(GuildID.init)) else { return }
             // Off the Gateway reader: a command may take seconds, events must not wait for it.

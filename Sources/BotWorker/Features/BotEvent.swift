@@ -13,6 +13,11 @@ enum BotEvent: Sendable, Equatable {
     case levelReached(guild: GuildID, user: UserID, level: Int)
     /// After a lost Gateway session: members who joined while no event reached the bot.
     case membersJoinedWhileAway(guild: GuildID, members: [Member])
+    /// A guild became available: who is in voice, and its AFK channel (published before
+    /// `guildAvailable`, whose members give the roles of those in voice).
+    case voiceStatesAvailable(guild: GuildID, afkChannel: ChannelID?, states: [VoiceState])
+    /// A member joined, left, moved or muted in voice.
+    case voiceStateChanged(VoiceState)
 
     /// The event's kind, which subscribers filter on.
     var kind: Kind {
@@ -25,10 +30,13 @@ enum BotEvent: Sendable, Equatable {
         case .memberVerified: .memberVerified
         case .levelReached: .levelReached
         case .membersJoinedWhileAway: .membersJoinedWhileAway
+        case .voiceStatesAvailable: .voiceStatesAvailable
+        case .voiceStateChanged: .voiceStateChanged
         }
     }
 
     enum Kind: Sendable, Hashable, CaseIterable {
         case guildAvailable, memberJoined, memberUpdated, memberLeft, messageCreated, memberVerified, levelReached, membersJoinedWhileAway
+        case voiceStatesAvailable, voiceStateChanged
     }
 }

@@ -2,7 +2,8 @@ import FoundationEssentials
 import IPC
 import Logging
 
-/// An interaction as a handler sees it: a slash command (type 2) or a component press (type 3).
+/// An interaction as a handler sees it: a slash command (type 2), a component press (type 3) or
+/// a modal submitted (type 5).
 struct Interaction: Sendable {
     var id: InteractionID
     var token: String
@@ -17,8 +18,16 @@ struct Interaction: Sendable {
     /// Slash command: its name and options (`[{name, type, value}]`, sub-commands nested).
     var commandName: String?
     var options: [JSONValue]
-    /// Component: its `custom_id`.
+    /// Component or modal: its `custom_id`.
     var customID: String?
+    /// Modal submitted: its text inputs' values by `custom_id`.
+    var fields: [String: String] = [:]
+    /// Still in Discord's membership screening (`member.pending`).
+    var memberPending = false
+    /// When the member joined the guild (`member.joined_at`).
+    var memberJoinedAt: Date?
+    /// Slash command: the objects its options refer to (`data.resolved`: attachments, users…).
+    var resolved: JSONValue = .null
 
     init?(_ json: JSONValue) {
         guard let id = json["id"]?.stringValue.flatMap(InteractionID.init), let token = json["token"]?.stringValue,
@@ -41,6 +50,42 @@ struct Interaction: Sendable {
         commandName = json["data"]?["name"]?.stringValue
         if case .array(let options)? = json["data"]?["options"] { self.options = options } else { options = [] }
         customID = json["data"]?["custom_id"]?.stringValue
+        memberPending = json["member"]?["pending"] == .bool(true)
+        memberJoinedAt = json["member"]?["joined_at"]?.stringValue.flatMap(Timestamp.parse)
+        if type == 5 { fields = Self.submittedFields(json["data"]?["components"] ?? .null) }
+        resolved = json["data"]?["resolved"] ?? .null
+    }
+
+    /// A file a member attached to option `name` (an ATTACHMENT option, type 11).
+    struct Attachment: Sendable, Equatable {
+        var filename: String
+        var size: Int
+        var url: String
+    }
+
+    func attachment(_ name: String) -> Attachment? {
+        guard let id = option(name)?.stringValue, let object = resolved["attachments"]?[id],
+              let url = object["url"]?.stringValue else { return nil }
+        return Attachment(filename: object["filename"]?.stringValue ?? "file", size: object["size"]?.intValue ?? 0, url: url)
+    }
+
+    /// The value a member typed into the modal's text input `customID`.
+    func field(_ customID: String) -> String? { fields[customID] }
+
+    /// MODAL_SUBMIT's `data.components`: action rows of text inputs (`{custom_id, value}`), or
+    /// labels holding one `component`.
+    static func submittedFields(_ components: JSONValue) -> [String: String] {
+        var found: [String: String] = [:]
+        func walk(_ value: JSONValue) {
+            guard case .array(let items) = value else { return }
+            for item in items {
+                if let id = item["custom_id"]?.stringValue, let text = item["value"]?.stringValue { found[id] = text }
+                walk(item["components"] ?? .null)
+                if let inner = item["component"] { walk(.array([inner])) }
+            }
+        }
+        walk(components)
+        return found
     }
 
     /// The value of option `name`, looking into sub-commands.
@@ -61,14 +106,28 @@ struct Interaction: Sendable {
     }
 }
 
-/// What a handler answers: a message (ephemeral when only the member should see it).
+/// What a handler answers: a message (ephemeral when only the member should see it), or a modal
+/// (to a command or a component press, never to a modal submitted).
 struct InteractionReply: Sendable, Equatable {
     var content: String
     var ephemeral: Bool
     var components: JSONValue?
+    /// Files attached to the message (an export, say).
+    var files: [DiscordREST.Upload] = []
 
     static func ephemeral(_ content: String) -> InteractionReply { .init(content: content, ephemeral: true, components: nil) }
     static func visible(_ content: String) -> InteractionReply { .init(content: content, ephemeral: false, components: nil) }
+
+    /// A modal: callback type 9 with `{custom_id, title, components}` (action rows of text
+    /// inputs) as its data. It cannot follow a deferral, so its route must answer within 3 s
+    /// (`register(componentPrefix:feature:opensModals: true)`).
+    var modal: JSONValue?
+
+    static func modal(_ data: JSONValue) -> InteractionReply {
+        var reply = InteractionReply(content: "", ephemeral: true, components: nil)
+        reply.modal = data
+        return reply
+    }
 
     var message: JSONValue {
         var object: [String: JSONValue] = [
@@ -77,6 +136,9 @@ struct InteractionReply: Sendable, Equatable {
         ]
         if ephemeral { object["flags"] = .integer(64) }
         if let components { object["components"] = components }
+        if !files.isEmpty {
+            object["attachments"] = .array(files.enumerated().map { .object(["id": .string(String($0.offset)), "filename": .string($0.element.filename)]) })
+        }
         return .object(object)
     }
 }
@@ -90,27 +152,32 @@ struct CommandRefusal: Error, CustomStringConvertible {
 /// commands in every guild (one bulk overwrite per guild on start).
 ///
 /// Every interaction is answered within Discord's 3 s: a handler that takes longer than
-/// `deferAfter` gets a deferred answer ("thinking…") and its result as the follow-up. A handler
-/// that throws is answered ephemerally in plain words and counted as failed; its error is logged
+/// `deferAfter` gets a deferred answer ("thinking…") and its result as the follow-up. A modal
+/// cannot follow a deferral: routes that may answer with one (`opensModals`) are deferred only
+/// after `modalDeferAfter`, as late as Discord's 3 s allow, and a modal that comes later still is
+/// replaced by a message asking to try again. A handler that throws is answered ephemerally in plain words and counted as failed; its error is logged
 /// with the command, guild and user.
 actor CommandRouter {
     typealias Handler = @Sendable (Interaction) async throws -> InteractionReply
 
     private var commands: [String: (feature: String, definition: JSONValue, handler: Handler)] = [:]
-    private var components: [(prefix: String, feature: String, handler: Handler)] = []
+    private var components: [(prefix: String, feature: String, opensModals: Bool, handler: Handler)] = []
+    private var modals: [(prefix: String, feature: String, handler: Handler)] = []
     private var rest: DiscordREST?
     private let logger: Logger
     private let audit: Logger
     private let deferAfter: Duration
+    private let modalDeferAfter: Duration
     /// The worker's test-only faults, given at start (`command-throws` wraps every handler).
     private let faults: WorkerFaults
     private(set) var succeeded = 0
     private(set) var failed = 0
 
-    init(logger: Logger, audit: Logger, deferAfter: Duration = .milliseconds(2000), faults: WorkerFaults = .none) {
+    init(logger: Logger, audit: Logger, deferAfter: Duration = .milliseconds(2000), modalDeferAfter: Duration = .milliseconds(2600), faults: WorkerFaults = .none) {
         self.logger = logger
         self.audit = audit
         self.deferAfter = deferAfter
+        self.modalDeferAfter = max(deferAfter, modalDeferAfter)
         self.faults = faults
     }
 
@@ -121,9 +188,16 @@ actor CommandRouter {
         commands[name] = (feature, definition, handler)
     }
 
-    /// Component presses whose `custom_id` starts with `prefix` (e.g. "verification:").
-    func register(componentPrefix prefix: String, feature: String, _ handler: @escaping Handler) {
-        components.append((prefix, feature, handler))
+    /// Component presses whose `custom_id` starts with `prefix` (e.g. "verification:"). With
+    /// `opensModals` the handler may answer with a modal, and must do so quickly (see above).
+    func register(componentPrefix prefix: String, feature: String, opensModals: Bool = false, _ handler: @escaping Handler) {
+        components.append((prefix, feature, opensModals, handler))
+    }
+
+    /// Modals submitted (interaction type 5) whose `custom_id` starts with `prefix`; the handler
+    /// reads the values with `interaction.field(_:)`.
+    func register(modalPrefix prefix: String, feature: String, _ handler: @escaping Handler) {
+        modals.append((prefix, feature, handler))
     }
 
     var definitions: [JSONValue] { commands.keys.sorted().compactMap { commands[$0]?.definition } }
@@ -150,9 +224,14 @@ actor CommandRouter {
             return
         }
         let route: (name: String, feature: String, handler: Handler)?
+        var opensModals = false
         switch interaction.type {
         case 2: route = interaction.commandName.flatMap { name in commands[name].map { (name, $0.feature, $0.handler) } }
-        case 3: route = interaction.customID.flatMap { id in components.first { id.hasPrefix($0.prefix) }.map { (id, $0.feature, $0.handler) } }
+        case 3:
+            let component = interaction.customID.flatMap { id in components.first { id.hasPrefix($0.prefix) } }
+            opensModals = component?.opensModals ?? false
+            route = component.map { (interaction.customID ?? "", $0.feature, $0.handler) }
+        case 5: route = interaction.customID.flatMap { id in modals.first { id.hasPrefix($0.prefix) }.map { (id, $0.feature, $0.handler) } }
         default: route = nil
         }
         var context: Logger.Metadata = [
@@ -166,8 +245,8 @@ actor CommandRouter {
         }
         context["feature"] = "\(route.feature)"
         let handler = faults.command(route.handler)
-        let (outcome, deferred) = await run(handler, interaction, rest: rest)
-        let reply: InteractionReply
+        let (outcome, deferred) = await run(handler, interaction, deferAfter: opensModals ? modalDeferAfter : deferAfter, rest: rest)
+        var reply: InteractionReply
         switch outcome {
         case .success(let value)?:
             succeeded += 1
@@ -183,11 +262,16 @@ actor CommandRouter {
             failed += 1
             reply = .ephemeral("Something went wrong while doing that. Please try again later.")
         }
+        if reply.modal != nil, deferred || interaction.type == 5 {
+            // A modal can only be the first answer, and never to a modal submitted.
+            logger.error("modal not shown", metadata: context.merging(["why": "\(deferred ? "deferred first" : "answers a modal")"]) { $1 })
+            reply = .ephemeral("That took too long to open; please try again.")
+        }
         do {
             if deferred {
-                try await rest.followUp(application: interaction.applicationID, token: interaction.token, reply.message)
+                try await rest.followUp(application: interaction.applicationID, token: interaction.token, reply.message, files: reply.files)
             } else {
-                try await rest.respond(to: interaction.id, token: interaction.token, Self.callback(reply))
+                try await rest.respond(to: interaction.id, token: interaction.token, Self.callback(reply), files: reply.files)
             }
         } catch {
             logger.error("could not answer the interaction", metadata: context.merging(["error": "\(error)"]) { $1 })
@@ -203,8 +287,7 @@ actor CommandRouter {
 
     /// Runs the handler and the deferral timer as children of one group: the first to report
     /// decides (the timer sends the deferred answer), and neither outlives the interaction.
-    private func run(_ handler: @escaping Handler, _ interaction: Interaction, rest: DiscordREST) async -> (Result<InteractionReply, any Error>?, deferred: Bool) {
-        let deferAfter = self.deferAfter
+    private func run(_ handler: @escaping Handler, _ interaction: Interaction, deferAfter: Duration, rest: DiscordREST) async -> (Result<InteractionReply, any Error>?, deferred: Bool) {
         return await withTaskGroup(of: Progress.self) { group in
             group.addTask {
                 do {
@@ -237,6 +320,7 @@ actor CommandRouter {
     }
 
     static func callback(_ reply: InteractionReply) -> JSONValue {
-        .object(["type": .integer(4), "data": reply.message])
+        if let modal = reply.modal { return .object(["type": .integer(9), "data": modal]) }
+        return .object(["type": .integer(4), "data": reply.message])
     }
 }

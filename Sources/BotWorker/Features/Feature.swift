@@ -1,4 +1,5 @@
 import GRDB
+import IPC
 import Logging
 
 /// What the core gives a feature: its database access, its own logger (its own log file), the
@@ -17,6 +18,26 @@ struct FeatureContext: Sendable {
     /// Where it starts work that must not hold up an event or a command (never a bare `Task {}`):
     /// run by the core for the worker's lifetime and cancelled when it stops.
     var background = BackgroundWork()
+    /// Where it raises an alert for the operator (the supervisor's status, log and webhook).
+    var alerts = FeatureAlerts.none
+}
+
+/// Raises alerts in the supervisor (`WorkerMessage.alert`), for what an operator must see and no
+/// member will report (rules that loop, say). The supervisor drops only exact repeats within its
+/// window: a feature rate-limits its own.
+struct FeatureAlerts: Sendable {
+    private let send: @Sendable (AlertSeverity, String) async -> Void
+
+    init(_ send: @escaping @Sendable (AlertSeverity, String) async -> Void) {
+        self.send = send
+    }
+
+    /// Raises nothing: for tests, and features built without a supervisor.
+    static let none = FeatureAlerts { _, _ in }
+
+    func raise(_ severity: AlertSeverity, _ message: String) async {
+        await send(severity, message)
+    }
 }
 
 /// One feature of the bot (verification, role connections, XP…), following one template; see

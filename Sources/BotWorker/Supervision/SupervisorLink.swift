@@ -26,6 +26,8 @@ final class SupervisorLink: Sendable {
     private let pending = PendingRequests<BackupReply>()
     /// Told of every backup the supervisor takes (the journal starts a new segment).
     private let snapshotListener = Mutex<(@Sendable (Int64) -> Void)?>(nil)
+    /// Runs the XP imports and exports the supervisor relays (set once the database is open).
+    private let xpTransferHandler = Mutex<(@Sendable (XPTransferRequest) -> Void)?>(nil)
 
     init(send: @escaping @Sendable (WorkerMessage) async throws -> Void, logger: Logger) {
         sendLine = send
@@ -81,6 +83,11 @@ final class SupervisorLink: Sendable {
         snapshotListener.withLock { $0 = listener }
     }
 
+    /// `handler` starts the work of each `xpTransfer` request (and answers it): it must not block.
+    func onXPTransfer(_ handler: @escaping @Sendable (XPTransferRequest) -> Void) {
+        xpTransferHandler.withLock { $0 = handler }
+    }
+
     /// One message from the supervisor after its welcome.
     func receive(_ message: SupervisorMessage) -> Received {
         switch message {
@@ -92,6 +99,13 @@ final class SupervisorLink: Sendable {
             }
         case .snapshotTaken(let sequence):
             snapshotListener.withLock { $0 }?(sequence)
+        case .xpTransfer(let request):
+            if let handler = xpTransferHandler.withLock({ $0 }) {
+                handler(request)
+            } else {
+                // The supervisor relays only to a ready worker, whose database is open.
+                logger.warning("an XP transfer arrived before the database opened; not answered", metadata: ["request": "\(request.id)"])
+            }
         case .error(let body):
             logger.warning("the supervisor reported an error", metadata: ["error": "\(body)"])
         case .welcome:

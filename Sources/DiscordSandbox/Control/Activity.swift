@@ -4,7 +4,8 @@ import Glibc
 import IPC
 
 /// The simulated members' own doings, at `activityPerMinute` on average (Poisson arrivals), while
-/// at least one session is live (connected, or dropped and still resumable): 80 % messages in #general, 5 % joins (a third pending
+/// at least one session is live (connected, or dropped and still resumable): 76 % messages in
+/// #general, 4 % voice (joining a voice channel, leaving it, muting), 5 % joins (a third pending
 /// screening), 5 % a pending member completing screening, 2 % leaves, 8 % presses of a button on
 /// one of the bot's messages.
 struct Activity: Sendable {
@@ -42,6 +43,8 @@ extension SandboxWorld {
         }
         let someone = humans[Int(random.next() % UInt64(humans.count))]
         switch roll {
+        case 76..<80:
+            moveInVoice(someone)
         case 80..<85:
             _ = join(count: 1, pending: random.next() % 3 == 0, accountAgeDays: nil)
         case 85..<90:
@@ -61,6 +64,24 @@ extension SandboxWorld {
             )
         default:
             postChatter(from: someone)
+        }
+    }
+
+    /// Out of voice: joins a voice channel (rarely the AFK one). In voice: leaves, mutes or
+    /// unmutes, or moves.
+    private mutating func moveInVoice(_ member: SandboxGuild.Member) {
+        let voice = guild.channels.filter { $0.type == 2 }
+        guard !voice.isEmpty else { return }
+        let pick = voice[Int(random.next() % UInt64(voice.count))].id
+        let user = member.user.id
+        guard let state = guild.voiceStates[user] else {
+            _ = try? setVoice(user: user, channel: pick, selfMute: false, selfDeaf: false, mute: nil, deaf: nil)
+            return
+        }
+        switch random.next() % 4 {
+        case 0: _ = try? setVoice(user: user, channel: nil, selfMute: nil, selfDeaf: nil, mute: nil, deaf: nil)
+        case 1: _ = try? setVoice(user: user, channel: state.channel, selfMute: !state.selfMute, selfDeaf: nil, mute: nil, deaf: nil)
+        default: _ = try? setVoice(user: user, channel: pick, selfMute: nil, selfDeaf: nil, mute: nil, deaf: nil)
         }
     }
 

@@ -52,6 +52,9 @@ extension SandboxWorld {
         }
         switch (method, path) {
         case (.POST, "join"):
+            if let former = body["user"]?.snowflake {
+                return .object(["members": .array([SandboxGuild.json(try rejoin(user: former))])])
+            }
             let members = join(count: body["count"]?.int ?? 1, pending: body["pending"]?.bool ?? false, accountAgeDays: body["accountAgeDays"]?.double)
             return .object(["members": .array(members.map { SandboxGuild.json($0) })])
         case (.POST, "member"):
@@ -60,6 +63,20 @@ extension SandboxWorld {
         case (.POST, "leave"):
             try leave(user: try user())
             return .object(["left": .id(try user())])
+        case (.POST, "attachments"):
+            // A member's upload, for an ATTACHMENT option: {"filename", "content"} (text) → the
+            // attachment object, whose id goes in the option's value.
+            guard let filename = body["filename"]?.stringValue, !filename.isEmpty, !filename.contains("/") else {
+                throw .invalidForm(field: "filename", code: "BASE_TYPE_REQUIRED", message: "This field is required")
+            }
+            let content = Array((body["content"]?.stringValue ?? "").utf8)
+            return store(UploadedFile(field: "files[0]", filename: filename, contentType: body["contentType"]?.stringValue ?? "text/plain", bytes: content))
+        case (.POST, "voice"):
+            // {"user", "channel": id or null to leave, "selfMute", "selfDeaf", "mute", "deaf"}
+            return try setVoice(
+                user: try user(), channel: body["channel"]?.snowflake, selfMute: body["selfMute"]?.bool,
+                selfDeaf: body["selfDeaf"]?.bool, mute: body["mute"]?.bool, deaf: body["deaf"]?.bool
+            )
         case (.POST, "message"):
             guard let author = guild.members[try user()]?.user else { throw .unknownMember }
             return try postMessage(
@@ -68,13 +85,26 @@ extension SandboxWorld {
             )
         case (.POST, "interaction"):
             guard let kind = InteractionKind(rawValue: body["kind"]?.stringValue ?? "command") else {
-                throw .invalidForm(field: "kind", code: "BASE_TYPE_CHOICES", message: "Value must be one of (command, button).")
+                throw .invalidForm(field: "kind", code: "BASE_TYPE_CHOICES", message: "Value must be one of (command, button, modal).")
             }
+            // A modal: {"customID", "fields": {"<text input custom_id>": "<value>"}}.
+            let fields: [String: String]? = if case .object(let given)? = body["fields"] { given.compactMapValues(\.stringValue) } else { nil }
             let record = try createInteraction(
                 user: try user(), kind: kind, name: body["name"]?.stringValue, options: body["options"],
-                customID: body["customID"]?.stringValue, channel: body["channel"]?.snowflake, message: body["message"]?.snowflake
+                customID: body["customID"]?.stringValue, channel: body["channel"]?.snowflake, message: body["message"]?.snowflake,
+                fields: fields
             )
             return .object(["id": .id(record.id), "token": .string(record.token)])
+        case (.POST, "guild"):
+            // The guild's settings: {"verificationLevel": 0…4}, then GUILD_UPDATE.
+            if let level = body["verificationLevel"]?.int {
+                guard (0...4).contains(level) else {
+                    throw .invalidForm(field: "verificationLevel", code: "BASE_TYPE_CHOICES", message: "Value must be one of {0, 1, 2, 3, 4}.")
+                }
+                guild.verificationLevel = level
+            }
+            gateway.dispatch("GUILD_UPDATE", guild.json, to: .all)
+            return guild.json
         case (.POST, "gateway/close"):
             let code = body["code"]?.int.map { UInt16(clamping: $0) }
             for connection in connections.values { connection.close(code: code) }
@@ -125,6 +155,7 @@ extension SandboxWorld {
             "commands": commands,
             "webhookMessages": .array(webhookMessages),
             "roleChanges": .array(roleChanges.map(\.json)),
+            "voiceStates": .array(guild.voiceStates.values.sorted { $0.user < $1.user }.map { guild.voiceJSON($0, member: false) }),
             "gateway": .object([
                 "connections": .integer(gateway.connectionsOpened), "open": .integer(connections.count),
                 "sessions": .integer(gateway.connectedSessionIDs.count), "identifies": .integer(gateway.identifies),

@@ -17,11 +17,14 @@ struct GatewaySessions: Sendable {
         case memberUpdate(botItself: Bool)
         /// MESSAGE_CREATE: GUILD_MESSAGES; without MESSAGE_CONTENT the blanked copy is sent.
         case messages(blanked: JSONValue?)
+        /// VOICE_STATE_UPDATE: GUILD_VOICE_STATES only.
+        case voice
     }
 
     enum Intent {
         static let guilds = 1 << 0
         static let guildMembers = 1 << 1
+        static let guildVoiceStates = 1 << 7
         static let guildMessages = 1 << 9
         static let messageContent = 1 << 15
         /// Every intent Discord documents: bits 0–16, 20, 21, 24, 25.
@@ -127,6 +130,9 @@ struct GatewaySessions: Sendable {
                 body = Self.encoded(data, cache: &full)
             case .memberUpdate(let botItself):
                 guard botItself || session.intents & Intent.guildMembers != 0 else { continue }
+                body = Self.encoded(data, cache: &full)
+            case .voice:
+                guard session.intents & Intent.guildVoiceStates != 0 else { continue }
                 body = Self.encoded(data, cache: &full)
             case .messages(let blankedData):
                 guard session.intents & Intent.guildMessages != 0 else { continue }

@@ -34,6 +34,19 @@ struct SandboxGuild: Sendable {
         var id: UInt64
         var name: String
         var position: Int
+        /// 0 a text channel, 2 a voice channel.
+        var type = 0
+    }
+
+    /// Where a member is in voice, as VOICE_STATE_UPDATE shows it.
+    struct VoiceState: Sendable {
+        var user: UInt64
+        var channel: UInt64
+        var selfMute = false
+        var selfDeaf = false
+        var mute = false
+        var deaf = false
+        var sessionID: String
     }
 
     enum Permission {
@@ -51,6 +64,8 @@ struct SandboxGuild: Sendable {
 
     static let roleNames = ["Unverified", "Verified", "Member", "Regular", "Veteran", "Moderator", "Bot", "Owner"]
     static let channelNames = ["welcome", "verify", "general", "bot-log", "levels"]
+    /// Voice channels, after the text ones; "AFK" is the guild's AFK channel.
+    static let voiceChannelNames = ["Lounge", "Gaming", "AFK"]
 
     let id: UInt64
     let name = "Sandbox Guild"
@@ -60,6 +75,10 @@ struct SandboxGuild: Sendable {
     private(set) var roles: [Role]
     let channels: [Channel]
     var members: [UInt64: Member]
+    /// 0 NONE … 4 VERY_HIGH (`POST /sandbox/guild {"verificationLevel"}` changes it).
+    var verificationLevel = 1
+    /// Who is in a voice channel, by user.
+    var voiceStates: [UInt64: VoiceState] = [:]
     /// The number the next joining member's name gets.
     var nextMemberNumber: Int
     private var userIncrement: UInt64 = 100
@@ -84,8 +103,9 @@ struct SandboxGuild: Sendable {
         }
         self.roles = roles
         let created = createdAt
-        channels = Self.channelNames.enumerated().map { index, name in
-            Channel(id: Snowflake.make(unixMilliseconds: created + UInt64(index + 1) * 1000, increment: 1), name: name, position: index)
+        let names = Self.channelNames.map { ($0, 0) } + Self.voiceChannelNames.map { ($0, 2) }
+        channels = names.enumerated().map { index, channel in
+            Channel(id: Snowflake.make(unixMilliseconds: created + UInt64(index + 1) * 1000, increment: 1), name: channel.0, position: index, type: channel.1)
         }
 
         let owner = User(id: Snowflake.make(unixMilliseconds: anchor - 6 * 365 * day, increment: 1), username: "sandbox-owner", globalName: "Sandbox Owner")
@@ -128,6 +148,7 @@ struct SandboxGuild: Sendable {
     func role(_ id: UInt64) -> Role? { roles.first { $0.id == id } }
     func channel(_ id: UInt64) -> Channel? { channels.first { $0.id == id } }
     func channel(named name: String) -> Channel { channels.first { $0.name == name } ?? channels[0] }
+    var afkChannel: Channel { channel(named: "AFK") }
 
     /// The position of the bot's highest role: it can grant only roles below it.
     var botTopPosition: Int {
@@ -196,10 +217,26 @@ struct SandboxGuild: Sendable {
 
     func json(_ channel: Channel) -> JSONValue {
         .object([
-            "id": .id(channel.id), "type": .integer(0), "guild_id": .id(id), "name": .string(channel.name),
+            "id": .id(channel.id), "type": .integer(channel.type), "guild_id": .id(id), "name": .string(channel.name),
             "position": .integer(channel.position), "parent_id": .null, "topic": .null, "nsfw": .bool(false),
             "permission_overwrites": .array([]), "rate_limit_per_user": .integer(0), "last_message_id": .null,
         ])
+    }
+
+    /// A voice state; VOICE_STATE_UPDATE carries the member, GUILD_CREATE's list does not.
+    /// `channel` nil: the member left voice.
+    func voiceJSON(_ state: VoiceState, member withMember: Bool, channel: UInt64?? = nil) -> JSONValue {
+        let channelID = channel ?? state.channel
+        var object: [String: JSONValue] = [
+            "user_id": .id(state.user), "channel_id": channelID.map(JSONValue.id) ?? .null, "session_id": .string(state.sessionID),
+            "self_mute": .bool(state.selfMute), "self_deaf": .bool(state.selfDeaf), "mute": .bool(state.mute), "deaf": .bool(state.deaf),
+            "self_video": .bool(false), "suppress": .bool(false), "request_to_speak_timestamp": .null,
+        ]
+        if withMember {
+            object["guild_id"] = .id(id)
+            if let member = members[state.user] { object["member"] = Self.json(member) }
+        }
+        return .object(object)
     }
 
     var rolesJSON: JSONValue { .array(roles.map(json)) }
@@ -210,12 +247,12 @@ struct SandboxGuild: Sendable {
         .object([
             "id": .id(id), "name": .string(name), "icon": .null, "splash": .null, "owner_id": .id(ownerID),
             "roles": rolesJSON, "emojis": .array([]), "stickers": .array([]), "features": .array([]),
-            "verification_level": .integer(1), "default_message_notifications": .integer(0),
+            "verification_level": .integer(verificationLevel), "default_message_notifications": .integer(0),
             "explicit_content_filter": .integer(0), "mfa_level": .integer(0), "nsfw_level": .integer(0),
             "premium_tier": .integer(0), "premium_subscription_count": .integer(0), "preferred_locale": .string("en-US"),
             "system_channel_id": .id(channel(named: "welcome").id), "rules_channel_id": .null, "afk_timeout": .integer(300),
             "application_id": .null, "description": .null, "max_members": .integer(500_000),
-            "region": .string("deprecated"), "afk_channel_id": .null, "system_channel_flags": .integer(0),
+            "region": .string("deprecated"), "afk_channel_id": .id(afkChannel.id), "system_channel_flags": .integer(0),
             "widget_enabled": .bool(false), "widget_channel_id": .null, "banner": .null, "discovery_splash": .null,
             "home_header": .null, "vanity_url_code": .null, "max_presences": .null, "max_video_channel_users": .integer(25),
             "max_stage_video_channel_users": .integer(50), "public_updates_channel_id": .null, "safety_alerts_channel_id": .null,
@@ -233,7 +270,8 @@ struct SandboxGuild: Sendable {
         object["joined_at"] = .string(DiscordTime.iso(members[bot.id]?.joinedAt ?? createdAt))
         object["large"] = .bool(false)
         object["unavailable"] = .bool(false)
-        for empty in ["threads", "presences", "voice_states", "stage_instances", "guild_scheduled_events", "soundboard_sounds"] {
+        object["voice_states"] = .array(voiceStates.values.sorted { $0.user < $1.user }.map { voiceJSON($0, member: false) })
+        for empty in ["threads", "presences", "stage_instances", "guild_scheduled_events", "soundboard_sounds"] {
             object[empty] = .array([])
         }
         return .object(object)

@@ -68,10 +68,22 @@ extension SandboxWorld {
         }
     }
 
+    /// A member who left comes back (GUILD_MEMBER_ADD): same account, no roles, joined now.
+    mutating func rejoin(user: UInt64) throws(DiscordError) -> SandboxGuild.Member {
+        guard guild.members[user] == nil, var member = formerMembers.removeValue(forKey: user) else { throw .unknownUser }
+        member.roles = []
+        member.joinedAt = DiscordTime.nowMilliseconds()
+        guild.members[user] = member
+        gateway.dispatch("GUILD_MEMBER_ADD", SandboxGuild.json(member, guildID: guild.id), to: .members)
+        return member
+    }
+
     /// A member leaves (GUILD_MEMBER_REMOVE).
     mutating func leave(user: UInt64) throws(DiscordError) {
         guard let member = guild.members[user], user != guild.bot.id else { throw .unknownMember }
+        leaveVoice(user: user)
         guild.members[user] = nil
+        formerMembers[user] = member
         gateway.dispatch(
             "GUILD_MEMBER_REMOVE", .object(["guild_id": .id(guild.id), "user": SandboxGuild.json(member.user)]), to: .members
         )

@@ -56,6 +56,11 @@ struct SandboxWorld: Sendable {
     var commands: JSONValue = .array([])
     var webhookMessages: [JSONValue] = []
     var roleChanges: [RoleChange] = []
+    /// Files uploaded with messages or through the control API, served at `/attachments/{id}/{name}`.
+    var attachments: [UInt64: StoredAttachment] = [:]
+    var attachmentOrder: [UInt64] = []
+    /// Members who left, by user: `POST /sandbox/join {"user"}` brings one back.
+    var formerMembers: [UInt64: SandboxGuild.Member] = [:]
     /// Every open Gateway connection, identified or not, by id.
     var connections: [Int: GatewayConnection] = [:]
     private var connectionCounter = 0

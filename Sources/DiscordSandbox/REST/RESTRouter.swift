@@ -53,7 +53,7 @@ struct RESTRouter: Sendable {
         let reply = answer(request, route: route, parameters: parameters, found: found != nil, routeExists: !matches.isEmpty)
         exchanges.record(
             method: request.method.rawValue, route: route.template, parameters: parameters, query: request.query,
-            request: try? request.json(), status: Int(reply.status.code), response: reply.body.flatMap(JSONValue.parse)
+            request: try? request.payload().json, status: Int(reply.status.code), response: reply.body.flatMap(JSONValue.parse)
         )
         return reply
     }
@@ -92,7 +92,8 @@ struct RESTRouter: Sendable {
                 return HTTPReply.error(.unauthorized, headers: headers)
             }
             do throws(DiscordError) {
-                let body = try request.json()
+                let (json, files) = try request.payload()
+                let body = files.isEmpty ? json : try world.attach(files, to: json)
                 let gatewayURL = "ws://\(sandbox.configuration.host):\(world.port)/gateway"
                 let reply = try world.handle(route, parameters, query: request.query, body: body, reason: reason, gatewayURL: gatewayURL)
                 return reply.adding(headers)

@@ -72,6 +72,11 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         if request.method == .GET && segments == ["sandbox", "rest", "exchanges"] {
             return .now(.json(.ok, exchanges.json))
         }
+        if request.method == .GET, segments.count == 3, segments[0] == "attachments", let id = UInt64(segments[1]) {
+            // The CDN: an uploaded file, to anyone with its URL, as Discord's attachment links are.
+            guard let file = sandbox.withWorld({ $0.attachments[id] }), file.filename == segments[2] else { return .now(.error(.notFound)) }
+            return .now(HTTPReply(status: .ok, headers: [("Content-Type", file.contentType)], body: ByteBuffer(bytes: file.bytes)))
+        }
         if segments.first == "sandbox" {
             return ControlRouter(sandbox: sandbox).respond(to: request, segments: Array(segments.dropFirst()))
         }

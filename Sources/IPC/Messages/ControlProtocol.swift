@@ -14,6 +14,11 @@ public enum ControlCommand: String, Codable, Sendable, CaseIterable {
     case drill
     /// A one-time login link for the web dashboard (it grants access: not a reading command).
     case dashboardURL = "dashboard-url"
+    /// An XP import (MEE6's leaderboard JSON or CSV, base64 in `content`), run by the worker in
+    /// one transaction; `dryRun` only reports what it would change.
+    case xpImport = "xp-import"
+    /// A guild's XP as CSV (it hands out every member's XP: not a reading command).
+    case xpExport = "xp-export"
 
     /// Reading commands are open to any peer that can connect; the others need uid 0 or the
     /// supervisor's own uid.
@@ -35,16 +40,31 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var release: String?
     /// `deploy`: run the staging rehearsal only, change nothing.
     public var rehearseOnly: Bool?
+    /// `xp-import`, `xp-export`: the guild's id.
+    public var guild: String?
+    /// `xp-import`: `mee6` or `csv`.
+    public var format: String?
+    /// `xp-import`: report what would change, write nothing.
+    public var dryRun: Bool?
+    /// `xp-import`: the file, base64.
+    public var content: String?
 
-    public init(cmd: ControlCommand, backup: String? = nil, at: String? = nil, release: String? = nil, rehearseOnly: Bool? = nil) {
+    public init(
+        cmd: ControlCommand, backup: String? = nil, at: String? = nil, release: String? = nil, rehearseOnly: Bool? = nil,
+        guild: String? = nil, format: String? = nil, dryRun: Bool? = nil, content: String? = nil
+    ) {
         self.cmd = cmd
+        self.guild = guild
+        self.format = format
+        self.dryRun = dryRun
+        self.content = content
         self.at = at
         self.backup = backup
         self.rehearseOnly = rehearseOnly
         self.release = release
     }
 
-    private enum CodingKeys: String, CodingKey { case cmd, backup, at, release, rehearseOnly }
+    private enum CodingKeys: String, CodingKey { case cmd, backup, at, release, rehearseOnly, guild, format, dryRun, content }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -58,6 +78,10 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.at = try container.decodeIfPresent(String.self, forKey: .at)
         self.release = try container.decodeIfPresent(String.self, forKey: .release)
         self.rehearseOnly = try container.decodeIfPresent(Bool.self, forKey: .rehearseOnly)
+        self.guild = try container.decodeIfPresent(String.self, forKey: .guild)
+        self.format = try container.decodeIfPresent(String.self, forKey: .format)
+        self.dryRun = try container.decodeIfPresent(Bool.self, forKey: .dryRun)
+        self.content = try container.decodeIfPresent(String.self, forKey: .content)
     }
 }
 

@@ -56,8 +56,13 @@ public enum WorkerMessage: Sendable, Equatable {
     /// migrates (`preMigration`), for its journal's new timeline (`postMigration`), or once a
     /// failed journal location takes writes again (`journal`).
     case backupRequest(BackupRequest)
+    /// The answer to the `xpTransfer` request with the same id.
+    case xpTransferReply(XPTransferReply)
     /// SQLite said SQLITE_CORRUPT or SQLITE_NOTADB: the supervisor stops the worker and restores.
     case corruption(detail: String)
+    /// Something an operator must see that stops nothing (a feature's rules looping, say): the
+    /// supervisor raises it in its status, its log and the webhook. Features rate-limit their own.
+    case alert(severity: AlertSeverity, message: String)
 
     public struct Hello: Codable, Sendable, Equatable {
         public var protocolVersion: Int
@@ -235,6 +240,9 @@ public enum SupervisorMessage: Sendable, Equatable {
     case backupReply(BackupReply)
     /// A backup was taken (whoever asked for it): the worker starts a new journal segment after it.
     case snapshotTaken(sequence: Int64)
+    /// An operator's XP import or export (`xp-import`, `xp-export` on the status socket), run by
+    /// the worker, the only writer of the live database; answered by `xpTransferReply`.
+    case xpTransfer(XPTransferRequest)
 
     public struct Welcome: Codable, Sendable, Equatable {
         public var protocolVersion: Int
@@ -322,7 +330,7 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
 // MARK: - Codable: {"type": "...", ...fields}
 
 private enum TypeKey: String, CodingKey { case type }
-private enum FieldKey: String, CodingKey { case message, reason, code, detail, sequence }
+private enum FieldKey: String, CodingKey { case message, reason, code, detail, sequence, severity }
 
 extension WorkerMessage: Codable {
     public init(from decoder: any Decoder) throws {
@@ -335,8 +343,12 @@ extension WorkerMessage: Codable {
         case "fatal":
             self = .fatal(message: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .message))
         case "backupRequest": self = .backupRequest(try BackupRequest(from: decoder))
+        case "xpTransferReply": self = .xpTransferReply(try XPTransferReply(from: decoder))
         case "corruption":
             self = .corruption(detail: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .detail))
+        case "alert":
+            let fields = try decoder.container(keyedBy: FieldKey.self)
+            self = .alert(severity: try fields.decode(AlertSeverity.self, forKey: .severity), message: try fields.decode(String.self, forKey: .message))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
         }
     }
@@ -362,10 +374,18 @@ extension WorkerMessage: Codable {
         case .backupRequest(let request):
             try container.encode("backupRequest", forKey: .type)
             try request.encode(to: encoder)
+        case .xpTransferReply(let reply):
+            try container.encode("xpTransferReply", forKey: .type)
+            try reply.encode(to: encoder)
         case .corruption(let detail):
             try container.encode("corruption", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(detail, forKey: .detail)
+        case .alert(let severity, let message):
+            try container.encode("alert", forKey: .type)
+            var fields = encoder.container(keyedBy: FieldKey.self)
+            try fields.encode(severity, forKey: .severity)
+            try fields.encode(message, forKey: .message)
         }
     }
 }
@@ -379,6 +399,7 @@ extension SupervisorMessage: Codable {
             self = .shutdown(reason: try decoder.container(keyedBy: FieldKey.self).decode(String.self, forKey: .reason))
         case "error": self = .error(try ErrorBody(from: decoder))
         case "backupReply": self = .backupReply(try BackupReply(from: decoder))
+        case "xpTransfer": self = .xpTransfer(try XPTransferRequest(from: decoder))
         case "snapshotTaken":
             self = .snapshotTaken(sequence: try decoder.container(keyedBy: FieldKey.self).decode(Int64.self, forKey: .sequence))
         default: throw MessageDecodingError("unknown message type \"\(type)\"")
@@ -401,11 +422,94 @@ extension SupervisorMessage: Codable {
         case .backupReply(let reply):
             try container.encode("backupReply", forKey: .type)
             try reply.encode(to: encoder)
+        case .xpTransfer(let request):
+            try container.encode("xpTransfer", forKey: .type)
+            try request.encode(to: encoder)
         case .snapshotTaken(let sequence):
             try container.encode("snapshotTaken", forKey: .type)
             var fields = encoder.container(keyedBy: FieldKey.self)
             try fields.encode(sequence, forKey: .sequence)
         }
+    }
+}
+
+/// `{"type":"xpTransfer","id":2,"action":"import","guild":"…","format":"mee6","dryRun":true,"content":"<base64>"}`:
+/// an XP import or export the supervisor relays from the status socket. The id is the
+/// supervisor's; the worker's `xpTransferReply` names it.
+public struct XPTransferRequest: Codable, Sendable, Equatable {
+    public enum Action: String, Codable, Sendable { case `import`, export }
+
+    public var id: RequestID
+    public var action: Action
+    public var guild: String
+    /// `import`: `mee6` or `csv`.
+    public var format: String?
+    /// `import`: report what would change, write nothing.
+    public var dryRun: Bool
+    /// `import`: the file, base64.
+    public var content: String?
+
+    public init(id: RequestID, action: Action, guild: String, format: String? = nil, dryRun: Bool = false, content: String? = nil) {
+        self.id = id
+        self.action = action
+        self.guild = guild
+        self.format = format
+        self.dryRun = dryRun
+        self.content = content
+    }
+}
+
+/// `{"type":"xpTransferReply","id":2,"ok":true,"result":{…}}`, or `"ok":false` with an `error`
+/// (code `malformed` for a file refused whole, naming its line and field).
+public struct XPTransferReply: Codable, Sendable, Equatable {
+    public var id: RequestID
+    public var ok: Bool
+    public var result: XPTransferResult?
+    public var error: ErrorBody?
+
+    public init(id: RequestID, result: XPTransferResult) {
+        self.id = id
+        ok = true
+        self.result = result
+    }
+
+    public init(id: RequestID, error: ErrorBody) {
+        self.id = id
+        ok = false
+        self.error = error
+    }
+}
+
+/// What an XP import did (or would do, `dryRun`), or an export: the result of `xp-import` and
+/// `xp-export` on the status socket too.
+public struct XPTransferResult: Codable, Sendable, Equatable {
+    public var guild: String
+    /// In words: the counts, the levels recomputed, whether anything was written.
+    public var summary: String
+    public var dryRun: Bool
+    /// Import: members in the file, and how many of them the import adds, changes or leaves.
+    public var entries: Int
+    public var added: Int
+    public var updated: Int
+    public var unchanged: Int
+    /// Import: members whose level in the file disagreed with their XP (stored as the XP gives).
+    public var levelsRecomputed: Int
+    /// Export: the CSV (`user_id,xp,level,messages,voice_minutes`).
+    public var csv: String?
+
+    public init(
+        guild: String, summary: String, dryRun: Bool = false, entries: Int = 0, added: Int = 0, updated: Int = 0,
+        unchanged: Int = 0, levelsRecomputed: Int = 0, csv: String? = nil
+    ) {
+        self.guild = guild
+        self.summary = summary
+        self.dryRun = dryRun
+        self.entries = entries
+        self.added = added
+        self.updated = updated
+        self.unchanged = unchanged
+        self.levelsRecomputed = levelsRecomputed
+        self.csv = csv
     }
 }
 

@@ -114,6 +114,7 @@ struct RunCommand: AsyncParsableCommand {
         let drills = replicaKey.map { ReplicaDrills(config: config, key: $0, store: store, logger: logger) }
         let group = MultiThreadedEventLoopGroup.singleton
         let dashboardAccess = dashboardToken.map { DashboardAccess(token: $0.token) }
+        let xpTransfers = XPTransferRelay()
         let commands = ControlCommands(
                 store: store,
                 keeper: keeper,
@@ -124,7 +125,8 @@ struct RunCommand: AsyncParsableCommand {
                 restartTimeout: config.worker.stopGrace + config.worker.heartbeatTimeout + .seconds(30),
                 audit: Logger(label: "audit"),
                 dashboard: dashboardAccess,
-                dashboardListen: config.dashboardListen
+                dashboardListen: config.dashboardListen,
+                xpTransfers: xpTransfers
         )
         let controlServer = ControlServer(path: config.statusSocket, readTimeout: config.controlReadTimeout, commands: commands, group: group, logger: logger)
         let linkServer = WorkerLinkServer(
@@ -140,7 +142,8 @@ struct RunCommand: AsyncParsableCommand {
             status: store,
             events: { [supervisor] in supervisor.send($0) },
             group: group,
-            logger: logger
+            logger: logger,
+            xpTransfers: xpTransfers
         )
         let dailyAt = config.backup.dailyAt.split(separator: ":").compactMap { Int($0) }
         // First in the list, last to be told of a graceful shutdown: the data keeper serves the

@@ -35,6 +35,8 @@ struct ControlCommands: Sendable {
     var dashboard: DashboardAccess? = nil
     /// The dashboard's address as configured, for its login link.
     var dashboardListen: String? = nil
+    /// XP imports and exports go to the worker through it.
+    let xpTransfers: XPTransferRelay
 
     /// Returns the response line, newline included.
     func handle(_ request: ControlRequest, from peer: PeerCredentials) async -> String {
@@ -112,6 +114,8 @@ struct ControlCommands: Sendable {
                 break
             }
             response = Self.line(ControlResponse.success(DashboardLink(url: DashboardLink.url(listen: listen, code: dashboard.mintCode()), expiresInSeconds: Int(DashboardAccess.codeLifetime))))
+        case .xpImport, .xpExport:
+            response = await xpTransfer(request)
         case .rollback:
             response = switch await deploys.rollback(requester: requester.description) {
             case .success(let result): Self.line(ControlResponse.success(result))
@@ -173,6 +177,33 @@ struct ControlCommands: Sendable {
             return Self.line(ControlResponse.success(ActionResult(message: outcome.message, workerPid: pid)))
         }
         return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "restore-failed", message: "the restore did not report back")))
+    }
+
+    /// `xp-import` and `xp-export`: run by the worker (the only writer of the live database), so
+    /// refused at once when it is not running.
+    private func xpTransfer(_ request: ControlRequest) async -> String {
+        guard let guild = request.guild, let id = UInt64(guild), id > 0 else {
+            return Self.line(ControlResponse<Ignored>.failure(.badRequest("\(request.cmd.rawValue) needs \"guild\": the guild's id, e.g. \"1187654321098765432\"")))
+        }
+        if request.cmd == .xpImport {
+            guard let content = request.content, !content.isEmpty else {
+                return Self.line(ControlResponse<Ignored>.failure(.badRequest("xp-import needs \"content\": the file, base64")))
+            }
+            // The worker link carries lines of the same limit as this socket: leave room for the envelope.
+            guard content.utf8.count <= LineFrameHandler.defaultMaximumLineLength - 4096 else {
+                return Self.line(ControlResponse<Ignored>.failure(ErrorBody(code: "too-large", message: "the file is too large to relay to the worker; import it with the bot stopped (`bot-worker xp import`), or split it")))
+            }
+        }
+        guard [.ready, .unhealthy].contains(await store.workerState) else {
+            return Self.line(ControlResponse<Ignored>.failure(XPTransferRelay.notRunning))
+        }
+        let outcome = request.cmd == .xpImport
+            ? await xpTransfers.relay(.import, guild: guild, format: request.format, dryRun: request.dryRun ?? false, content: request.content)
+            : await xpTransfers.relay(.export, guild: guild)
+        return switch outcome {
+        case .success(let result): Self.line(ControlResponse.success(result))
+        case .failure(let error): Self.line(ControlResponse<Ignored>.failure(error))
+        }
     }
 
     private static func describeFailures(_ report: DataKeeper.VerifyReport) -> String {

@@ -25,8 +25,11 @@ struct WorkerLinkServer: Service {
     let events: @Sendable (WorkerStateMachine.Event) -> Void
     let group: any EventLoopGroup
     let logger: Logger
+    /// Where the worker's answers to relayed XP imports and exports go.
+    let xpTransfers: XPTransferRelay
 
     func run() async throws {
+        xpTransfers.use(link)
         try await cancelWhenGracefulShutdown {
             try await UnixLineServer.run(path: path, mode: 0o600, group: group, readTimeout: .init(readTimeout)) { connection in
                 await self.serve(connection)
@@ -45,9 +48,11 @@ struct WorkerLinkServer: Service {
                     try await serveRequests(pid: pid, frames: &frames, outbound: outbound)
                 } catch {
                     await link.detach(pid: pid)
+                    xpTransfers.workerGone()
                     throw error
                 }
                 await link.detach(pid: pid)
+                xpTransfers.workerGone()
             }
         } catch {
             logger.debug("worker connection ended", metadata: [LogKey.error: "\(error)"])
@@ -81,6 +86,12 @@ struct WorkerLinkServer: Service {
                 case .success(.corruption(let detail)):
                     logger.critical("the worker reports a damaged database", metadata: [LogKey.pid: "\(pid)", LogKey.error: "\(detail)"])
                     events(.maintenanceRequested(.repair(reason: "the worker reported a damaged database (\(detail))")))
+                case .success(.alert(let severity, let message)):
+                    await status.raise(severity, message)
+                case .success(.xpTransferReply(let reply)):
+                    if !xpTransfers.deliver(reply) {
+                        logger.warning("an XP transfer reply names no waiting command", metadata: [LogKey.pid: "\(pid)", "request": "\(reply.id)"])
+                    }
                 case .success(.backupRequest(let request)):
                     requests.addTask {
                         logger.info("the worker asks for a backup", metadata: [

@@ -18,18 +18,21 @@ import Testing
     /// What the bot makes of a payload, for comparing a mutated payload with its seed.
     enum Kind: Equatable {
         case envelope(op: Int)
-        case ready, guildCreate, memberAdd, memberUpdate, memberRemove, messageCreate, interactionCreate, other, undecodable
+        case ready, guildCreate, guildUpdate, memberAdd, memberUpdate, memberRemove, messageCreate, interactionCreate, voiceStateUpdate, other, undecodable
 
         init(_ payload: GatewayPayload) {
             switch payload.event {
             case nil: self = .envelope(op: payload.op)
             case .ready: self = .ready
             case .guildCreate: self = .guildCreate
+            case .guildUpdate: self = .guildUpdate
+            case .guildUpdate: self = .guildCreate  // the same guild object, without members
             case .memberAdd: self = .memberAdd
             case .memberUpdate: self = .memberUpdate
             case .memberRemove: self = .memberRemove
             case .messageCreate: self = .messageCreate
             case .interactionCreate: self = .interactionCreate
+            case .voiceStateUpdate: self = .voiceStateUpdate
             case .other: self = .other
             case .undecodable: self = .undecodable
             }
@@ -38,6 +41,7 @@ import Testing
         static let ofType: [String: Kind] = [
             "READY": .ready, "GUILD_CREATE": .guildCreate, "GUILD_MEMBER_ADD": .memberAdd, "GUILD_MEMBER_UPDATE": .memberUpdate,
             "GUILD_MEMBER_REMOVE": .memberRemove, "MESSAGE_CREATE": .messageCreate, "INTERACTION_CREATE": .interactionCreate,
+            "VOICE_STATE_UPDATE": .voiceStateUpdate, "GUILD_UPDATE": .guildUpdate,
         ]
     }
 
@@ -212,10 +216,14 @@ indirect enum GatewayReads: Sendable {
         "application": .fields(["id": .typed]),
     ])
     static let guild = GatewayReads.fields([
-        "id": .typed, "name": .typed, "owner_id": .typed, "unavailable": .typed,
+        "id": .typed, "name": .typed, "owner_id": .typed, "unavailable": .typed, "verification_level": .typed,
         "roles": .elements(.fields(["id": .typed, "name": .typed, "position": .typed, "permissions": .typed, "managed": .typed])),
         "channels": .elements(.fields(["id": .typed, "type": .typed, "name": .typed])),
-        "members": .elements(member),
+        "members": .elements(member), "afk_channel_id": .typed, "voice_states": .elements(voiceState),
+    ])
+    static let voiceState = GatewayReads.fields([
+        "guild_id": .typed, "channel_id": .typed, "user_id": .typed, "member": member,
+        "mute": .typed, "deaf": .typed, "self_mute": .typed, "self_deaf": .typed,
     ])
     static let memberRemove = GatewayReads.fields(["guild_id": .typed, "user": user])
     static let message = GatewayReads.fields([
@@ -262,6 +270,9 @@ struct GatewaySeed: Sendable {
             """#),
         .init(name: "GUILD_MEMBER_UPDATE", kind: .memberUpdate, reads: .envelope(GatewayReads.member), text: #"""
             {"op":0,"t":"GUILD_MEMBER_UPDATE","s":5,"d":{"user":\#(user),\#(member),"guild_id":"1180000000000000010"}}
+            """#),
+        .init(name: "VOICE_STATE_UPDATE", kind: .voiceStateUpdate, reads: .envelope(GatewayReads.voiceState), text: #"""
+            {"op":0,"t":"VOICE_STATE_UPDATE","s":9,"d":{"user_id":"1180000000000000101","channel_id":"1180000000000000031","session_id":"9c1e0a","self_mute":false,"self_deaf":false,"mute":false,"deaf":false,"self_video":false,"suppress":false,"request_to_speak_timestamp":null,"guild_id":"1180000000000000010","member":{"user":\#(user),\#(member)}}}
             """#),
         .init(name: "GUILD_MEMBER_REMOVE", kind: .memberRemove, reads: .envelope(GatewayReads.memberRemove), text: #"""
             {"op":0,"t":"GUILD_MEMBER_REMOVE","s":6,"d":{"guild_id":"1180000000000000010","user":\#(user)}}

@@ -95,6 +95,18 @@ import Testing
         #expect(test["content"]?.stringValue?.contains("#1") == true)
         _ = try await bot.command("rank", as: member, [])
         _ = try await bot.command("xp", [Bot.sub("remove", [Bot.option("member", 6, .string(member)), Bot.option("amount", 4, .integer(100))])])
+        // A file in an answer (multipart/form-data), and the sync's report in its edited answer
+        // (PATCH /webhooks/{application}/{token}/messages/@original).
+        let exported = try await bot.command("levels", [Bot.sub("export", [])])
+        #expect(exported["attachments"]?.arrayValue.count == 1)
+        let sync = try await bot.sandbox.post("/sandbox/interaction", .object([
+            "user": .string(bot.owner), "kind": .string("command"), "name": .string("levels"), "options": .array([Bot.sub("sync", [])]),
+        ]))
+        let id = try #require(sync["id"]?.stringValue)
+        try await waitUntilAsync(timeout: .seconds(30), "the sync's report") {
+            let record = (try? await bot.sandbox.get("/sandbox/interactions/\(id)")) ?? .null
+            return record["followUps"]?.arrayValue.last?["body"]?["content"]?.stringValue?.hasPrefix("Reward roles synced") == true
+        }
     }
 
     /// A hung worker (stopped: no heartbeats) is replaced, with an alert that goes to the webhook;

@@ -10,10 +10,13 @@ import IPC
 enum GatewayEvent: Sendable, Equatable {
     case ready(ReadyPayload)
     case guildCreate(GuildPayload)
+    /// The guild's settings changed (its verification level, say): the guild object, no members.
+    case guildUpdate(GuildPayload)
     case memberAdd(MemberPayload)
     case memberUpdate(MemberPayload)
     case memberRemove(MemberRemovePayload)
     case messageCreate(MessagePayload)
+    case voiceStateUpdate(VoiceStatePayload)
     /// Interactions carry open-ended command options: kept as JSON for the command router.
     case interactionCreate(JSONValue)
     /// A type this build does not handle (Discord adds them without notice).
@@ -27,10 +30,12 @@ enum GatewayEvent: Sendable, Equatable {
             switch type {
             case "READY": return .ready(try container.decode(ReadyPayload.self, forKey: key))
             case "GUILD_CREATE": return .guildCreate(try container.decode(GuildPayload.self, forKey: key))
+            case "GUILD_UPDATE": return .guildUpdate(try container.decode(GuildPayload.self, forKey: key))
             case "GUILD_MEMBER_ADD": return .memberAdd(try container.decode(MemberPayload.self, forKey: key))
             case "GUILD_MEMBER_UPDATE": return .memberUpdate(try container.decode(MemberPayload.self, forKey: key))
             case "GUILD_MEMBER_REMOVE": return .memberRemove(try container.decode(MemberRemovePayload.self, forKey: key))
             case "MESSAGE_CREATE": return .messageCreate(try container.decode(MessagePayload.self, forKey: key))
+            case "VOICE_STATE_UPDATE": return .voiceStateUpdate(try container.decode(VoiceStatePayload.self, forKey: key))
             case "INTERACTION_CREATE": return .interactionCreate(try container.decode(JSONValue.self, forKey: key))
             default: return .other
             }
@@ -41,8 +46,8 @@ enum GatewayEvent: Sendable, Equatable {
 
     /// The types decoded here; others keep `d` as loose JSON.
     static let typed: Set<String> = [
-        "READY", "GUILD_CREATE", "GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE", "GUILD_MEMBER_REMOVE", "MESSAGE_CREATE",
-        "INTERACTION_CREATE",
+        "READY", "GUILD_CREATE", "GUILD_UPDATE", "GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE", "GUILD_MEMBER_REMOVE", "MESSAGE_CREATE",
+        "INTERACTION_CREATE", "VOICE_STATE_UPDATE",
     ]
 }
 
@@ -130,6 +135,32 @@ struct GuildPayload: Codable, Sendable, Equatable {
     var roles: [RolePayload]?
     var channels: [ChannelPayload]?
     var members: [MemberPayload]?
+    /// 0 NONE … 4 VERY_HIGH: what Discord asks of a member before they may use the server.
+    var verification_level: Int?
+    var voice_states: [VoiceStatePayload]?
+    var afk_channel_id: ChannelID?
+}
+
+/// VOICE_STATE_UPDATE (with the member), or an entry of GUILD_CREATE's `voice_states` (without).
+struct VoiceStatePayload: Codable, Sendable, Equatable {
+    var guild_id: GuildID?
+    /// Nil when the member left voice.
+    var channel_id: ChannelID?
+    var user_id: UserID
+    var member: MemberPayload?
+    var mute: Bool?
+    var deaf: Bool?
+    var self_mute: Bool?
+    var self_deaf: Bool?
+
+    func state(in guild: GuildID) -> VoiceState {
+        VoiceState(
+            guild: guild_id ?? guild, user: user_id, channel: channel_id,
+            muted: (mute ?? false) || (deaf ?? false) || (self_mute ?? false) || (self_deaf ?? false),
+            isBot: member?.user?.bot ?? false, roles: member.map { Set($0.roles) },
+            name: member.flatMap { XPFeature.displayName(nick: $0.nick, globalName: $0.user?.global_name, username: $0.user?.username) }
+        )
+    }
 }
 
 struct MessagePayload: Codable, Sendable, Equatable {

@@ -26,3 +26,17 @@ struct Message: Sendable, Equatable {
     /// When its Gateway frame was read: where the latency of what it causes starts.
     var receivedAt: ContinuousClock.Instant = .now
 }
+
+/// Where a member is in voice, from VOICE_STATE_UPDATE or GUILD_CREATE.
+struct VoiceState: Sendable, Equatable {
+    var guild: GuildID
+    var user: UserID
+    /// Nil when the member left voice.
+    var channel: ChannelID?
+    /// Muted or deafened, by themselves or by a moderator.
+    var muted: Bool
+    var isBot: Bool
+    /// The member's roles when the update carried the member (GUILD_CREATE's list does not).
+    var roles: Set<RoleID>?
+    var name: String?
+}

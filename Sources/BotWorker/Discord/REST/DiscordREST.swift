@@ -49,7 +49,7 @@ actor DiscordREST {
     /// Sends one request on `endpoint` (rate-limited per `major`) and returns the decoded JSON
     /// body (nil for 204).
     @discardableResult
-    func send(_ endpoint: Endpoint, major: String?, path: String, body: JSONValue? = nil, auditReason: String? = nil) async throws -> JSONValue? {
+    func send(_ endpoint: Endpoint, major: String?, path: String, body: JSONValue? = nil, files: [Upload] = [], auditReason: String? = nil) async throws -> JSONValue? {
         let route = endpoint.route(major: major)
         var attempt = 0
         while true {
@@ -70,7 +70,12 @@ actor DiscordREST {
             if let auditReason {
                 request.headers.add(name: "X-Audit-Log-Reason", value: Self.percentEncoded(String(auditReason.prefix(512))))
             }
-            if let body {
+            if !files.isEmpty {
+                // Files go as multipart/form-data: the JSON as `payload_json`, each file as `files[n]`.
+                let boundary = "bot-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+                request.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
+                request.body = .bytes(ByteBuffer(bytes: try Self.multipart(body, files, boundary: boundary)))
+            } else if let body {
                 request.headers.add(name: "Content-Type", value: "application/json")
                 request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
             }
@@ -153,16 +158,76 @@ actor DiscordREST {
                        path: "/channels/\(channel)/messages", body: message)
     }
 
-    /// The first answer to an interaction (within 3 s); not bound by the global limit.
-    func respond(to interaction: InteractionID, token: String, _ response: JSONValue) async throws {
+    /// The first answer to an interaction (within 3 s); not bound by the global limit. `files`
+    /// are attached to the answer's message (its `data.attachments` names them by index).
+    func respond(to interaction: InteractionID, token: String, _ response: JSONValue, files: [Upload] = []) async throws {
         try await send(.interactionCallback, major: nil,
-                       path: "/interactions/\(interaction)/\(token)/callback", body: response)
+                       path: "/interactions/\(interaction)/\(token)/callback", body: response, files: files)
     }
 
     @discardableResult
-    func followUp(application: ApplicationID, token: String, _ message: JSONValue) async throws -> JSONValue? {
+    func followUp(application: ApplicationID, token: String, _ message: JSONValue, files: [Upload] = []) async throws -> JSONValue? {
         try await send(.followUpMessage, major: "\(application)",
-                       path: "/webhooks/\(application)/\(token)", body: message)
+                       path: "/webhooks/\(application)/\(token)", body: message, files: files)
+    }
+
+    /// Edits the first answer to an interaction (a deferred one, or one that shows progress).
+    @discardableResult
+    func editOriginal(application: ApplicationID, token: String, _ message: JSONValue) async throws -> JSONValue? {
+        try await send(.editOriginalResponse, major: "\(application)",
+                       path: "/webhooks/\(application)/\(token)/messages/@original", body: message)
+    }
+
+    /// Reads an attachment a member uploaded (its CDN `url`, no token sent), refusing more than
+    /// `limit` bytes.
+    func download(_ url: String, limit: Int) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
+        let response = try await http.execute(request, timeout: .seconds(30))
+        guard response.status == .ok else {
+            throw Failure(route: "GET attachment", status: Int(response.status.code), code: nil, message: "the file could not be downloaded")
+        }
+        if let length = response.headers.first(name: "Content-Length").flatMap(Int.init), length > limit {
+            throw Failure(route: "GET attachment", status: 413, code: nil, message: "the file is \(length) bytes, over the \(limit)-byte limit")
+        }
+        do {
+            let bytes = try await response.body.collect(upTo: limit)
+            return Array(bytes.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw Failure(route: "GET attachment", status: 413, code: nil, message: "the file is over the \(limit)-byte limit")
+        }
+    }
+
+    /// A file sent with a message.
+    struct Upload: Sendable, Equatable {
+        var filename: String
+        var contentType: String
+        var bytes: [UInt8]
+    }
+
+    /// A multipart/form-data body: `payload_json`, then `files[0]`, `files[1]`…
+    static func multipart(_ json: JSONValue?, _ files: [Upload], boundary: String) throws -> [UInt8] {
+        var body: [UInt8] = []
+        func line(_ text: String) { body += Array((text + "\r\n").utf8) }
+        if let json {
+            line("--\(boundary)")
+            line("Content-Disposition: form-data; name=\"payload_json\"")
+            line("Content-Type: application/json")
+            line("")
+            body += Array(try JSONEncoder().encode(json))
+            line("")
+        }
+        for (index, file) in files.enumerated() {
+            let name = file.filename.filter { $0 != "\"" && $0 != "\r" && $0 != "\n" }
+            line("--\(boundary)")
+            line("Content-Disposition: form-data; name=\"files[\(index)]\"; filename=\"\(name)\"")
+            line("Content-Type: \(file.contentType)")
+            line("")
+            body += file.bytes
+            line("")
+        }
+        line("--\(boundary)--")
+        return body
     }
 
     func overwriteGuildCommands(application: ApplicationID, guild: GuildID, _ commands: JSONValue) async throws {
@@ -204,6 +269,7 @@ extension DiscordREST {
         case createMessage
         case interactionCallback
         case followUpMessage
+        case editOriginalResponse
         case overwriteGuildCommands
         case executeWebhook
 
@@ -212,6 +278,7 @@ extension DiscordREST {
             case .gatewayBot, .getGuild, .getMember, .listMembers: "GET"
             case .addMemberRole, .overwriteGuildCommands: "PUT"
             case .removeMemberRole: "DELETE"
+            case .editOriginalResponse: "PATCH"
             case .createMessage, .interactionCallback, .followUpMessage, .executeWebhook: "POST"
             }
         }
@@ -227,6 +294,7 @@ extension DiscordREST {
             case .createMessage: "/channels/{channel}/messages"
             case .interactionCallback: "/interactions/{interaction}/{token}/callback"
             case .followUpMessage: "/webhooks/{application}/{token}"
+            case .editOriginalResponse: "/webhooks/{application}/{token}/messages/@original"
             case .overwriteGuildCommands: "/applications/{application}/guilds/{guild}/commands"
             case .executeWebhook: "/webhooks/{webhook}/{token}"
             }

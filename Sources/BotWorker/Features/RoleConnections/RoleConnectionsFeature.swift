@@ -9,17 +9,29 @@ import Logging
 /// A member is evaluated when they join or change, reach a level, get verified, when a rule
 /// changes, when a guild becomes available, and in a sweep over every member every
 /// `sweepInterval`. The plan is computed from the member's roles as they are, so the
-/// GUILD_MEMBER_UPDATE the bot's own change causes plans nothing: no loop. Rules that could flip
-/// roles back and forth, or name a role the bot cannot give, are refused when added.
+/// GUILD_MEMBER_UPDATE the bot's own change causes plans nothing once the rules agree. Rules that
+/// could flip roles back and forth, or name a role the bot cannot give, are refused when added;
+/// a server has at most `RuleLimit.perGuild` rules. What still loops (rules the check cannot
+/// see through, another bot undoing a change) stops at `RuleChains.maxDepth` changes in a row,
+/// with an alert in the supervisor naming the chain. Every change a rule makes is kept, with its
+/// reason, for `/roleconnection history` (`RoleChangeHistory`).
 struct RoleConnectionsFeature: Feature {
     static let name = "role_connections"
     static let sweepInterval = Duration.seconds(600)
 
+    /// An evaluation running for a member, and what arrived for them meanwhile.
+    struct Running: Sendable {
+        var pending: RuleChains.Trigger?
+    }
+
     let context: FeatureContext
-    private let rules = Locked<[GuildID: [RoleRule]]>([:])
-    private let evaluating = Locked<Set<String>>([])
+    let rules = Locked<[GuildID: [RoleRule]]>([:])
+    /// The members being evaluated now (`evaluate(_:_:)`, in RoleConnectionsFeature+Evaluation.swift).
+    let evaluating = Locked<[RuleChains.MemberKey: Running]>([:])
+    /// The changes rules made in a row for each member, stopped at `RuleChains.maxDepth`.
+    let chains = Locked(RuleChains())
     /// Whether the periodic sweep runs (in the core's background group, which stops it).
-    private let sweeping = Locked(false)
+    let sweeping = Locked(false)
 
     init(context: FeatureContext) { self.context = context }
 
@@ -44,6 +56,21 @@ struct RoleConnectionsFeature: Feature {
             }
             try AppDatabase.registerTable(db, name: "role_rules", feature: name, critical: true)
             try AppDatabase.registerTable(db, name: "role_member_facts", feature: name, critical: false)
+        }
+        migrator.registerMigration("role_connections-v2") { db in
+            // The role changes the rules made, and why: /roleconnection history.
+            try db.create(table: "role_rule_changes") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("guild_id", .text).notNull()
+                t.column("user_id", .text).notNull()
+                t.column("role_id", .text).notNull()
+                t.column("added", .boolean).notNull()
+                t.column("rule_id", .integer).notNull()
+                t.column("reason", .text).notNull()
+                t.column("at", .text).notNull().indexed()
+            }
+            try db.create(index: "role_rule_changes_member", on: "role_rule_changes", columns: ["guild_id", "user_id", "id"])
+            try AppDatabase.registerTable(db, name: "role_rule_changes", feature: name, critical: false)
         }
     }
 
@@ -78,6 +105,9 @@ struct RoleConnectionsFeature: Feature {
                 .object(["type": .integer(1), "name": .string("test"), "description": .string("Which rules match a member, changing nothing"), "options": .array([
                     option(6, "member", "The member to test", required: true),
                 ])]),
+                .object(["type": .integer(1), "name": .string("history"), "description": .string("The last role changes the rules made for a member, and why"), "options": .array([
+                    option(6, "member", "The member", required: true),
+                ])]),
             ]),
         ])
     }()
@@ -91,16 +121,19 @@ struct RoleConnectionsFeature: Feature {
             case "remove": return try await feature.remove(interaction, guild: guild)
             case "list": return feature.list(guild: guild)
             case "test": return try await feature.test(interaction, guild: guild)
+            case "history": return try await feature.history(interaction, guild: guild)
             default: throw CommandRefusal(description: "Unknown sub-command.")
             }
         }
         await context.events.subscribe([.guildAvailable, .memberJoined, .memberUpdated, .levelReached, .memberVerified], feature: Self.name) { event in
             switch event {
             case .guildAvailable(_, let members):
-                for member in members { await feature.evaluate(member) }
+                for member in members { await feature.evaluate(member, .other) }
                 feature.startSweeping()
-            case .memberJoined(let member), .memberUpdated(let member):
-                await feature.evaluate(member)
+            case .memberJoined(let member):
+                await feature.evaluate(member, .other)
+            case .memberUpdated(let member):
+                await feature.evaluate(member, .memberUpdate)
             case .levelReached(let guild, let user, let level):
                 try await feature.storeFact(guild: guild, user: user, level: level)
                 await feature.evaluate(user: user, in: guild)
@@ -140,16 +173,21 @@ struct RoleConnectionsFeature: Feature {
         }
         var rule = RoleRule(id: nil, guild: guild, target: target, combinator: combinator, conditions: conditions)
         let existing = rules.withLock { $0[guild] ?? [] }
+        if let refusal = RuleLimit.refusal(existing: existing.count) { throw CommandRefusal(description: refusal) }
         if let why = RuleEngine.oscillation(adding: rule, to: existing) {
             throw CommandRefusal(description: "The rule was not added: \(why).")
         }
         let json = String(decoding: try JSONEncoder().encode(conditions), as: UTF8.self)
         let by = interaction.user.description
-        let id = try await context.database.write("role_connections.add-rule") { db -> Int64 in
+        // Counted again in the transaction: two adds at once cannot both take the last place.
+        let inserted = try await context.database.write("role_connections.add-rule") { db -> Result<Int64, CommandRefusal> in
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM role_rules WHERE guild_id = ?", arguments: [guild.description]) ?? 0
+            if let refusal = RuleLimit.refusal(existing: count) { return .failure(CommandRefusal(description: refusal)) }
             try db.execute(sql: "INSERT INTO role_rules (guild_id, target_role_id, combinator, conditions, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [guild.description, target.description, combinator.rawValue, json, Timestamp.string(), by])
-            return db.lastInsertedRowID
+            return .success(db.lastInsertedRowID)
         }.value
+        let id = try inserted.get()
         rule.id = id
         rules.withLock { $0[guild, default: []].append(rule) }
         context.audit.info("role rule added", metadata: ["guild_id": "\(guild)", "user_id": "\(interaction.user)", "command": "roleconnection add", "rule": "\(id)", "target_role_id": "\(target)"])
@@ -174,7 +212,17 @@ struct RoleConnectionsFeature: Feature {
     private func list(guild: GuildID) -> InteractionReply {
         let current = rules.withLock { $0[guild] ?? [] }
         guard !current.isEmpty else { return .ephemeral("No role connections yet: add one with /roleconnection add.") }
-        return .ephemeral(current.map { "#\($0.id ?? 0): \($0.description)" }.joined(separator: "\n"))
+        // A message holds 2000 characters: up to 100 rules may not fit.
+        var text = ""
+        for (shown, rule) in current.enumerated() {
+            let line = "#\(rule.id ?? 0): \(rule.description)\n"
+            guard text.count + line.count <= 1900 else {
+                text += "… and \(current.count - shown) more (\(current.count) of \(RuleLimit.perGuild) rules)."
+                break
+            }
+            text += line
+        }
+        return .ephemeral(text)
     }
 
     private func test(_ interaction: Interaction, guild: GuildID) async throws -> InteractionReply {
@@ -190,107 +238,17 @@ struct RoleConnectionsFeature: Feature {
         return .ephemeral((lines.isEmpty ? ["No rules."] : lines).joined(separator: "\n") + "\n→ " + change)
     }
 
-    // MARK: - Evaluation
-
-    private func storeFact(guild: GuildID, user: UserID, level: Int? = nil, verified: Bool? = nil) async throws {
-        try await context.database.write("role_connections.member-fact", logLevel: .debug) { db in
-            try db.execute(sql: """
-                INSERT INTO role_member_facts (guild_id, user_id, level, verified) VALUES (?, ?, ?, ?)
-                ON CONFLICT (guild_id, user_id) DO UPDATE SET level = COALESCE(?, level), verified = COALESCE(?, verified)
-                """, arguments: [guild.description, user.description, level ?? 0, verified ?? false, level, verified])
+    private func history(_ interaction: Interaction, guild: GuildID) async throws -> InteractionReply {
+        guard let user = interaction.option("member")?.stringValue.flatMap(UserID.init) else { throw CommandRefusal(description: "Name a member.") }
+        let lines = try await context.database.read("role_connections.history") { db in
+            try RoleChangeHistory.recent(db, guild: guild, user: user)
         }
-    }
-
-    private func facts(for member: Member) async throws -> MemberFacts {
-        let (level, verified) = try await context.database.read("role_connections.member-facts") { db -> (Int, Bool) in
-            let row = try Row.fetchOne(db, sql: "SELECT level, verified FROM role_member_facts WHERE guild_id = ? AND user_id = ?", arguments: [member.guild.description, member.user.description])
-            return (row?["level"] ?? 0, row?["verified"] ?? false)
-        }
-        return MemberFacts(user: member.user, roles: member.roles, level: level, verified: verified,
-                           joinedAt: member.joinedAt, isBot: member.isBot, pending: member.pending)
-    }
-
-    private func evaluate(user: UserID, in guild: GuildID) async {
-        guard rules.withLock({ !($0[guild] ?? []).isEmpty }) else { return }
-        do {
-            guard let member = try await context.discord.member(user, of: guild) else { return }  // left
-            await evaluate(member)
-        } catch {
-            context.logger.warning("member could not be fetched for evaluation", metadata: ["guild_id": "\(guild)", "user_id": "\(user)", "error": "\(error)"])
-        }
-    }
-
-    /// Brings one member in line with the rules. One evaluation per member at a time: an event
-    /// for a member being changed right now is dropped, as the update that follows the change
-    /// carries their final roles and is evaluated in turn.
-    private func evaluate(_ member: Member) async {
-        let current = rules.withLock { $0[member.guild] ?? [] }
-        guard !current.isEmpty, !member.isBot else { return }
-        let key = "\(member.guild)/\(member.user)"
-        guard evaluating.withLock({ $0.insert(key).inserted }) else { return }
-        defer { _ = evaluating.withLock { $0.remove(key) } }
-        do {
-            let facts = try await facts(for: member)
-            let plan = RuleEngine.plan(current, for: facts, now: Date())
-            for role in plan.add.sorted() {
-                let reason = current.filter { $0.target == role }.compactMap(\.id).map { "#\($0)" }.joined(separator: ", ")
-                try await change(member, role, add: true, reason: "role connection \(reason)")
-            }
-            for role in plan.remove.sorted() {
-                try await change(member, role, add: false, reason: "role connection: conditions no longer hold")
-            }
-        } catch {
-            context.logger.error("member evaluation failed", metadata: ["guild_id": "\(member.guild)", "user_id": "\(member.user)", "error": "\(error)"])
-        }
-    }
-
-    private func change(_ member: Member, _ role: RoleID, add: Bool, reason: String) async throws {
-        if let why = await context.discord.cannotManage(role, in: member.guild) {
-            context.logger.warning("rule skipped: the bot cannot change this role", metadata: ["guild_id": "\(member.guild)", "role_id": "\(role)", "reason": "\(why)"])
-            return
-        }
-        if add {
-            try await context.discord.addRole(guild: member.guild, user: member.user, role: role, reason: reason)
-        } else {
-            try await context.discord.removeRole(guild: member.guild, user: member.user, role: role, reason: reason)
-        }
-        context.logger.info(add ? "role given" : "role taken", metadata: ["guild_id": "\(member.guild)", "user_id": "\(member.user)", "role_id": "\(role)", "reason": "\(reason)"])
-    }
-
-    /// Every member of the guild, from the paged member list.
-    func sweep(_ guild: GuildID) async {
-        guard rules.withLock({ !($0[guild] ?? []).isEmpty }) else { return }
-        do {
-            let members = try await context.discord.members(of: guild)
-            for member in members { await evaluate(member) }
-            context.logger.info("sweep done", metadata: ["guild_id": "\(guild)", "members": "\(members.count)"])
-        } catch {
-            context.logger.error("sweep failed", metadata: ["guild_id": "\(guild)", "error": "\(error)"])
-        }
-    }
-
-    private func sweepSoon(_ guild: GuildID) {
-        let feature = self
-        context.background.submit { await feature.sweep(guild) }
-    }
-
-    private func startSweeping() {
-        let feature = self
-        let start = sweeping.withLock { running in
-            defer { running = true }
-            return !running
-        }
-        guard start else { return }
-        context.background.submit {
-            while !Task.isCancelled {
-                guard (try? await Task.sleep(for: Self.sweepInterval)) != nil else { return }
-                for guild in await feature.context.discord.guildIDs { await feature.sweep(guild) }
-            }
-        }
+        guard !lines.isEmpty else { return .ephemeral("The rules have not changed <@\(user)>'s roles (the last \(RoleChangeHistory.keptDays) days are kept).") }
+        return .ephemeral("The last \(lines.count) role changes the rules made for <@\(user)>, oldest first:\n" + lines.joined(separator: "\n"))
     }
 
     func verifyDatabase(_ db: Database) throws -> [String] {
-        try ["role_rules", "role_member_facts"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
+        try ["role_rules", "role_member_facts", "role_rule_changes"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
     }
 
     func loadSettings() async throws {

@@ -128,6 +128,10 @@ enum RuleEngine {
     /// X: X on → Y on → X off → Y off → …). A rule that looks at its own target is the shortest
     /// such cycle, and is refused whatever its sign, as a rule "give X while having X" never
     /// starts and "while lacking X" never stops.
+    ///
+    /// A cycle of `has` only is allowed, though it does not always settle: with "X while having Y"
+    /// and "Y while having X", a member holding only one of them gets both swapped at every
+    /// evaluation. `RuleChains` stops that (and any other loop) at depth 10, with an alert.
     static func oscillation(adding rule: RoleRule, to existing: [RoleRule]) -> String? {
         if rule.conditions.contains(where: { $0.roles.contains(rule.target) }) {
             return "the rule looks at its own role <@&\(rule.target)>: it would give and take it back at once"
@@ -160,5 +164,18 @@ enum RuleEngine {
             }
         }
         return nil
+    }
+}
+
+/// How many rules a server may have, as RoleLogic allows: every member update evaluates them
+/// all, and past a hundred nobody can tell any more which rule gave what.
+enum RuleLimit {
+    static let perGuild = 100
+
+    /// Why one more rule is refused when the server has `existing`, or nil when it fits.
+    static func refusal(existing: Int) -> String? {
+        guard existing >= perGuild else { return nil }
+        return "The rule was not added: this server has \(existing) rules, and \(perGuild) is the most a server can have. "
+            + "Remove one with /roleconnection remove rule:<number> (the numbers are in /roleconnection list), then add this one again."
     }
 }

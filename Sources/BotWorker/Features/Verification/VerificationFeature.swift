@@ -8,6 +8,11 @@ import Logging
 /// takes the unverified one) once the account is old enough. Members still in Discord's
 /// membership screening get nothing until they pass it. Every attempt is stored and logged;
 /// pressing again is harmless.
+///
+/// Optionally (`/verification setup`): a question first, in a modal (`challenge:` sum or word;
+/// three wrong answers start a cooldown; `VerificationFeature+Challenge.swift`), and waiting for
+/// Discord's own gates, membership screening and the guild's verification level, before the role
+/// (`wait_for_discord:`; `VerificationFeature+Waiting.swift`).
 struct VerificationFeature: Feature {
     static let name = "verification"
     static let buttonID = "verification:verify"
@@ -18,17 +23,26 @@ struct VerificationFeature: Feature {
         var verifiedRole: RoleID
         var unverifiedRole: RoleID?
         var minAccountAgeDays: Int
+        var challenge: ChallengeKind = .none
+        var challengeCooldownSeconds = 600
+        var waitForDiscord = false
     }
 
     enum Outcome: String, Sendable {
         case verified, alreadyVerified = "already-verified", tooYoung = "too-young", pending, notConfigured = "not-configured", failed
+        case challengeAsked = "challenge-asked", challengePassed = "challenge-passed", challengeWrong = "challenge-wrong"
+        case challengeCooldown = "challenge-cooldown", challengeExpired = "challenge-expired"
+        case waitingForDiscord = "waiting-for-discord"
     }
 
     let context: FeatureContext
-    private let settings = Locked<[GuildID: Settings]>([:])
+    let settings = Locked<[GuildID: Settings]>([:])
     /// Members seen joining while still in membership screening: the update that clears
     /// `pending` is their real arrival.
     private let screening = Locked<Set<String>>([])
+    /// Members who did their part and wait for Discord's gates ("guild/user"), as in
+    /// `verification_waiting`.
+    let waiting = Locked<Set<String>>([])
 
     init(context: FeatureContext) { self.context = context }
 
@@ -63,6 +77,38 @@ struct VerificationFeature: Feature {
             try AppDatabase.registerTable(db, name: "verified_members", feature: name, critical: true)
             try AppDatabase.registerTable(db, name: "verification_attempts", feature: name, critical: false)
         }
+        migrator.registerMigration("verification-v2") { db in
+            try db.alter(table: "verification_settings") { t in
+                t.add(column: "challenge", .text).notNull().defaults(to: "none")
+                t.add(column: "challenge_cooldown_seconds", .integer).notNull().defaults(to: 600)
+                t.add(column: "wait_for_discord", .boolean).notNull().defaults(to: false)
+            }
+            // One open question per member: the expected answer, wrong answers, the cooldown.
+            try db.create(table: "verification_challenges", options: .withoutRowID) { t in
+                t.column("guild_id", .text).notNull()
+                t.column("user_id", .text).notNull()
+                t.column("challenge_id", .integer).notNull()
+                t.column("kind", .text).notNull()
+                t.column("prompt", .text).notNull()
+                t.column("answer", .text).notNull()
+                t.column("wrong_answers", .integer).notNull().defaults(to: 0)
+                t.column("cooldown_until", .text)
+                t.column("issued_at", .text).notNull()
+                t.column("expires_at", .text).notNull()
+                t.primaryKey(["guild_id", "user_id"])
+            }
+            // Members who passed and wait for Discord's screening or verification level.
+            try db.create(table: "verification_waiting", options: .withoutRowID) { t in
+                t.column("guild_id", .text).notNull()
+                t.column("user_id", .text).notNull()
+                t.column("since", .text).notNull()
+                t.column("screening", .boolean).notNull()
+                t.column("ready_at", .text)
+                t.primaryKey(["guild_id", "user_id"])
+            }
+            try AppDatabase.registerTable(db, name: "verification_challenges", feature: name, critical: false)
+            try AppDatabase.registerTable(db, name: "verification_waiting", feature: name, critical: false)
+        }
     }
 
     // MARK: - Commands
@@ -79,6 +125,14 @@ struct VerificationFeature: Feature {
                     .object(["type": .integer(8), "name": .string("verified_role"), "description": .string("Given on verification"), "required": .bool(true)]),
                     .object(["type": .integer(8), "name": .string("unverified_role"), "description": .string("Given on join, taken on verification"), "required": .bool(false)]),
                     .object(["type": .integer(4), "name": .string("min_account_age_days"), "description": .string("Accounts younger than this are refused"), "required": .bool(false), "min_value": .integer(0), "max_value": .integer(3650)]),
+                    .object(["type": .integer(3), "name": .string("challenge"), "description": .string("A question to answer first, in a pop-up (default: none)"), "required": .bool(false),
+                             "choices": .array([
+                                 .object(["name": .string("none: the button alone"), "value": .string("none")]),
+                                 .object(["name": .string("a short sum"), "value": .string("sum")]),
+                                 .object(["name": .string("a word to type back"), "value": .string("word")]),
+                             ])]),
+                    .object(["type": .integer(4), "name": .string("challenge_cooldown_seconds"), "description": .string("Wait after three wrong answers (default 600)"), "required": .bool(false), "min_value": .integer(0), "max_value": .integer(86400)]),
+                    .object(["type": .integer(5), "name": .string("wait_for_discord"), "description": .string("Grant only once Discord's screening and verification level let the member in"), "required": .bool(false)]),
                 ]),
             ]),
             .object([
@@ -99,11 +153,16 @@ struct VerificationFeature: Feature {
             default: throw CommandRefusal(description: "Unknown sub-command.")
             }
         }
-        await context.commands.register(componentPrefix: Self.buttonID, feature: Self.name) { interaction in
+        await context.commands.register(componentPrefix: Self.buttonID, feature: Self.name, opensModals: true) { interaction in
             try await feature.press(interaction)
         }
-        await context.events.subscribe([.memberJoined, .memberUpdated, .memberLeft, .membersJoinedWhileAway], feature: Self.name) { event in
+        await context.commands.register(modalPrefix: VerificationChallenge.modalPrefix, feature: Self.name) { interaction in
+            try await feature.answer(interaction)
+        }
+        await context.events.subscribe([.memberJoined, .memberUpdated, .memberLeft, .membersJoinedWhileAway, .guildAvailable], feature: Self.name) { event in
             switch event {
+            case .guildAvailable(let guild, _):
+                feature.recheckWaiting(in: guild)
             case .membersJoinedWhileAway(_, let members):
                 for member in members where !member.isBot && !member.pending { await feature.markUnverified(member) }
             case .memberJoined(let member) where member.isBot:
@@ -115,12 +174,14 @@ struct VerificationFeature: Feature {
                     await feature.markUnverified(member)
                 }
             case .memberUpdated(let member) where !member.pending:
-                // Screening just passed: the member arrives now.
-                if feature.screening.withLock({ $0.remove("\(member.guild)/\(member.user)") }) != nil {
+                // Screening just passed: the member arrives now, verified already if they waited.
+                let verified = await feature.finishWaiting(member)
+                if feature.screening.withLock({ $0.remove("\(member.guild)/\(member.user)") }) != nil, !verified {
                     await feature.markUnverified(member)
                 }
             case .memberLeft(let guild, let user):
                 _ = feature.screening.withLock { $0.remove("\(guild)/\(user)") }
+                await feature.stopWaiting(guild: guild, user: user)
             default:
                 break
             }
@@ -134,6 +195,11 @@ struct VerificationFeature: Feature {
         else { throw CommandRefusal(description: "Give a channel and the role to give verified members.") }
         let unverified = interaction.option("unverified_role")?.stringValue.flatMap(RoleID.init)
         let minimumAge = interaction.option("min_account_age_days")?.intValue ?? 0
+        guard let challenge = ChallengeKind(rawValue: interaction.option("challenge")?.stringValue ?? "none") else {
+            throw CommandRefusal(description: "The challenge is one of none, sum or word.")
+        }
+        let cooldown = max(0, interaction.option("challenge_cooldown_seconds")?.intValue ?? 600)
+        let waitForDiscord = interaction.option("wait_for_discord") == .bool(true)
         for role in [verified] + (unverified.map { [$0] } ?? []) {
             if let why = await context.discord.cannotManage(role, in: guild) {
                 throw CommandRefusal(description: "The bot cannot use <@&\(role)>: \(why).")
@@ -147,29 +213,36 @@ struct VerificationFeature: Feature {
             ])])])]),
             "allowed_mentions": .object(["parse": .array([])]),
         ]))
-        let value = Settings(guild: guild, channel: channel, verifiedRole: verified, unverifiedRole: unverified, minAccountAgeDays: minimumAge)
+        let value = Settings(guild: guild, channel: channel, verifiedRole: verified, unverifiedRole: unverified, minAccountAgeDays: minimumAge,
+                             challenge: challenge, challengeCooldownSeconds: cooldown, waitForDiscord: waitForDiscord)
         let by = interaction.user.description
         try await context.database.write("verification.setup", verify: { db in
             try String.fetchOne(db, sql: "SELECT verified_role_id FROM verification_settings WHERE guild_id = ?", arguments: [guild.description]) == verified.description
         }) { db in
             try db.execute(sql: """
-                INSERT INTO verification_settings (guild_id, channel_id, verified_role_id, unverified_role_id, min_account_age_days, message_id, updated_at, updated_by)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO verification_settings (guild_id, channel_id, verified_role_id, unverified_role_id, min_account_age_days, message_id, updated_at, updated_by,
+                    challenge, challenge_cooldown_seconds, wait_for_discord)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id, verified_role_id = excluded.verified_role_id,
                     unverified_role_id = excluded.unverified_role_id, min_account_age_days = excluded.min_account_age_days,
-                    message_id = excluded.message_id, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                    message_id = excluded.message_id, updated_at = excluded.updated_at, updated_by = excluded.updated_by,
+                    challenge = excluded.challenge, challenge_cooldown_seconds = excluded.challenge_cooldown_seconds,
+                    wait_for_discord = excluded.wait_for_discord
                 """, arguments: [guild.description, channel.description, verified.description, unverified?.description, minimumAge,
-                                 messageID?.description, Timestamp.string(), by])
+                                 messageID?.description, Timestamp.string(), by, challenge.rawValue, cooldown, waitForDiscord])
         }
         settings.withLock { $0[guild] = value }
         context.audit.info("verification set up", metadata: [
             "guild_id": "\(guild)", "user_id": "\(interaction.user)", "command": "verification setup",
             "channel_id": "\(channel)", "verified_role_id": "\(verified)", "unverified_role_id": "\(unverified?.description ?? "-")",
-            "min_account_age_days": "\(minimumAge)",
+            "min_account_age_days": "\(minimumAge)", "challenge": "\(challenge.rawValue)", "challenge_cooldown_seconds": "\(cooldown)",
+            "wait_for_discord": "\(waitForDiscord)",
         ])
         return .ephemeral("Verification is set up: the button is in <#\(channel)>; verified members get <@&\(verified)>"
             + (unverified.map { ", new members get <@&\($0)> until then" } ?? "")
-            + (minimumAge > 0 ? "; accounts must be at least \(minimumAge) days old." : "."))
+            + (minimumAge > 0 ? "; accounts must be at least \(minimumAge) days old" : "")
+            + (challenge == .none ? "" : "; they answer \(challenge == .sum ? "a short sum" : "a word to type back") first (three wrong answers: \(cooldown) s to wait)")
+            + (waitForDiscord ? "; the role waits for Discord's membership screening and verification level." : "."))
     }
 
     private func status(_ interaction: Interaction) async throws -> InteractionReply {
@@ -181,56 +254,6 @@ struct VerificationFeature: Feature {
         }
         if let verifiedAt { return .ephemeral("<@\(user)> is verified since \(verifiedAt) (\(attempts) attempt\(attempts == 1 ? "" : "s")).") }
         return .ephemeral("<@\(user)> is not verified (\(attempts) attempt\(attempts == 1 ? "" : "s")).")
-    }
-
-    /// The date from which an account made at `created` may verify, or nil when it may now.
-    static func eligibleFrom(created: Date, minimumDays: Int, now: Date) -> Date? {
-        let from = created.addingTimeInterval(Double(minimumDays) * 86400)
-        return from > now ? from : nil
-    }
-
-    private func press(_ interaction: Interaction) async throws -> InteractionReply {
-        guard let guild = interaction.guild, let settings = settings.withLock({ $0[guild] }) else {
-            try await record(interaction.guild, interaction.user, .notConfigured, nil)
-            throw CommandRefusal(description: "Verification is not set up in this server yet; ask a moderator.")
-        }
-        let user = interaction.user
-        if interaction.memberRoles.contains(settings.verifiedRole) {
-            try await record(guild, user, .alreadyVerified, nil)
-            return .ephemeral("You are already verified.")
-        }
-        if let from = Self.eligibleFrom(created: user.createdAt, minimumDays: settings.minAccountAgeDays, now: Date()) {
-            let day = Timestamp.string(from).prefix(10)
-            try await record(guild, user, .tooYoung, "eligible from \(day)")
-            return .ephemeral("Your account is too new to verify here: accounts must be at least \(settings.minAccountAgeDays) days old. You can verify from \(day).")
-        }
-        do {
-            try await context.discord.addRole(guild: guild, user: user, role: settings.verifiedRole, reason: "verification: button pressed")
-            if let unverified = settings.unverifiedRole, interaction.memberRoles.contains(unverified) {
-                try await context.discord.removeRole(guild: guild, user: user, role: unverified, reason: "verification: verified")
-            }
-        } catch {
-            try await record(guild, user, .failed, "\(error)")
-            throw error
-        }
-        try await record(guild, user, .verified, nil)
-        await context.events.publish(.memberVerified(guild: guild, user: user))
-        return .ephemeral("You are verified. Welcome!")
-    }
-
-    /// Stores one attempt (and the verification itself) and logs it.
-    private func record(_ guild: GuildID?, _ user: UserID, _ outcome: Outcome, _ detail: String?) async throws {
-        let guildID = guild?.description ?? "-"
-        let now = Timestamp.string()
-        try await context.database.write("verification.attempt") { db in
-            try db.execute(sql: "INSERT INTO verification_attempts (guild_id, user_id, at, outcome, detail) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [guildID, user.description, now, outcome.rawValue, detail])
-            if outcome == .verified || outcome == .alreadyVerified {
-                try db.execute(sql: "INSERT OR IGNORE INTO verified_members (guild_id, user_id, verified_at) VALUES (?, ?, ?)",
-                               arguments: [guildID, user.description, now])
-            }
-        }
-        context.logger.info("verification attempt", metadata: ["guild_id": "\(guildID)", "user_id": "\(user)", "outcome": "\(outcome.rawValue)"])
     }
 
     /// Gives a new (or newly screened) member the unverified role, unless they are verified.
@@ -250,22 +273,32 @@ struct VerificationFeature: Feature {
     }
 
     func verifyDatabase(_ db: Database) throws -> [String] {
-        try ["verification_settings", "verified_members", "verification_attempts"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
+        try ["verification_settings", "verified_members", "verification_attempts", "verification_challenges", "verification_waiting"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
     }
 
     func loadSettings() async throws {
         let loaded = try await context.database.read("verification.load-settings") { db in
-            try Row.fetchAll(db, sql: "SELECT guild_id, channel_id, verified_role_id, unverified_role_id, min_account_age_days FROM verification_settings")
+            let settings = try Row.fetchAll(db, sql: """
+                SELECT guild_id, channel_id, verified_role_id, unverified_role_id, min_account_age_days, challenge,
+                    challenge_cooldown_seconds, wait_for_discord FROM verification_settings
+                """)
                 .compactMap { row -> Settings? in
                     guard let guild = GuildID(row["guild_id"] as String), let channel = ChannelID(row["channel_id"] as String),
                           let verified = RoleID(row["verified_role_id"] as String) else { return nil }
                     return Settings(guild: guild, channel: channel, verifiedRole: verified,
-                                    unverifiedRole: (row["unverified_role_id"] as String?).flatMap(RoleID.init), minAccountAgeDays: row["min_account_age_days"])
+                                    unverifiedRole: (row["unverified_role_id"] as String?).flatMap(RoleID.init), minAccountAgeDays: row["min_account_age_days"],
+                                    challenge: ChallengeKind(rawValue: row["challenge"]) ?? .none, challengeCooldownSeconds: row["challenge_cooldown_seconds"],
+                                    waitForDiscord: row["wait_for_discord"])
                 }
+            let waiting = try Row.fetchAll(db, sql: "SELECT guild_id, user_id FROM verification_waiting").map { row -> String in
+                "\(row["guild_id"] as String)/\(row["user_id"] as String)"
+            }
+            return (settings, waiting)
         }
         settings.withLock { current in
-            for value in loaded { current[value.guild] = value }
+            for value in loaded.0 { current[value.guild] = value }
         }
+        waiting.withLock { $0.formUnion(loaded.1) }
     }
 
     func cleanup() async {}

@@ -3,8 +3,9 @@ import GRDB
 import IPC
 import Logging
 
-/// The XP feature's slash commands: `/rank`, `/leaderboard`, `/xp add|remove|set|reset` and
-/// `/levels reward add|remove|list` and `/levels config` (the last two for Manage Server).
+/// The XP feature's slash commands: `/rank`, `/leaderboard`, `/xp privacy hide|show` for every
+/// member; `/xp add|remove|set|reset` and `/levels …` (rewards, config, sync, import, export)
+/// for Manage Server.
 struct XPCommands {
     let feature: XPFeature
     var context: FeatureContext { feature.context }
@@ -29,7 +30,12 @@ struct XPCommands {
     static let definitions: [JSONValue] = [
         command("rank", "Show your level and XP, or another member's", admin: false, [option(6, "member", "Whose rank to show")]),
         command("leaderboard", "The members with the most XP", admin: false, [option(4, "page", "Page (10 a page)", extra: ["min_value": .integer(1)])]),
-        command("xp", "Change a member's XP", admin: true, [
+        // Not admin as a whole: `privacy` is every member's; the handler checks Manage Server for the rest.
+        command("xp", "Your XP privacy; a member's XP (Manage Server)", admin: false, [
+            .object(["type": .integer(2), "name": .string("privacy"), "description": .string("Whether you appear on the leaderboards"), "options": .array([
+                sub("hide", "Leave me out of the leaderboards (I keep my XP)"),
+                sub("show", "Show me on the leaderboards again"),
+            ])]),
             sub("add", "Add XP", [option(6, "member", "Whose XP", required: true), option(4, "amount", "How much", required: true, extra: ["min_value": .integer(1)])]),
             sub("remove", "Take XP away", [option(6, "member", "Whose XP", required: true), option(4, "amount", "How much", required: true, extra: ["min_value": .integer(1)])]),
             sub("set", "Set the XP", [option(6, "member", "Whose XP", required: true), option(4, "amount", "The new total", required: true, extra: ["min_value": .integer(0)])]),
@@ -41,6 +47,14 @@ struct XPCommands {
                 sub("remove", "Stop giving a role at a level", [option(4, "level", "The level", required: true)]),
                 sub("list", "List the level rewards"),
             ])]),
+            sub("sync", "Give and take reward roles so that every member's match their level"),
+            sub("import", "Import XP from MEE6's leaderboard JSON or this bot's CSV export", [
+                option(11, "file", "The file", required: true),
+                option(3, "format", "mee6: MEE6's leaderboard JSON; csv: user_id,xp,level,messages,voice_minutes", required: true,
+                       extra: ["choices": .array(XPTransfer.Format.allCases.map { .object(["name": .string($0.rawValue), "value": .string($0.rawValue)]) })]),
+                option(5, "dry_run", "Only show what would change"),
+            ]),
+            sub("export", "Every member's XP as a CSV file (user_id,xp,level,messages,voice_minutes)"),
             sub("config", "XP settings (only what you give changes)", [
                 option(4, "min_xp", "Least XP a message earns", extra: ["min_value": .integer(0)]),
                 option(4, "max_xp", "Most XP a message earns", extra: ["min_value": .integer(0)]),
@@ -55,6 +69,9 @@ struct XPCommands {
                 option(8, "multiplier_role", "A role whose XP is multiplied"),
                 option(10, "multiplier", "The multiplier for multiplier_channel or multiplier_role (1 removes it)", extra: ["min_value": .number(0), "max_value": .number(10)]),
                 option(3, "leaderboard", "The dashboard's leaderboard page (rank, name, level, XP): public, or off", extra: ["choices": .array(["public", "off"].map { .object(["name": .string($0), "value": .string($0)]) })]),
+                option(4, "voice_xp", "XP a minute in voice earns (0: off)", extra: ["min_value": .integer(0), "max_value": .integer(1000)]),
+                option(3, "on_leave", "keep: a member who leaves keeps their XP; reset: it goes after the grace period", extra: ["choices": .array(["keep", "reset"].map { .object(["name": .string($0), "value": .string($0)]) })]),
+                option(10, "leave_grace_hours", "With on_leave reset: hours a member may be gone before their XP goes (default 24)", extra: ["min_value": .number(0), "max_value": .number(8760)]),
             ]),
         ]),
     ]
@@ -64,10 +81,20 @@ struct XPCommands {
         switch interaction.commandName {
         case "rank": return try await rank(interaction, guild)
         case "leaderboard": return try await leaderboard(interaction, guild)
-        case "xp": return try await change(interaction, guild)
+        case "xp":
+            if interaction.options.first?["name"]?.stringValue == "privacy" { return try await privacy(interaction, guild) }
+            guard interaction.memberPermissions & XPFeature.manageServer != 0 else {
+                throw CommandRefusal(description: "Changing a member's XP needs the Manage Server permission.")
+            }
+            return try await change(interaction, guild)
         case "levels":
-            if interaction.options.first?["name"]?.stringValue == "reward" { return try await reward(interaction, guild) }
-            return try await configure(interaction, guild)
+            switch interaction.options.first?["name"]?.stringValue {
+            case "reward": return try await reward(interaction, guild)
+            case "sync": return try await XPSync(feature: feature).start(interaction, guild)
+            case "import": return try await XPTransferCommands(feature: feature).importFile(interaction, guild)
+            case "export": return try await XPTransferCommands(feature: feature).export(interaction, guild)
+            default: return try await configure(interaction, guild)
+            }
         default: throw CommandRefusal(description: "Unknown command.")
         }
     }
@@ -79,15 +106,15 @@ struct XPCommands {
             return .ephemeral(user == interaction.user ? "You have no XP yet: chat a little first." : "<@\(user)> has no XP yet.")
         }
         let next = XPCurve.totalXP(for: standing.level + 1)
-        return .visible("<@\(user)> is level \(standing.level) with \(standing.xp) XP (\(next - standing.xp) to level \(standing.level + 1)), rank #\(standing.rank) in this server, \(standing.messages) messages.")
+        return .visible("<@\(user)> is level \(standing.level) with \(standing.xp) XP (\(next - standing.xp) to level \(standing.level + 1)), \(standing.hidden ? "hidden from the leaderboards" : "rank #\(standing.rank) in this server"), \(standing.messages) messages, \(standing.voiceMinutes) minutes in voice.")
     }
 
     private func leaderboard(_ interaction: Interaction, _ guild: GuildID) async throws -> InteractionReply {
         let page = max(1, interaction.option("page")?.intValue ?? 1)
         let (rows, total) = try await context.database.read("xp.leaderboard") { db in
-            (try Row.fetchAll(db, sql: "SELECT user_id, xp, level FROM xp_members WHERE guild_id = ? ORDER BY xp DESC, user_id LIMIT 10 OFFSET ?",
+            (try Row.fetchAll(db, sql: "SELECT user_id, xp, level FROM xp_members WHERE guild_id = ? AND NOT hidden ORDER BY xp DESC, user_id LIMIT 10 OFFSET ?",
                               arguments: [guild.description, (page - 1) * 10]).map { ($0["user_id"] as String, $0["xp"] as Int, $0["level"] as Int) },
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM xp_members WHERE guild_id = ?", arguments: [guild.description]) ?? 0)
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM xp_members WHERE guild_id = ? AND NOT hidden", arguments: [guild.description]) ?? 0)
         }
         let pages = max(1, (total + 9) / 10)
         guard !rows.isEmpty else { return .ephemeral(total == 0 ? "Nobody has XP yet." : "There are only \(pages) pages.") }
@@ -190,6 +217,9 @@ struct XPCommands {
                 s.noXPRoles.remove(role)
             }
         }
+        if let value = interaction.option("voice_xp")?.intValue { s.voiceXP = max(0, value) }
+        if let policy = interaction.option("on_leave")?.stringValue.flatMap(XPSettings.LeavePolicy.init) { s.onLeave = policy }
+        if let hours = interaction.option("leave_grace_hours")?.doubleValue { s.leaveGraceSeconds = max(0, hours) * 3600 }
         let leaderboard = interaction.option("leaderboard")?.stringValue.flatMap(XPSettings.LeaderboardPage.init)
         if let leaderboard { s.leaderboard = leaderboard }
         try await save(s, guild, interaction, "levels config", leaderboard.map { ["leaderboard": "\($0.rawValue)"] } ?? [:])
@@ -197,13 +227,37 @@ struct XPCommands {
         let summary = """
             XP per message \(s.minXP)–\(s.maxXP), cooldown \(Int(s.cooldownSeconds)) s; announcements \(announce) ("\(s.template)"); \
             rewards \(s.rewardMode.rawValue); no-XP channels \(s.noXPChannels.count), roles \(s.noXPRoles.count); \
-            multipliers: \(s.channelMultipliers.count) channels, \(s.roleMultipliers.count) roles; leaderboard page \(s.leaderboard.rawValue).
+            multipliers: \(s.channelMultipliers.count) channels, \(s.roleMultipliers.count) roles; leaderboard page \(s.leaderboard.rawValue); \
+            voice \(s.voiceXP > 0 ? "\(s.voiceXP) XP a minute" : "off"); on leave \(s.onLeave.rawValue)\(s.onLeave == .reset ? " after \(Self.hours(s.leaveGraceSeconds))" : "").
             """
         switch leaderboard {
         case .public?: return .ephemeral(summary + "\nThe leaderboard page is now public: anyone with the dashboard's address can see rank, name, level and XP of this server's members.")
         case .off?: return .ephemeral(summary + "\nThe leaderboard page is now off.")
         case nil: return .ephemeral(summary)
         }
+    }
+
+    static func hours(_ seconds: Double) -> String {
+        let hours = seconds / 3600
+        return hours == hours.rounded() ? "\(Int(hours)) h" : "\(Int(seconds.rounded())) s"
+    }
+
+    /// `/xp privacy hide|show`: the member's own choice; their XP is kept either way.
+    private func privacy(_ interaction: Interaction, _ guild: GuildID) async throws -> InteractionReply {
+        let choice = interaction.options.first?["options"]?.arrayValue.first?["name"]?.stringValue
+        guard choice == "hide" || choice == "show" else { throw CommandRefusal(description: "Choose hide or show.") }
+        let hide = choice == "hide"
+        let user = interaction.user
+        try await context.database.write("xp.privacy") { db in
+            try db.execute(sql: """
+                INSERT INTO xp_members (guild_id, user_id, xp, level, messages, hidden) VALUES (?, ?, 0, 0, 0, ?)
+                ON CONFLICT (guild_id, user_id) DO UPDATE SET hidden = excluded.hidden
+                """, arguments: [guild.description, user.description, hide])
+        }
+        context.logger.info("xp privacy changed", metadata: ["guild_id": "\(guild)", "user_id": "\(user)", "hidden": "\(hide)"])
+        return .ephemeral(hide
+            ? "You are now left out of /leaderboard and the leaderboard page. You keep your XP and level; /xp privacy show brings you back."
+            : "You are on the leaderboards again.")
     }
 
     private func save(_ settings: XPSettings, _ guild: GuildID, _ interaction: Interaction, _ command: String, _ detail: Logger.Metadata = [:]) async throws {

@@ -16,6 +16,10 @@ struct XPFeature: Feature {
 
     let context: FeatureContext
     let settings = Locked<[GuildID: XPSettings]>([:])
+    /// Who is in voice and the minutes they earn (`XPVoice.swift`).
+    let voice = Locked(VoiceTracker(minute: XPFeature.voiceMinute))
+    /// Guilds whose `/levels sync` is running (one at a time each).
+    let syncing = Locked<Set<GuildID>>([])
 
     init(context: FeatureContext) { self.context = context }
 
@@ -84,6 +88,18 @@ struct XPFeature: Feature {
                 t.add(column: "on_leave", .text).notNull().defaults(to: "keep")  // "keep" or "reset"
                 t.add(column: "leave_grace_seconds", .double).notNull().defaults(to: 86400)
             }
+            // Who is in voice, written with the voice event's position: a new worker that resumes the
+            // session (and so gets no GUILD_CREATE) knows who was there, and replayed events update it.
+            try db.create(table: "xp_voice_states", options: .withoutRowID) { t in
+                t.column("guild_id", .text).notNull()
+                t.column("user_id", .text).notNull()
+                t.column("channel_id", .text).notNull()
+                t.column("muted", .boolean).notNull()
+                t.column("is_bot", .boolean).notNull()
+                t.column("name", .text)
+                t.primaryKey(["guild_id", "user_id"])
+            }
+            try AppDatabase.registerTable(db, name: "xp_voice_states", feature: name, critical: false)
         }
     }
 
@@ -96,6 +112,8 @@ struct XPFeature: Feature {
                 try await XPCommands(feature: feature).handle(interaction)
             }
         }
+        try await startVoice()
+        await startLeaving()
         let writes = context.writes
         await context.events.subscribe([.messageCreated], feature: Self.name) { event in
             guard case .messageCreated(let message) = event, let guild = message.guild, !message.authorIsBot else { return }
@@ -200,19 +218,22 @@ struct XPFeature: Feature {
         var xp: Int
         var level: Int
         var messages: Int
+        var voiceMinutes: Int
         var rank: Int
+        var hidden: Bool
     }
 
     static func standing(_ db: Database, guild: GuildID, user: UserID) throws -> Standing? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT xp, level, messages FROM xp_members WHERE guild_id = ? AND user_id = ?",
+        guard let row = try Row.fetchOne(db, sql: "SELECT xp, level, messages, voice_minutes, hidden FROM xp_members WHERE guild_id = ? AND user_id = ?",
                                          arguments: [guild.description, user.description]) else { return nil }
         let xp: Int = row["xp"]
-        let above = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM xp_members WHERE guild_id = ? AND xp > ?", arguments: [guild.description, xp]) ?? 0
-        return Standing(xp: xp, level: row["level"], messages: row["messages"], rank: above + 1)
+        // Ranked among the members shown on the leaderboard.
+        let above = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM xp_members WHERE guild_id = ? AND xp > ? AND NOT hidden", arguments: [guild.description, xp]) ?? 0
+        return Standing(xp: xp, level: row["level"], messages: row["messages"], voiceMinutes: row["voice_minutes"], rank: above + 1, hidden: row["hidden"])
     }
 
     func verifyDatabase(_ db: Database) throws -> [String] {
-        try ["xp_members", "xp_settings", "xp_modifiers", "xp_rewards"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
+        try ["xp_members", "xp_settings", "xp_modifiers", "xp_rewards", "xp_voice_states"].filter { try !db.tableExists($0) }.map { "table \($0) is missing" }
     }
 
     func loadSettings() async throws {

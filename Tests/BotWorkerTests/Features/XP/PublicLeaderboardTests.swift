@@ -58,6 +58,15 @@ import Testing
         #expect(try PublicLeaderboard.read(databasePath: path, guildID: Self.guild.description) == nil)
     }
 
+    @Test func aMemberWhoHidThemselvesIsNotOnThePage() throws {
+        let (path, pool) = try database()
+        try setLeaderboard(.public, Self.guild, pool)
+        try pool.write { try $0.execute(sql: "UPDATE xp_members SET hidden = 1 WHERE user_id = ?", arguments: [Self.ada.description]) }
+        let page = try #require(try PublicLeaderboard.read(databasePath: path, guildID: Self.guild.description))
+        #expect(page.rows.map(\.name) == ["Bob", "member #3003", "member #4004"])
+        #expect(page.rows.first?.rank == 1)
+    }
+
     @Test func aPublicGuildGetsRankNameLevelAndXPAndNoUserIDs() throws {
         let (path, pool) = try database()
         try setLeaderboard(.public, Self.guild, pool)
