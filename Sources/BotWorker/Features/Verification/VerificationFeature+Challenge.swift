@@ -37,15 +37,12 @@ extension VerificationFeature {
 
     /// The modal submitted: checked against the open question.
     func answer(_ interaction: Interaction) async throws -> InteractionReply {
-        guard let guild = interaction.guild, let settings = settings.withLock({ $0[guild] }) else {
-            try await record(interaction.guild, interaction.user, .notConfigured, nil)
-            throw CommandRefusal(description: "Verification is not set up in this server yet; ask a moderator.")
+        let (guild, settings): (GuildID, Settings)
+        switch try await begin(interaction) {
+        case .proceed(let id, let found): (guild, settings) = (id, found)
+        case .done(let reply): return reply
         }
         let user = interaction.user
-        if interaction.memberRoles.contains(settings.verifiedRole) {
-            try await record(guild, user, .alreadyVerified, nil)
-            return .ephemeral("You are already verified.")
-        }
         let (kind, id, text) = (settings.challenge, VerificationChallenge.id(fromCustomID: interaction.customID), interaction.field(VerificationChallenge.inputID) ?? "")
         let cooldown = TimeInterval(settings.challengeCooldownSeconds)
         let now = Date()

@@ -11,17 +11,35 @@ extension VerificationFeature {
         return from > now ? from : nil
     }
 
-    /// Verify pressed: refused, a question (with a challenge), the role, or a wait for Discord.
-    func press(_ interaction: Interaction) async throws -> InteractionReply {
+    /// Where a press or an answer stands after the checks both start with.
+    enum Beginning {
+        case proceed(GuildID, Settings)
+        /// Not set up here (a refusal is thrown instead), or already verified.
+        case done(InteractionReply)
+    }
+
+    /// The checks every press and answer start with, each recorded: verification set up in this
+    /// server, and the member not verified yet.
+    func begin(_ interaction: Interaction) async throws -> Beginning {
         guard let guild = interaction.guild, let settings = settings.withLock({ $0[guild] }) else {
             try await record(interaction.guild, interaction.user, .notConfigured, nil)
             throw CommandRefusal(description: "Verification is not set up in this server yet; ask a moderator.")
         }
-        let user = interaction.user
         if interaction.memberRoles.contains(settings.verifiedRole) {
-            try await record(guild, user, .alreadyVerified, nil)
-            return .ephemeral("You are already verified.")
+            try await record(guild, interaction.user, .alreadyVerified, nil)
+            return .done(.ephemeral("You are already verified."))
         }
+        return .proceed(guild, settings)
+    }
+
+    /// Verify pressed: refused, a question (with a challenge), the role, or a wait for Discord.
+    func press(_ interaction: Interaction) async throws -> InteractionReply {
+        let (guild, settings): (GuildID, Settings)
+        switch try await begin(interaction) {
+        case .proceed(let id, let found): (guild, settings) = (id, found)
+        case .done(let reply): return reply
+        }
+        let user = interaction.user
         if let from = Self.eligibleFrom(created: user.createdAt, minimumDays: settings.minAccountAgeDays, now: Date()) {
             let day = Timestamp.string(from).prefix(10)
             try await record(guild, user, .tooYoung, "eligible from \(day)")

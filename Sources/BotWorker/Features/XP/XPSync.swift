@@ -86,20 +86,15 @@ struct XPSync {
             let level = levels[member.user.description] ?? 0
             let (add, remove) = Self.changes(level: level, holding: member.roles, settings: settings)
             var changed = false
-            for role in add {
+            for (role, adding) in add.map({ ($0, true) }) + remove.map({ ($0, false) }) {
                 do {
-                    try await context.discord.addRole(guild: guild, user: member.user, role: role, reason: "levels sync: level \(level) reward")
-                    report.added += 1
-                    changed = true
-                } catch {
-                    report.failed += 1
-                    report.firstFailure = report.firstFailure ?? "\(error)"
-                }
-            }
-            for role in remove {
-                do {
-                    try await context.discord.removeRole(guild: guild, user: member.user, role: role, reason: "levels sync: not a reward of level \(level)")
-                    report.removed += 1
+                    if adding {
+                        try await context.discord.addRole(guild: guild, user: member.user, role: role, reason: "levels sync: level \(level) reward")
+                        report.added += 1
+                    } else {
+                        try await context.discord.removeRole(guild: guild, user: member.user, role: role, reason: "levels sync: not a reward of level \(level)")
+                        report.removed += 1
+                    }
                     changed = true
                 } catch {
                     report.failed += 1
