@@ -70,7 +70,7 @@ import Testing
         // A version-1 hello (no logSystems) still yields its version, for the refusal.
         let probe = try JSONLine.decode(WorkerProtocol.VersionProbe.self, from: #"{"type":"hello","protocolVersion":1,"pid":5,"version":"0.0.9"}"#)
         #expect(probe.protocolVersion == 1 && probe.type == "hello")
-        #expect(WorkerProtocol.version == 2)
+        #expect(WorkerProtocol.version == 3)
     }
 
     @Test func versionRefusalNamesBothVersions() {

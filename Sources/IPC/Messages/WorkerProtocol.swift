@@ -12,7 +12,9 @@ public enum WorkerProtocol {
     /// version, with a message naming both.
     /// - 1: replies matched by arrival order, backup reasons as free strings.
     /// - 2: `backupRequest`/`backupReply` with ids and an enum reason; `hello.logSystems`.
-    public static let version = 2
+    /// - 3: the worker's `alert`; `xpTransfer`/`xpTransferReply` (XP imports and exports relayed
+    ///   from the status socket). A version-2 supervisor would answer them as bad requests.
+    public static let version = 3
 
     /// Why a peer of another protocol version is refused, naming both versions: the same words on
     /// both sides, so an operator reading either log knows which binaries to replace.

@@ -201,7 +201,7 @@ import Testing
             s = socket.socket(socket.AF_UNIX); s.connect(os.environ["BOT_SUPERVISOR_SOCKET"])
             f = s.makefile("rw")
             def send(m): f.write(json.dumps(m) + "\\n"); f.flush()
-            send({"type": "hello", "protocolVersion": 2, "pid": os.getpid(), "version": "test", "logSystems": []})
+            send({"type": "hello", "protocolVersion": 3, "pid": os.getpid(), "version": "test", "logSystems": []})
             json.loads(f.readline())
             send({"type": "backupRequest", "id": 1, "reason": "pre-migration", "migrations": ["v2-test"]})
             reply = json.loads(f.readline())
