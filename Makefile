@@ -4,6 +4,9 @@ SHELL := /bin/bash
 # rclone, openssh-server, python3-venv: the off-host replicas (rclone) and their tests' SFTP server.
 # chromium, chromium-driver: the dashboard's test in a real (headless) browser.
 APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps rclone openssh-server python3-venv chromium chromium-driver
+# runit: runsv, the restart-latency benchmark's peer; without its recommended runit-run, which
+# would enable a runit.service in systemd.
+APT_NO_RECOMMENDS := runit
 SWIFT ?= swift
 CONFIG ?=
 
@@ -12,11 +15,14 @@ CONFIG ?=
 # Installs the Debian packages that are missing: as root directly, otherwise through sudo.
 install-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
+	bare=""; for p in $(APT_NO_RECOMMENDS); do dpkg -s $$p >/dev/null 2>&1 || bare="$$bare $$p"; done; \
+	if [ -n "$$missing$$bare" ]; then \
+	  echo "installing:$$missing$$bare"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
-	  else echo "missing packages:$$missing; install them as root (apt-get install$$missing)"; exit 1; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  else echo "missing packages:$$missing$$bare; install them as root (apt-get install$$missing$$bare)"; exit 1; fi; \
+	  $$SUDO apt-get update -qq || exit 1; \
+	  if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing || exit 1; fi; \
+	  if [ -n "$$bare" ]; then DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$bare || exit 1; fi; \
 	fi
 	@$(MAKE) --no-print-directory install-replica-tools
 

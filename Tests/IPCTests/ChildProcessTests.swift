@@ -157,6 +157,35 @@ import Glibc
         #expect(await iterator.next() == nil)
     }
 
+    /// The thread that reaped a child spawns the next one and waits for it like a new thread;
+    /// past its linger (or dismissed) it ends.
+    @Test func aWaiterThreadThatReapedItsChildSpawnsTheNext() async throws {
+        let threads = ChildProcess.WaiterThreads(linger: .seconds(30))
+        defer { threads.dismissIdle() }
+        let first = try await spawn("exit 0", reusing: threads)
+        #expect(await exitStatus(of: first) == .exited(code: 0))
+        #expect(await waiting(threads, count: 1), "the thread that reaped the child does not wait for another")
+
+        // Handed over: the thread leaves its wait before it spawns, so none waits once we have the child.
+        let second = try await spawn("read line; exit 5", stdin: .pipe, reusing: threads)
+        #expect(threads.waiting == 0)
+        #expect(getpgid(second.pid) == second.pid)
+        try #require(second.exitStatus == nil)
+        close(second.stdin!)
+        #expect(await exitStatus(of: second) == .exited(code: 5))
+        #expect(await waiting(threads, count: 1))
+
+        threads.dismissIdle()
+        #expect(await waiting(threads, count: 0), "a dismissed thread still waits")
+        // With no thread waiting, a spawn starts one of its own.
+        let third = try await spawn("exit 6", reusing: threads)
+        #expect(await exitStatus(of: third) == .exited(code: 6))
+        // Its thread waits in turn; dismissed, no thread of the test outlives it.
+        #expect(await waiting(threads, count: 1))
+        threads.dismissIdle()
+        #expect(await waiting(threads, count: 0))
+    }
+
     @Test func spawnFailuresSayWhy() async {
         await #expect(throws: ChildProcess.SpawnError.self) {
             try await ChildProcess.spawn("/nonexistent/program", environment: [:])
@@ -169,8 +198,17 @@ import Glibc
 
     // MARK: helpers
 
-    private func spawn(_ script: String, stdin: ChildProcess.Input = .null) async throws -> ChildProcess {
-        try await ChildProcess.spawn("/bin/sh", arguments: ["-c", script], environment: ["PATH": "/usr/bin:/bin"], stdin: stdin)
+    private func spawn(_ script: String, stdin: ChildProcess.Input = .null, reusing threads: ChildProcess.WaiterThreads? = nil) async throws -> ChildProcess {
+        try await ChildProcess.spawn("/bin/sh", arguments: ["-c", script], environment: ["PATH": "/usr/bin:/bin"], stdin: stdin, reusing: threads)
+    }
+
+    /// Whether `count` threads of `threads` wait for a child within ten seconds.
+    private func waiting(_ threads: ChildProcess.WaiterThreads, count: Int) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while threads.waiting != count, ContinuousClock.now < deadline {
+            _ = try? await Task.sleep(for: .milliseconds(5))
+        }
+        return threads.waiting == count
     }
 
     /// The child's status within `limit`, else nil (and the child is killed).

@@ -15,7 +15,9 @@ import Glibc
 /// EINTR: the kernel reports the death at once and nothing polls. The same thread is what gives
 /// the worker's PR_SET_PDEATHSIG its meaning, since Linux sends it when the *thread* that forked
 /// the child exits, and Swift concurrency's threads come and go (even the main thread exits under
-/// dispatch_main); this one lives exactly as long as the child.
+/// dispatch_main); this one lives exactly as long as the child. A caller that spawns the same
+/// child again and again (the worker) may let the thread that reaped the last one spawn the next
+/// (`WaiterThreads`): it lives as long as the new child just the same.
 ///
 /// The read ends of `.pipe` outputs and the write end of a `.pipe` stdin belong to the caller,
 /// who closes them (`OutputReader` closes what it reads at end of file).
@@ -45,14 +47,16 @@ public struct ChildProcess: Sendable {
     public let stderr: Int32?
     private let exit: OneShot<ExitStatus>
 
-    /// Spawns `executable` (argv[0] is its path) with exactly `environment`.
+    /// Spawns `executable` (argv[0] is its path) with exactly `environment`; from a thread of
+    /// `threads` that waits for a child to spawn, when one does (see `WaiterThreads`).
     public static func spawn(
         _ executable: String,
         arguments: [String] = [],
         environment: [String: String],
         stdin: Input = .null,
         stdout: Output = .pipe,
-        stderr: Output = .pipe
+        stderr: Output = .pipe,
+        reusing threads: WaiterThreads? = nil
     ) async throws(SpawnError) -> ChildProcess {
         precondition(stdout != .merged, "only stderr can be merged into stdout")
         let exit = OneShot<ExitStatus>()
@@ -61,7 +65,7 @@ public struct ChildProcess: Sendable {
             stdin: stdin, stdout: stdout, stderr: stderr
         )
         let spawned: Result<Spawner.Spawned, SpawnError> = await withCheckedContinuation { continuation in
-            let started = OSThread.detach(.childWaiter) {
+            let job: @Sendable () -> Void = {
                 let spawned: Spawner.Spawned
                 do throws(SpawnError) {
                     spawned = try request.spawn()
@@ -72,6 +76,7 @@ public struct ChildProcess: Sendable {
                 continuation.resume(returning: .success(spawned))
                 exit.set(waitForExit(spawned.pid))
             }
+            let started = threads?.run(job) ?? OSThread.detach(.childWaiter, job)
             if !started { continuation.resume(returning: .failure(.noThread)) }
         }
         let child = try spawned.get()

@@ -20,10 +20,13 @@ enum WorkerProcess {
         "DISCORD_TOKEN", "ALERTS_WEBHOOK_URL", "ALERTS_HEARTBEAT_URL",
     ]
 
-    /// Spawns the worker; its stdout and stderr are the read ends of its pipes.
-    static func spawn(executable: String, arguments: [String] = [], environment: [String: String]) async throws(SpawnError) -> ChildProcess {
+    /// Spawns the worker; its stdout and stderr are the read ends of its pipes. With `threads`,
+    /// from the thread that reaped the last worker when it still waits (a restart's spawn).
+    static func spawn(
+        executable: String, arguments: [String] = [], environment: [String: String], reusing threads: ChildProcess.WaiterThreads? = nil
+    ) async throws(SpawnError) -> ChildProcess {
         do {
-            return try await ChildProcess.spawn(executable, arguments: arguments, environment: environment)
+            return try await ChildProcess.spawn(executable, arguments: arguments, environment: environment, reusing: threads)
         } catch .notExecutable(let path, let errno) {
             throw SpawnError(description: "\(path) is not an executable file (\(String(cString: strerror(errno)))); set worker.executable or rebuild with `swift build`")
         } catch .noThread {

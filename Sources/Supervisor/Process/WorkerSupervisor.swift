@@ -27,6 +27,11 @@ final class WorkerSupervisor: Service, Sendable {
     private let inputs: AsyncStream<Input>
     private let continuation: AsyncStream<Input>.Continuation
     private let answeredProbe = Atomic<Int>(0)
+    /// The worker's environment: the supervisor's own is fixed once it runs, so it is computed
+    /// here rather than at each (re)start.
+    private let workerEnvironment: [String: String]
+    /// The thread that reaped a worker spawns its successor when the restart is immediate.
+    private let waiterThreads = ChildProcess.WaiterThreads()
 
     init(config: SupervisorConfig, link: WorkerLink, store: StatusStore, keeper: DataKeeper, notifier: SystemdNotifier, logger: Logger, output: WorkerOutput) {
         self.keeper = keeper
@@ -37,6 +42,14 @@ final class WorkerSupervisor: Service, Sendable {
         self.logger = logger
         self.output = output
         (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
+        workerEnvironment = WorkerProcess.environment(extra: [
+            WorkerProtocol.socketEnvironmentKey: config.workerSocket,
+            WorkerProtocol.supervisorPIDEnvironmentKey: String(getpid()),
+            // A crash prints the Swift runtime's backtrace on stderr, which lands in errors.log.
+            // Symbol names only (`fast`): full symbolication of a large binary takes tens of
+            // seconds, during which the crashed worker is neither alive nor gone.
+            "SWIFT_BACKTRACE": "enable=yes,interactive=no,color=no,output-to=stderr,symbolicate=fast",
+        ])
     }
 
     /// Feeds an event to the loop; safe from any thread.
@@ -74,22 +87,41 @@ final class WorkerSupervisor: Service, Sendable {
                     var alerts: [(AlertSeverity, String)] = []
                     while !pending.isEmpty {
                         let event = pending.removeFirst()
-                        self.trace(event, expected: machine.state == .stopping, children: &children)
+                        let expected = machine.state == .stopping
                         switch event {
                         case .exited, .spawnFailed: exitAt = Date()
                         case .shutdownRequested: await store.setSupervisorState("stopping")
                         default: break
                         }
-                        for action in machine.handle(event, at: .now) {
+                        var actions = machine.handle(event, at: .now)
+                        // A restart's spawn goes first: the successor is exec'd before the death is
+                        // logged and its crash report set going (issue 21), and the lines still read
+                        // "exited", then "started". `.spawn` comes alone or after alerts, which
+                        // wait for the publication below anyway.
+                        var spawned: Result<ChildProcess, WorkerProcess.SpawnError>?
+                        if let index = actions.firstIndex(of: .spawn) {
+                            actions.remove(at: index)
+                            do throws(WorkerProcess.SpawnError) {
+                                spawned = .success(try await self.spawnWorker())
+                            } catch {
+                                spawned = .failure(error)
+                            }
+                        }
+                        self.trace(event, expected: expected, children: &children)
+                        switch spawned {
+                        case .success(let worker):
+                            self.started(worker)
+                            startedAt = Date()
+                            pending.append(.spawned(pid: worker.pid))
+                        case .failure(let error):
+                            pending.append(.spawnFailed(message: "\(error)"))
+                        case nil:
+                            break
+                        }
+                        for action in actions {
                             switch action {
                             case .spawn:
-                                do {
-                                    let pid = try await self.spawnWorker()
-                                    startedAt = Date()
-                                    pending.append(.spawned(pid: pid))
-                                } catch {
-                                    pending.append(.spawnFailed(message: "\(error)"))
-                                }
+                                break  // performed above
                             case .requestShutdown(let pid, let reason):
                                 if await !link.send(.shutdown(reason: reason), to: pid) {
                                     ChildProcess.signalGroup(pid, SIGTERM)
@@ -125,6 +157,7 @@ final class WorkerSupervisor: Service, Sendable {
             }
             children.cancelAll()
         }
+        waiterThreads.dismissIdle()  // no worker will be spawned again
     }
 
     /// Runs a maintenance task while the loop goes on turning; during the start-up check it keeps
@@ -150,21 +183,23 @@ final class WorkerSupervisor: Service, Sendable {
         continuation.yield(.event(.maintenanceFinished(outcome)))
     }
 
-    private func spawnWorker() async throws -> Int32 {
-        let environment = WorkerProcess.environment(extra: [
-            WorkerProtocol.socketEnvironmentKey: config.workerSocket,
-            WorkerProtocol.supervisorPIDEnvironmentKey: String(getpid()),
-            // A crash prints the Swift runtime's backtrace on stderr, which lands in errors.log.
-            // Symbol names only (`fast`): full symbolication of a large binary takes tens of
-            // seconds, during which the crashed worker is neither alive nor gone.
-            "SWIFT_BACKTRACE": "enable=yes,interactive=no,color=no,output-to=stderr,symbolicate=fast",
-        ])
-        let worker = try await WorkerProcess.spawn(executable: config.worker.executable, environment: environment)
+    /// Spawns the worker and wires its exit to the loop: the part of a restart between the
+    /// decision and the exec, kept to that (the environment is computed once, in `init`). Its
+    /// output is read from `started`.
+    private func spawnWorker() async throws(WorkerProcess.SpawnError) -> ChildProcess {
+        let worker = try await WorkerProcess.spawn(executable: config.worker.executable, environment: workerEnvironment, reusing: waiterThreads)
         let pid = worker.pid
         let continuation = self.continuation
         worker.whenExited { status in
             continuation.yield(.event(.exited(pid: pid, status: status)))
         }
+        return worker
+    }
+
+    /// Logs a spawned worker and starts copying its output into the log. Its output waits in the
+    /// pipes meanwhile: nothing is lost.
+    private func started(_ worker: ChildProcess) {
+        let pid = worker.pid
         logger.info("worker started", metadata: [LogKey.pid: "\(pid)", LogKey.path: "\(config.worker.executable)"])
         let output = self.output
         for (fd, stream) in [(worker.stdout, "stdout"), (worker.stderr, "stderr")] {
@@ -176,7 +211,6 @@ final class WorkerSupervisor: Service, Sendable {
             })
             if !copied { logger.warning("the worker's output is lost: no thread to copy it", metadata: [LogKey.stream: "\(stream)"]) }
         }
-        return pid
     }
 
     /// Logs an event worth a line; a crash's report (its last output and backtrace into
