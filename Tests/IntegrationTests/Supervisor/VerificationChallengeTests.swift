@@ -114,6 +114,8 @@ import Testing
         #expect(try await bot.roles(of: newcomer).isEmpty)
         let readyAt = try #require(Timestamp.parse(try bot.harness.sqlite("SELECT ready_at FROM verification_waiting WHERE user_id = '\(newcomer)'")))
         #expect(abs(readyAt.timeIntervalSinceNow - 600) < 30)
+        let status = try await bot.command("verification", [Bot.sub("status", [Bot.option("member", 6, .string(newcomer))])])
+        #expect(status["content"]?.stringValue?.contains("is not verified (1 attempt): passed, waiting for the server's verification level until") == true, "\(status)")
         // Level NONE again: the next press verifies at once.
         try await bot.sandbox.post("/sandbox/guild", .object(["verificationLevel": .integer(0)]))
         let now = try await bot.press("verification:verify", as: newcomer)

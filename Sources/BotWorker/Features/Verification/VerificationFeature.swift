@@ -248,12 +248,42 @@ struct VerificationFeature: Feature {
     private func status(_ interaction: Interaction) async throws -> InteractionReply {
         guard let guild = interaction.guild else { throw CommandRefusal(description: "Verification exists only in a server.") }
         let user = interaction.option("member")?.stringValue.flatMap(UserID.init) ?? interaction.user
-        let (verifiedAt, attempts) = try await context.database.read("verification.status") { db in
-            (try String.fetchOne(db, sql: "SELECT verified_at FROM verified_members WHERE guild_id = ? AND user_id = ?", arguments: [guild.description, user.description]),
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM verification_attempts WHERE guild_id = ? AND user_id = ?", arguments: [guild.description, user.description]) ?? 0)
+        let (g, u) = (guild.description, user.description)
+        let (verifiedAt, attempts, challenge, waiting) = try await context.database.read("verification.status") { db in
+            (try String.fetchOne(db, sql: "SELECT verified_at FROM verified_members WHERE guild_id = ? AND user_id = ?", arguments: [g, u]),
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM verification_attempts WHERE guild_id = ? AND user_id = ?", arguments: [g, u]) ?? 0,
+             try Row.fetchOne(db, sql: "SELECT wrong_answers, cooldown_until, expires_at FROM verification_challenges WHERE guild_id = ? AND user_id = ?", arguments: [g, u])
+                .map { row -> (wrongAnswers: Int, cooldownUntil: Date?, expiresAt: Date) in
+                    (row["wrong_answers"], (row["cooldown_until"] as String?).flatMap(Timestamp.parse), Timestamp.parse(row["expires_at"] as String) ?? .distantPast)
+                },
+             try Row.fetchOne(db, sql: "SELECT screening, ready_at FROM verification_waiting WHERE guild_id = ? AND user_id = ?", arguments: [g, u])
+                .map { row -> (screening: Bool, readyAt: Date?) in (row["screening"], (row["ready_at"] as String?).flatMap(Timestamp.parse)) })
         }
-        if let verifiedAt { return .ephemeral("<@\(user)> is verified since \(verifiedAt) (\(attempts) attempt\(attempts == 1 ? "" : "s")).") }
-        return .ephemeral("<@\(user)> is not verified (\(attempts) attempt\(attempts == 1 ? "" : "s")).")
+        let counted = "\(attempts) attempt\(attempts == 1 ? "" : "s")"
+        if let verifiedAt { return .ephemeral("<@\(user)> is verified since \(verifiedAt) (\(counted)).") }
+        let detail = Self.unfinished(challenge: challenge, waiting: waiting, now: Date())
+        return .ephemeral("<@\(user)> is not verified (\(counted))" + (detail.map { ": \($0)." } ?? "."))
+    }
+
+    /// Where a member who is not verified yet stands, for `/verification status`: an open
+    /// question (wrong answers so far), a cooldown, or a wait for Discord's gates; nil for none.
+    static func unfinished(challenge: (wrongAnswers: Int, cooldownUntil: Date?, expiresAt: Date)?, waiting: (screening: Bool, readyAt: Date?)?, now: Date) -> String? {
+        var parts: [String] = []
+        if let challenge {
+            if let until = challenge.cooldownUntil, until > now {
+                parts.append("cooling down after \(challenge.wrongAnswers) wrong answers, until \(Timestamp.string(until))")
+            } else if challenge.expiresAt > now {
+                parts.append("a question is open, \(challenge.wrongAnswers) wrong answer\(challenge.wrongAnswers == 1 ? "" : "s") so far")
+            }
+        }
+        if let waiting {
+            if waiting.screening {
+                parts.append("passed, waiting for Discord's membership screening")
+            } else if let ready = waiting.readyAt {
+                parts.append("passed, waiting for the server's verification level until \(Timestamp.string(ready))")
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
     /// Gives a new (or newly screened) member the unverified role, unless they are verified.

@@ -162,3 +162,21 @@ extension VerificationChallenge {
         return copy
     }
 }
+
+/// What `/verification status` says of a member who is not verified yet.
+@Suite struct VerificationStatusTests {
+    static let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func anOpenQuestionACooldownAndAWaitAreEachNamed() {
+        let later = Self.now.addingTimeInterval(300)
+        #expect(VerificationFeature.unfinished(challenge: nil, waiting: nil, now: Self.now) == nil)
+        #expect(VerificationFeature.unfinished(challenge: (1, nil, later), waiting: nil, now: Self.now) == "a question is open, 1 wrong answer so far")
+        #expect(VerificationFeature.unfinished(challenge: (3, later, later), waiting: nil, now: Self.now)
+            == "cooling down after 3 wrong answers, until \(Timestamp.string(later))")
+        // An expired question and an ended cooldown are nothing to report.
+        #expect(VerificationFeature.unfinished(challenge: (3, Self.now.addingTimeInterval(-1), Self.now.addingTimeInterval(-1)), waiting: nil, now: Self.now) == nil)
+        #expect(VerificationFeature.unfinished(challenge: nil, waiting: (true, nil), now: Self.now) == "passed, waiting for Discord's membership screening")
+        #expect(VerificationFeature.unfinished(challenge: nil, waiting: (false, later), now: Self.now)
+            == "passed, waiting for the server's verification level until \(Timestamp.string(later))")
+    }
+}
