@@ -19,7 +19,7 @@ import Testing
             Bot.option("verified_role", 8, .string(bot.roles["Verified"]!)),
             Bot.option("unverified_role", 8, .string(bot.roles["Unverified"]!)),
             Bot.option("challenge", 3, .string("sum")),
-            Bot.option("challenge_cooldown_seconds", 4, .integer(3)),
+            Bot.option("challenge_cooldown_seconds", 4, .integer(8)),
         ])])
         #expect(setup["content"]?.stringValue?.contains("a short sum") == true)
         let member = try await bot.join(accountAgeDays: 400)
@@ -46,9 +46,9 @@ import Testing
         #expect(cooling["data"]?["content"]?.stringValue?.contains("Too many wrong answers. You can try again <t:") == true)
         #expect(try await bot.roles(of: member) == [bot.roles["Unverified"]!])
 
-        // After it (3 s here), a new question; the right answer (spaces around it) gives the role.
+        // After it (8 s here), a new question; the right answer (spaces around it) gives the role.
         let until = try #require(Timestamp.parse(try bot.harness.sqlite("SELECT cooldown_until FROM verification_challenges WHERE user_id = '\(member)'")))
-        try await waitUntilAsync(timeout: .seconds(10), "the cooldown's end") { Date() > until }
+        try await waitUntilAsync(timeout: .seconds(15), "the cooldown's end") { Date() > until }
         let modal = try await bot.pressForModal(as: member)
         #expect(modal["custom_id"]?.stringValue != first)
         let question = try #require(Self.question(in: modal))

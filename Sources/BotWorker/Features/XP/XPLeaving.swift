@@ -49,13 +49,15 @@ extension XPFeature {
         scheduleReset(guild: guild, user: user, leftAt: at)
     }
 
+    /// Clears the departure of those of `users` who had left (usually none: one read of the
+    /// guild's departed members, then a write only for those back).
     private func clearLeft(guild: GuildID, users: [UserID]) async {
         guard !users.isEmpty else { return }
-        let ids = users.map(\.description)
+        let present = Set(users.map(\.description))
         await context.writes.submit("xp.member-back") { db in
-            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
-                try db.execute(sql: "UPDATE xp_members SET left_at = NULL WHERE guild_id = ? AND left_at IS NOT NULL AND user_id IN (\(chunk.map { _ in "?" }.joined(separator: ",")))",
-                               arguments: StatementArguments([guild.description] + chunk))
+            let departed = try String.fetchAll(db, sql: "SELECT user_id FROM xp_members WHERE guild_id = ? AND left_at IS NOT NULL", arguments: [guild.description])
+            for user in departed where present.contains(user) {
+                try db.execute(sql: "UPDATE xp_members SET left_at = NULL WHERE guild_id = ? AND user_id = ?", arguments: [guild.description, user])
             }
             return nil
         }
