@@ -132,5 +132,10 @@ enum CoreSchema {
             try GatewayPosition.create(db)
             try AppDatabase.registerTable(db, name: GatewayPosition.table, feature: "core", critical: false)
         }
+        // A position per Gateway shard (GatewayPosition): each shard resumes its own session.
+        migrator.registerMigration("v5-core-gateway-shards") { db in
+            try GatewayPosition.createShards(db)
+            try AppDatabase.registerTable(db, name: GatewayPosition.shardsTable, feature: "core", critical: false)
+        }
     }
 }

@@ -148,7 +148,10 @@ actor WriteBatcher {
     private func commit(_ batch: [Pending]) async {
         let logger = self.logger
         let writes = batch.compactMap { pending in pending.write.map { (pending.operation, $0) } }
-        let position = batch.compactMap(\.position).last
+        // The newest position of each shard in the batch.
+        var newest: [Int: GatewayPosition] = [:]
+        for case let position? in batch.map(\.position) { newest[position.shard] = position }
+        let positions = newest
         do {
             let outcome = try await database.write("group-commit", logLevel: .debug) { db -> (after: [AfterCommit], failed: Int) in
                 var after: [AfterCommit] = []
@@ -171,7 +174,7 @@ actor WriteBatcher {
                         logger.error("write failed; the other writes of its batch commit", metadata: ["operation": "\(operation)", "error": "\(error)"])
                     }
                 }
-                if let position { try position.store(db) }
+                for position in positions.values { try position.store(db) }
                 return (after, failed)
             }
             let now = ContinuousClock.now

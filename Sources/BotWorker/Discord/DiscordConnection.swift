@@ -32,7 +32,6 @@ actor DiscordConnection {
     private let logger: Logger
     private var sandbox: SandboxProcess?
     private(set) var rest: DiscordREST?
-    private var gateway: GatewayClient?
     private var limit: SessionStartLimit?
     private var limitFetchedAt: ContinuousClock.Instant?
     private var identifiesLast24h = 0
@@ -40,7 +39,6 @@ actor DiscordConnection {
     private var lastError: String?
     private let access: DiscordAccess
     private(set) var received = 0
-    private var connected = false
     private var disconnectedSince: ContinuousClock.Instant? = .now
     private var connectedWaiters: [UUID: CheckedContinuation<Bool, Never>] = [:]
     /// Work started by a dispatch that must not hold up the Gateway reader (a slash command, the
@@ -48,15 +46,48 @@ actor DiscordConnection {
     /// connection.
     private let (backgroundWork, backgroundContinuation) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
 
-    /// Why the next READY must be followed by a reconciliation, and since when events may be missing.
-    private var pendingReconcile: (reason: String, since: Date?)?
-    /// The guilds of a session this worker resumes from its predecessor, until RESUMED starts what
-    /// their GUILD_CREATE would have.
-    private var resumedGuilds: [GuildID]?
-    /// When the newest event whose position was stored arrived (the start of a possible gap).
-    private var lastPositionAt: Date?
+    /// The shards of the current shard count, by id (`runShards` makes them).
+    private var shards: [Int: Shard] = [:]
+    private var shardCount = 1
+    /// Discord's identify rate limit, across the shards.
+    private var identifyBuckets = IdentifyBuckets(maxConcurrency: 1)
+    /// One event at a time, whatever its shard: an event's writes and its position commit
+    /// together (`WriteBatcher.beginEvent`), which needs events handled in turn.
+    private var handling = false
+    private var handlingWaiters: [CheckedContinuation<Void, Never>] = []
     private var reconciliations = 0
     private var lastReconciliation: (text: String, at: Date)?
+    private var reshards = 0
+    private var retiredCounters = GatewaySession.Counters()
+    /// Every shard has been READY (or RESUMED) at least once since they started.
+    private var connected = false
+
+    /// One Gateway connection and what the worker keeps of its session.
+    private struct Shard {
+        let id: Int
+        let client: GatewayClient
+        /// Why this shard's guilds must be reconciled, and since when events may be missing; the
+        /// guilds still to reconcile, once READY listed them (nil until then).
+        var pendingReconcile: (reason: String, since: Date?)?
+        var reconcileGuilds: Set<GuildID>?
+        /// The guilds of a session this worker resumes from its predecessor, until RESUMED starts
+        /// what their GUILD_CREATE would have.
+        var resumedGuilds: [GuildID]?
+        /// When the newest event whose position was stored arrived (the start of a possible gap).
+        var lastPositionAt: Date?
+        var guilds: Set<GuildID> = []
+        var connected = false
+        var received = 0
+        var lastEventAt: Date?
+        /// The count at the previous report, for events a second.
+        var sample: (received: Int, at: ContinuousClock.Instant) = (0, .now)
+        var eventsPerSecond = 0.0
+    }
+
+    /// The shards must start again at `count` (Discord closed one with 4011, or recommends more).
+    private struct Reshard: Error {
+        var count: Int
+    }
 
     /// Told when the session counts change, so that the supervisor hears of it at once.
     private let sessionChanged: AsyncStream<Void>.Continuation?
@@ -90,7 +121,7 @@ actor DiscordConnection {
         switch settings.mode {
         case .sandbox:
             let sandbox = try await SandboxProcess.start(
-                members: settings.sandboxMembers, activityPerMinute: settings.sandboxActivityPerMinute,
+                members: settings.sandboxMembers, guilds: settings.sandboxGuilds, activityPerMinute: settings.sandboxActivityPerMinute,
                 logger: logger, onExit: { status in sandboxContinuation.yield(status) }
             )
             self.sandbox = sandbox
@@ -108,50 +139,19 @@ actor DiscordConnection {
         self.rest = rest
         await commands.attach(rest)
         await access.attach(rest)
-        let discovered = try await discoverGateway(rest)
-        // The session the previous worker left, to resume: Discord replays what it missed.
-        let stored = try await database.read("core.gateway-session") { db in
-            (position: try GatewayPosition.load(db), identity: try GatewayPosition.loadIdentity(db))
-        }
-        lastPositionAt = stored.position.storedAt
-        if let reason = stored.position.reconcile { pendingReconcile = (reason, lastPositionAt) }
-        // Against the real Discord (the sandbox a worker starts itself dies with it), the session
-        // the previous worker left is resumed. No READY or GUILD_CREATE comes then: who the bot is
-        // comes from the database, and each guild's roles from REST, before the Resume, since the
-        // replayed events need them.
-        var resumable = settings.mode == .discord ? stored.position.session : nil
-        if let session = resumable {
-            if let identity = stored.identity {
-                await access.identify(bot: identity.user, application: identity.application)
-                do {
-                    for guild in identity.guilds where serves(guild) { try await restoreGuild(guild, bot: identity.user, rest) }
-                    resumedGuilds = identity.guilds.filter { serves($0) }
-                    logger.info("resuming the previous worker's gateway session", metadata: ["session_id": "\(session.sessionID)", "sequence": "\(session.sequence)"])
-                } catch {
-                    logger.warning("the guilds could not be read to resume the session; identifying instead", metadata: ["error": "\(error)"])
-                    resumable = nil
-                }
-            } else {
-                resumable = nil
-            }
-            if resumable == nil { pendingReconcile = ("the previous worker's session \(session.sessionID) could not be resumed", lastPositionAt) }
-        }
-        let client = GatewayClient(
-            identity: .init(token: token, intents: intents, shard: nil),
-            gatewayURL: gatewayURL ?? discovered,
-            stored: resumable,
-            logger: logger,
-            identifyPermit: { [weak self] in try await self?.identifyPermit() },
-            onDispatch: { [weak self] dispatch in await self?.handle(dispatch) }
-        )
-        gateway = client
-        logger.info("connecting to the gateway", metadata: ["mode": "\(settings.mode.rawValue)", "intents": "\(intents)"])
+        let url = gatewayURL
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                do {
-                    try await client.run()
-                } catch let fatal as GatewayClient.Fatal {
-                    throw Fatal(description: fatal.description)
+                var required: Int?
+                // Until cancelled; a reshard (4011, or Discord recommending more shards) starts
+                // the shards again at the new count.
+                while true {
+                    do {
+                        try await self.runShards(rest: rest, token: token, gatewayURL: url, required: required)
+                        return
+                    } catch let reshard as Reshard {
+                        required = reshard.count
+                    }
                 }
             }
             group.addTask {
@@ -167,6 +167,144 @@ actor DiscordConnection {
             defer { group.cancelAll() }
             try await group.next()
         }
+    }
+
+    /// Runs the shards at the count `ShardPlan` gives, until cancelled; throws `Reshard` when
+    /// they must start again at another count.
+    ///
+    /// Against the real Discord (the sandbox a worker starts itself dies with it), each shard
+    /// resumes the session the previous worker left for it. No READY or GUILD_CREATE comes then:
+    /// who the bot is comes from the database, and each guild's roles from REST, before the
+    /// Resume, since the replayed events need them.
+    private func runShards(rest: DiscordREST, token: Secret, gatewayURL configuredURL: String?, required: Int?) async throws {
+        let discovered = try await discoverGateway(rest)
+        let stored = try await database.read("core.gateway-session") { db in
+            (reconcile: try GatewayPosition.loadReconcile(db), shards: try GatewayPosition.loadShards(db), identity: try GatewayPosition.loadIdentity(db))
+        }
+        let storedCount = stored.shards.first(where: { $0.session != nil })?.count
+        let count = ShardPlan.count(configured: settings.shards, recommended: discovered.shards, stored: storedCount, required: required)
+        var reconcileReason = stored.reconcile
+        if let storedCount, storedCount != count {
+            reconcileReason = reconcileReason ?? "the shard count changed from \(storedCount) to \(count)"
+            logger.warning("resharding: the previous sessions are not resumed", metadata: ["from": "\(storedCount)", "to": "\(count)"])
+        }
+        try await database.write("core.gateway-shards") { db in try GatewayPosition.keepOnly(shardCount: count, db) }
+        let byID = Dictionary(stored.shards.filter { $0.count == count }.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+        shardCount = count
+        identifyBuckets = IdentifyBuckets(maxConcurrency: discovered.limit.maxConcurrency)
+        if settings.mode == .discord {
+            // The previous worker may have identified a moment ago: Discord counts that one too.
+            let last = try await database.read("core.identify-history") { db in try Double.fetchOne(db, sql: "SELECT max(at) FROM gateway_identifies") }
+            if let last { identifyBuckets.holdAll(until: last + IdentifyBuckets.window) }
+        }
+        var made: [Int: Shard] = [:]
+        for id in 0..<count {
+            let row = byID[id]
+            var resumable = settings.mode == .discord ? row?.session : nil
+            var resumedGuilds: [GuildID]?
+            if let session = resumable {
+                if let identity = stored.identity, let row {
+                    await access.identify(bot: identity.user, application: identity.application)
+                    do {
+                        let guilds = row.guilds.filter { serves($0) }
+                        for guild in guilds { try await restoreGuild(guild, bot: identity.user, rest) }
+                        resumedGuilds = guilds
+                        logger.info("resuming the previous worker's gateway session", metadata: [
+                            "shard": "\(id)", "session_id": "\(session.sessionID)", "sequence": "\(session.sequence)",
+                        ])
+                    } catch {
+                        logger.warning("the guilds could not be read to resume the session; identifying instead", metadata: ["shard": "\(id)", "error": "\(error)"])
+                        resumable = nil
+                    }
+                } else {
+                    resumable = nil
+                }
+            }
+            var pending = reconcileReason.map { (reason: $0, since: row?.storedAt) }
+            if resumable == nil, let session = row?.session {
+                pending = pending ?? ("the previous worker's session \(session.sessionID) could not be resumed", row?.storedAt)
+            }
+            let client = GatewayClient(
+                identity: .init(token: token, intents: intents, shard: count > 1 ? (id, count) : nil),
+                gatewayURL: configuredURL ?? discovered.url,
+                stored: resumable,
+                logger: logger,
+                identifyPermit: { [weak self] in try await self?.identifyPermit(shard: id) },
+                onDispatch: { [weak self] dispatch in await self?.handle(dispatch) }
+            )
+            var shard = Shard(id: id, client: client)
+            shard.pendingReconcile = pending
+            shard.resumedGuilds = resumedGuilds
+            shard.lastPositionAt = row?.storedAt
+            shard.guilds = Set(resumedGuilds ?? [])
+            made[id] = shard
+        }
+        shards = made
+        logger.info("connecting to the gateway", metadata: [
+            "mode": "\(settings.mode.rawValue)", "intents": "\(intents)", "shards": "\(count)",
+            "max_concurrency": "\(discovered.limit.maxConcurrency)",
+        ])
+        do {
+            try await runClients(made, rest: rest, discovered: discovered)
+        } catch {
+            await retireShards()
+            throw error
+        }
+        await retireShards()
+    }
+
+    private func runClients(_ made: [Int: Shard], rest: DiscordREST, discovered: GatewayBot) async throws {
+        let count = made.count
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for shard in made.values.sorted(by: { $0.id < $1.id }) {
+                let client = shard.client
+                group.addTask {
+                    do {
+                        try await client.run()
+                    } catch let fatal as GatewayClient.Fatal where fatal.closeCode == GatewayCloseCode.shardingRequired {
+                        let recommended = (try? await rest.gatewayBot().shards) ?? discovered.shards
+                        throw Reshard(count: ShardPlan.afterShardingRequired(count: count, recommended: recommended))
+                    } catch let fatal as GatewayClient.Fatal {
+                        throw Fatal(description: fatal.description)
+                    }
+                }
+            }
+            if settings.shards == nil {
+                let interval = Self.shardCheckInterval
+                group.addTask {
+                    // Discord's recommendation grows with the bot: follow it.
+                    while true {
+                        try await Task.sleep(for: interval)
+                        if let recommended = try? await rest.gatewayBot().shards, recommended > count {
+                            throw Reshard(count: recommended)
+                        }
+                    }
+                }
+            }
+            defer { group.cancelAll() }
+            do {
+                try await group.next()
+            } catch let reshard as Reshard {
+                reshards += 1
+                lastError = "resharding from \(count) to \(reshard.count) shards"
+                logger.warning("resharding: every shard identifies again and its guilds are reconciled", metadata: ["from": "\(count)", "to": "\(reshard.count)"])
+                // The sessions of the old count are of no use to the new shards.
+                try await database.write("core.gateway-reshard") { db in
+                    try db.execute(sql: "DELETE FROM \(GatewayPosition.shardsTable)")
+                    try db.execute(sql: "UPDATE \(GatewayPosition.table) SET reconcile = ? WHERE id = 1", arguments: ["resharded from \(count) to \(reshard.count) shards"])
+                }
+                throw reshard
+            }
+        }
+    }
+
+    /// How often `auto` asks Discord whether it recommends more shards (test knob:
+    /// `BOT_WORKER_SHARD_CHECK_SECONDS`).
+    static var shardCheckInterval: Duration {
+        if let text = getenv("BOT_WORKER_SHARD_CHECK_SECONDS").map({ String(cString: $0) }), let seconds = Double(text), seconds > 0 {
+            return .milliseconds(Int64(seconds * 1000))
+        }
+        return .seconds(1800)
     }
 
     /// A guild as GUILD_CREATE would have described it (its roles, its owner, the bot's roles),
@@ -202,14 +340,14 @@ actor DiscordConnection {
     }
 
     /// `GET /gateway/bot`, retried with backoff while Discord cannot be reached; a 401 is fatal.
-    private func discoverGateway(_ rest: DiscordREST) async throws -> String {
+    private func discoverGateway(_ rest: DiscordREST) async throws -> GatewayBot {
         var attempt = 0
         while true {
             do {
                 let answer = try await rest.gatewayBot()
                 limit = answer.limit
                 limitFetchedAt = .now
-                return answer.url
+                return answer
             } catch let failure as DiscordREST.Failure where failure.status == 401 {
                 throw Fatal(description: "Discord rejected the token (401 on GET /gateway/bot): put a valid bot token in DISCORD_TOKEN (Developer Portal → Bot → Reset Token)")
             } catch let error as CancellationError {
@@ -224,13 +362,15 @@ actor DiscordConnection {
         }
     }
 
-    /// Waits until an Identify may go (see `IdentifyPacing`), then records it. Against the
-    /// sandbox only its `session_start_limit` is honoured, not the spacing meant for Discord's.
-    private func identifyPermit() async throws {
+    /// Waits until `shard` may identify, then records it: Discord's rate (`IdentifyBuckets`: one
+    /// identify per `shard % max_concurrency` every 5 s) and the daily allowance shared by all
+    /// shards (`IdentifyPacing`). Against the sandbox its `session_start_limit` and rate are
+    /// honoured, not the daily rationing meant for Discord's allowance.
+    private func identifyPermit(shard: Int) async throws {
         if let rest, limitFetchedAt.map({ ContinuousClock.now - $0 > .seconds(5) }) ?? true {
+            limitFetchedAt = .now
             if let answer = try? await rest.gatewayBot() {
                 limit = answer.limit
-                limitFetchedAt = .now
             }
         }
         let now = Date().timeIntervalSince1970
@@ -240,15 +380,21 @@ actor DiscordConnection {
         identifiesLast24h = history.count
         // The sandbox has no daily allowance to protect: only its own session_start_limit counts.
         let paced = settings.mode == .discord ? history : []
-        let (wait, reason) = IdentifyPacing.delay(history: paced, limit: limit, now: now)
+        let (daily, dailyReason) = IdentifyPacing.delay(history: paced, limit: limit, now: now, shards: shardCount)
+        // Reserved at once (no suspension in between), so that shards asking together get
+        // consecutive slots of their keys.
+        let slot = identifyBuckets.reserve(shard: shard, notBefore: now + daily)
+        let wait = slot - now
         if wait > 0 {
-            nextIdentifyAt = Date(timeIntervalSince1970: now + wait)
-            logger.warning("holding the next identify back", metadata: [
-                "seconds": "\(Int(wait.rounded(.up)))", "reason": "\(reason ?? "")",
+            let reason = wait > daily ? "shard \(shard) waits its turn: one identify per 5 s for each shard % max_concurrency (\(identifyBuckets.maxConcurrency))" : dailyReason
+            if nextIdentifyAt.map({ $0.timeIntervalSince1970 > slot }) ?? true { nextIdentifyAt = Date(timeIntervalSince1970: slot) }
+            let level: Logger.Level = daily > 0 ? .warning : .info
+            logger.log(level: level, "holding the next identify back", metadata: [
+                "shard": "\(shard)", "seconds": "\((wait * 10).rounded() / 10)", "reason": "\(reason ?? "")",
                 "identifies_24h": "\(history.count)", "session_start_remaining": "\(limit.map { "\($0.remaining)" } ?? "unknown")",
             ])
             try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
-            nextIdentifyAt = nil
+            if nextIdentifyAt.map({ $0.timeIntervalSince1970 <= slot }) ?? false { nextIdentifyAt = nil }
         }
         let at = Date().timeIntervalSince1970
         let mode = settings.mode.rawValue
@@ -268,45 +414,66 @@ actor DiscordConnection {
     }
 
     /// Handles a dispatch, then queues its position behind the writes it caused: once those
-    /// commit, so does the position, and a new worker resumes after this event.
+    /// commit, so does the position, and a new worker resumes its shard after this event.
+    /// Dispatches of all shards are handled one at a time, in the order they arrive.
     func handle(_ dispatch: GatewayDispatch) async {
+        while handling { await withCheckedContinuation { handlingWaiters.append($0) } }
+        handling = true
+        defer {
+            handling = false
+            if !handlingWaiters.isEmpty { handlingWaiters.removeFirst().resume() }
+        }
         received += 1
+        shards[dispatch.shard]?.received += 1
+        shards[dispatch.shard]?.lastEventAt = Date()
         let position = dispatch.sequence.flatMap { sequence in
-            dispatch.sessionID.map { GatewayPosition(sessionID: $0, resumeURL: dispatch.resumeURL, sequence: sequence) }
+            dispatch.sessionID.map {
+                GatewayPosition(shard: dispatch.shard, shardCount: shardCount, sessionID: $0, resumeURL: dispatch.resumeURL, sequence: sequence)
+            }
         }
         // The event's writes and its position commit together, never one without the other.
         if position != nil { await writes.beginEvent() }
         await act(on: dispatch)
         if let position {
             await writes.advance(to: position)
-            lastPositionAt = Date()
+            shards[dispatch.shard]?.lastPositionAt = Date()
         }
     }
 
     private func act(on dispatch: GatewayDispatch) async {
+        let shardID = dispatch.shard
         switch dispatch.event {
         case .ready(let ready):
-            let identity = GatewayPosition.Identity(
-                user: ready.user.id, application: ready.application?.id ?? ApplicationID(ready.user.id.rawValue), guilds: ready.guilds.map(\.id)
-            )
+            let identity = GatewayPosition.Identity(user: ready.user.id, application: ready.application?.id ?? ApplicationID(ready.user.id.rawValue))
+            let guilds = ready.guilds.map(\.id)
             await access.identify(bot: identity.user, application: identity.application)
-            resumedGuilds = nil
+            shards[shardID]?.resumedGuilds = nil
+            shards[shardID]?.guilds = []
+            let count = shardCount
             // Committed with this event's position: a worker that resumes this session knows who it is.
             await writes.submit("core.gateway-identity") { db in
                 try GatewayPosition.store(identity, db)
+                try GatewayPosition.storeGuilds(shard: shardID, count: count, guilds, db)
                 return nil
             }
-            logger.info("gateway ready", metadata: ["guilds": "\(ready.guilds.count)", "user_id": "\(ready.user.id)"])
-            if let lost = await gateway?.takeLostSession() {
-                pendingReconcile = ("Discord did not resume session \(lost.sessionID) (after event \(lost.sequence.map(String.init) ?? "none"))", lastPositionAt)
+            logger.info("gateway ready", metadata: ["shard": "\(shardID)", "guilds": "\(ready.guilds.count)", "user_id": "\(ready.user.id)"])
+            if let lost = await shards[shardID]?.client.takeLostSession() {
+                let since = shards[shardID]?.lastPositionAt
+                shards[shardID]?.pendingReconcile = ("Discord did not resume session \(lost.sessionID) (after event \(lost.sequence.map(String.init) ?? "none"))", since)
             }
-            markConnected()
+            if shards[shardID]?.pendingReconcile != nil {
+                // Each of the session's guilds is reconciled as its GUILD_CREATE comes.
+                shards[shardID]?.reconcileGuilds = Set(guilds.filter { serves($0) })
+                await finishReconcileIfDone(shardID)
+            }
+            markConnected(shardID)
             sessionChanged?.yield()
         case .guildCreate(let guild):
             guard serves(guild.id), guild.unavailable != true else { return }
+            shards[shardID]?.guilds.insert(guild.id)
             await access.guildAvailable(guild)
             let members = (guild.members ?? []).compactMap { $0.member(in: guild.id) }
-            logger.info("guild available", metadata: ["guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(guild.roles?.count ?? 0)"])
+            logger.info("guild available", metadata: ["shard": "\(shardID)", "guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(guild.roles?.count ?? 0)"])
             if let applicationID = await access.applicationID {
                 let commands = self.commands
                 backgroundContinuation.yield { await commands.synchronize(application: applicationID, guild: guild.id) }
@@ -314,9 +481,12 @@ actor DiscordConnection {
             let voice = (guild.voice_states ?? []).map { $0.state(in: guild.id) }
             await events.publish(.voiceStatesAvailable(guild: guild.id, afkChannel: guild.afk_channel_id, states: voice))
             await events.publish(.guildAvailable(guild: guild.id, members: members))
-            if let pending = pendingReconcile {
-                pendingReconcile = nil
-                await reconcile(guild: guild.id, members: members, reason: pending.reason, since: pending.since)
+            if let pending = shards[shardID]?.pendingReconcile {
+                // Before READY listed the guilds (nil), every guild that comes is reconciled.
+                if shards[shardID]?.reconcileGuilds?.remove(guild.id) != nil || shards[shardID]?.reconcileGuilds == nil {
+                    await reconcile(guild: guild.id, members: members, reason: pending.reason, since: pending.since)
+                }
+                await finishReconcileIfDone(shardID)
             }
         case .guildUpdate(let guild):
             guard serves(guild.id) else { return }
@@ -346,12 +516,12 @@ actor DiscordConnection {
             backgroundContinuation.yield { await commands.handle(json) }
         case .other:
             if dispatch.type == "RESUMED" {
-                logger.info("gateway session resumed")
-                if let guilds = resumedGuilds {
-                    resumedGuilds = nil
+                logger.info("gateway session resumed", metadata: ["shard": "\(shardID)"])
+                if let guilds = shards[shardID]?.resumedGuilds {
+                    shards[shardID]?.resumedGuilds = nil
                     afterResumedStart(guilds)
                 }
-                markConnected()
+                markConnected(shardID)
                 sessionChanged?.yield()
             } else {
                 logger.debug("gateway event not handled", metadata: ["type": "\(dispatch.type)"])
@@ -372,25 +542,58 @@ actor DiscordConnection {
         sessionChanged?.yield()
         let from = since.map { Timestamp.string($0) } ?? "the previous session"
         lastReconciliation = ("\(reason): events may have been missed between \(from) and \(Timestamp.string(now)); \(members.count) members reconciled (\(joined.count) joined in the gap)", now)
-        logger.warning("gateway session lost; reconciled", metadata: ["reason": "\(reason)", "members": "\(members.count)", "joined_in_gap": "\(joined.count)", "since": "\(from)"])
+        logger.warning("gateway session lost; reconciled", metadata: ["guild_id": "\(guild)", "reason": "\(reason)", "members": "\(members.count)", "joined_in_gap": "\(joined.count)", "since": "\(from)"])
+    }
+
+    /// Once a shard reconciled every guild its READY listed, it has nothing pending; once no shard
+    /// has, neither has the database (a restore's `reconcile` is done).
+    private func finishReconcileIfDone(_ shardID: Int) async {
+        guard shards[shardID]?.reconcileGuilds?.isEmpty == true else { return }
+        shards[shardID]?.pendingReconcile = nil
+        shards[shardID]?.reconcileGuilds = nil
+        guard !shards.values.contains(where: { $0.pendingReconcile != nil }) else { return }
         await writes.submit("core.reconciled") { db in
             try GatewayPosition.clearReconcile(db)
             return nil
         }
     }
 
-    /// The sessions as the heartbeat reports them.
+    /// The sessions as the heartbeat reports them: every shard's counters, and those of the
+    /// shards a reshard retired.
     func sessionReport() async -> SessionReport? {
-        guard let gateway else { return nil }
-        let counters = await gateway.counters
+        guard !shards.isEmpty || retiredCounters != GatewaySession.Counters() else { return nil }
+        var total = retiredCounters
+        for shard in shards.values {
+            let counters = await shard.client.counters
+            total.resumes += counters.resumes
+            total.identifies += counters.identifies
+            total.eventsReplayed += counters.eventsReplayed
+            total.duplicatesSkipped += counters.duplicatesSkipped
+        }
         return SessionReport(
-            resumes: counters.resumes, identifies: counters.identifies, eventsReplayed: counters.eventsReplayed,
-            duplicatesSkipped: counters.duplicatesSkipped, reconciliations: reconciliations,
+            resumes: total.resumes, identifies: total.identifies, eventsReplayed: total.eventsReplayed,
+            duplicatesSkipped: total.duplicatesSkipped, reconciliations: reconciliations,
             lastReconciliation: lastReconciliation?.text, lastReconciliationAt: lastReconciliation.map { Timestamp.string($0.at) }
         )
     }
 
-    private func markConnected() {
+    /// The shards of a count that is done (a reshard, or the end): their counters are kept.
+    private func retireShards() async {
+        for shard in shards.values {
+            let counters = await shard.client.counters
+            retiredCounters.resumes += counters.resumes
+            retiredCounters.identifies += counters.identifies
+            retiredCounters.eventsReplayed += counters.eventsReplayed
+            retiredCounters.duplicatesSkipped += counters.duplicatesSkipped
+        }
+        shards = [:]
+        connected = false
+    }
+
+    /// Once every shard has had its READY (or RESUMED), the connection counts as up.
+    private func markConnected(_ shardID: Int) {
+        shards[shardID]?.connected = true
+        guard !connected, shards.count == shardCount, shards.values.allSatisfy(\.connected) else { return }
         connected = true
         disconnectedSince = nil
         lastError = nil
@@ -440,18 +643,32 @@ actor DiscordConnection {
     /// The connection as the heartbeat reports it; `healthy` is false once the gateway has been
     /// down for `tolerance` (a reconnect of a few seconds is normal).
     func report(tolerance: Duration = .seconds(30)) async -> (report: DiscordReport, healthy: Bool, detail: String?) {
-        var state = "connecting"
-        var latencyMs: Int?
-        var lastEventAgeMs: Int?
-        if let gateway {
-            let phase = await gateway.state
-            let holding = await gateway.waitingForIdentifyPermit
-            state = holding ? "waiting-to-identify" : Self.name(of: phase)
-            if let latency = await gateway.latency { latencyMs = latency.milliseconds }
-            if let last = await gateway.lastEventAt { lastEventAgeMs = (.now - last).milliseconds }
-            let isConnected = phase == .connected
-            if isConnected { disconnectedSince = nil } else if disconnectedSince == nil { disconnectedSince = .now }
+        var reports: [ShardReport] = []
+        let now = ContinuousClock.now
+        for shard in shards.values.sorted(by: { $0.id < $1.id }) {
+            let client = shard.client
+            let phase = await client.state
+            let state = await client.waitingForIdentifyPermit ? "waiting-to-identify" : Self.name(of: phase)
+            let counters = await client.counters
+            let seconds = (now - shard.sample.at).fractionalMilliseconds / 1000
+            let rate = seconds >= 0.5 ? Double(shard.received - shard.sample.received) / seconds : shard.eventsPerSecond
+            if seconds >= 0.5 {
+                shards[shard.id]?.sample = (shard.received, now)
+                shards[shard.id]?.eventsPerSecond = rate
+            }
+            reports.append(ShardReport(
+                id: shard.id, state: state, guilds: shard.guilds.count, latencyMs: await client.latency?.milliseconds,
+                lastEventAgeMs: await client.lastEventAt.map { (now - $0).milliseconds }, eventsPerSecond: (rate * 10).rounded() / 10,
+                lastEventAt: shard.lastEventAt.map { Timestamp.string($0) }, resumes: counters.resumes, identifies: counters.identifies
+            ))
         }
+        // The bot as a whole: as down as its worst shard, as recent as its newest event.
+        let states = reports.map(\.state)
+        let state = states.isEmpty ? "connecting" : states.first { $0 != "connected" }.map { _ in
+            ["failed", "waiting-to-reconnect", "waiting-to-identify", "identifying", "resuming", "connecting"].first { states.contains($0) } ?? "connecting"
+        } ?? "connected"
+        let down = reports.filter { $0.state != "connected" }.map(\.id)
+        if down.isEmpty && !reports.isEmpty { disconnectedSince = nil } else if disconnectedSince == nil { disconnectedSince = .now }
         var restRemaining = 50
         var invalid = 0
         if let rest {
@@ -460,14 +677,16 @@ actor DiscordConnection {
             invalid = headroom.invalidRequests
         }
         let report = DiscordReport(
-            mode: settings.mode.rawValue, gatewayState: state, latencyMs: latencyMs, lastEventAgeMs: lastEventAgeMs,
+            mode: settings.mode.rawValue, gatewayState: state, latencyMs: reports.compactMap(\.latencyMs).max(),
+            lastEventAgeMs: reports.compactMap(\.lastEventAgeMs).min(),
             guilds: await access.guildCount, sessionStartRemaining: limit?.remaining, sessionStartTotal: limit?.total,
             identifiesLast24h: identifiesLast24h, nextIdentifyAt: nextIdentifyAt.map { Timestamp.string($0) },
             restGlobalRemaining: restRemaining, restInvalidRequests: invalid, lastError: lastError,
-            sandboxURL: sandbox.map { "http://127.0.0.1:\($0.listening.port)" }
+            sandboxURL: sandbox.map { "http://127.0.0.1:\($0.listening.port)" }, shards: reports
         )
         if let since = disconnectedSince, ContinuousClock.now - since > tolerance {
-            return (report, false, "Discord gateway \(state) for \((.now - since).milliseconds / 1000) s" + (lastError.map { ": \($0)" } ?? ""))
+            let which = reports.count > 1 ? " (shard\(down.count == 1 ? "" : "s") \(down.map(String.init).joined(separator: ", ")) of \(reports.count))" : ""
+            return (report, false, "Discord gateway \(state)\(which) for \((.now - since).milliseconds / 1000) s" + (lastError.map { ": \($0)" } ?? ""))
         }
         return (report, true, nil)
     }

@@ -140,13 +140,17 @@ public struct DiscordReport: Codable, Sendable, Equatable {
     public var lastError: String?
     /// Sandbox mode: the sandbox's base URL (its control API is under `/sandbox`).
     public var sandboxURL: String?
+    /// Each Gateway shard (one connection each), by id; `gatewayState`, `latencyMs` and
+    /// `lastEventAgeMs` above are the worst of them.
+    public var shards: [ShardReport]
 
     public init(
         mode: String, gatewayState: String, latencyMs: Int? = nil, lastEventAgeMs: Int? = nil, guilds: Int = 0,
         sessionStartRemaining: Int? = nil, sessionStartTotal: Int? = nil, identifiesLast24h: Int = 0,
         nextIdentifyAt: String? = nil, restGlobalRemaining: Int = 50, restInvalidRequests: Int = 0, lastError: String? = nil,
-        sandboxURL: String? = nil
+        sandboxURL: String? = nil, shards: [ShardReport] = []
     ) {
+        self.shards = shards
         self.sandboxURL = sandboxURL
         self.mode = mode
         self.gatewayState = gatewayState
@@ -177,6 +181,75 @@ public struct DiscordReport: Codable, Sendable, Equatable {
         try c.encode(restInvalidRequests, forKey: .restInvalidRequests)
         try c.encode(lastError, forKey: .lastError)
         try c.encode(sandboxURL, forKey: .sandboxURL)
+        try c.encode(shards, forKey: .shards)
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case mode, gatewayState, latencyMs, lastEventAgeMs, guilds, sessionStartRemaining, sessionStartTotal, identifiesLast24h
+        case nextIdentifyAt, restGlobalRemaining, restInvalidRequests, lastError, sandboxURL, shards
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        mode = try c.decode(String.self, forKey: .mode)
+        gatewayState = try c.decode(String.self, forKey: .gatewayState)
+        latencyMs = try c.decodeIfPresent(Int.self, forKey: .latencyMs)
+        lastEventAgeMs = try c.decodeIfPresent(Int.self, forKey: .lastEventAgeMs)
+        guilds = try c.decode(Int.self, forKey: .guilds)
+        sessionStartRemaining = try c.decodeIfPresent(Int.self, forKey: .sessionStartRemaining)
+        sessionStartTotal = try c.decodeIfPresent(Int.self, forKey: .sessionStartTotal)
+        identifiesLast24h = try c.decode(Int.self, forKey: .identifiesLast24h)
+        nextIdentifyAt = try c.decodeIfPresent(String.self, forKey: .nextIdentifyAt)
+        restGlobalRemaining = try c.decode(Int.self, forKey: .restGlobalRemaining)
+        restInvalidRequests = try c.decode(Int.self, forKey: .restInvalidRequests)
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        sandboxURL = try c.decodeIfPresent(String.self, forKey: .sandboxURL)
+        shards = try c.decodeIfPresent([ShardReport].self, forKey: .shards) ?? []
+    }
+}
+
+/// One Gateway shard as the heartbeat reports it (`worker.discord.shards` in the status).
+public struct ShardReport: Codable, Sendable, Equatable {
+    public var id: Int
+    /// connecting, waiting-to-identify, identifying, resuming, connected, waiting-to-reconnect, failed.
+    public var state: String
+    /// Guilds available on this shard.
+    public var guilds: Int
+    public var latencyMs: Int?
+    public var lastEventAgeMs: Int?
+    /// Dispatches a second over the last heartbeat interval.
+    public var eventsPerSecond: Double
+    /// When its last dispatch arrived (ISO 8601), null before the first.
+    public var lastEventAt: String?
+    public var resumes: Int
+    public var identifies: Int
+
+    public init(
+        id: Int, state: String, guilds: Int = 0, latencyMs: Int? = nil, lastEventAgeMs: Int? = nil, eventsPerSecond: Double = 0,
+        lastEventAt: String? = nil, resumes: Int = 0, identifies: Int = 0
+    ) {
+        self.id = id
+        self.state = state
+        self.guilds = guilds
+        self.latencyMs = latencyMs
+        self.lastEventAgeMs = lastEventAgeMs
+        self.eventsPerSecond = eventsPerSecond
+        self.lastEventAt = lastEventAt
+        self.resumes = resumes
+        self.identifies = identifies
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(state, forKey: .state)
+        try c.encode(guilds, forKey: .guilds)
+        try c.encode(latencyMs, forKey: .latencyMs)
+        try c.encode(lastEventAgeMs, forKey: .lastEventAgeMs)
+        try c.encode(eventsPerSecond, forKey: .eventsPerSecond)
+        try c.encode(lastEventAt, forKey: .lastEventAt)
+        try c.encode(resumes, forKey: .resumes)
+        try c.encode(identifies, forKey: .identifies)
     }
 }
 
@@ -284,11 +357,17 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
     /// Sandbox only: simulated members and how many actions they take a minute.
     public var sandboxMembers: Int
     public var sandboxActivityPerMinute: Int
+    /// Gateway shards: nil for Discord's recommendation (`discord.shards` = `auto`).
+    public var shards: Int?
+    /// Sandbox only: how many guilds it simulates (`sandbox.guilds`).
+    public var sandboxGuilds: Int
 
     public init(
         mode: Mode, token: Secret? = nil, gatewayURL: String? = nil, apiBaseURL: String? = nil, guildIDs: [String] = [],
-        sandboxMembers: Int = 40, sandboxActivityPerMinute: Int = 30
+        sandboxMembers: Int = 40, sandboxActivityPerMinute: Int = 30, shards: Int? = nil, sandboxGuilds: Int = 1
     ) {
+        self.shards = shards
+        self.sandboxGuilds = sandboxGuilds
         self.mode = mode
         self.token = token
         self.gatewayURL = gatewayURL
@@ -299,11 +378,11 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
     }
 
     public var description: String {
-        "DiscordSettings(mode: \(mode.rawValue), token: \(token == nil ? "none" : "<redacted>"), gatewayURL: \(gatewayURL ?? "default"), apiBaseURL: \(apiBaseURL ?? "default"), guildIDs: \(guildIDs))"
+        "DiscordSettings(mode: \(mode.rawValue), token: \(token == nil ? "none" : "<redacted>"), gatewayURL: \(gatewayURL ?? "default"), apiBaseURL: \(apiBaseURL ?? "default"), guildIDs: \(guildIDs), shards: \(shards.map(String.init) ?? "auto"))"
     }
 
     private enum CodingKeys: String, CodingKey {
-        case mode, token, gatewayURL, apiBaseURL, guildIDs, sandboxMembers, sandboxActivityPerMinute
+        case mode, token, gatewayURL, apiBaseURL, guildIDs, sandboxMembers, sandboxActivityPerMinute, shards, sandboxGuilds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -315,6 +394,8 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
         guildIDs = try c.decodeIfPresent([String].self, forKey: .guildIDs) ?? []
         sandboxMembers = try c.decodeIfPresent(Int.self, forKey: .sandboxMembers) ?? 40
         sandboxActivityPerMinute = try c.decodeIfPresent(Int.self, forKey: .sandboxActivityPerMinute) ?? 30
+        shards = try c.decodeIfPresent(Int.self, forKey: .shards)
+        sandboxGuilds = try c.decodeIfPresent(Int.self, forKey: .sandboxGuilds) ?? 1
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -326,6 +407,8 @@ public struct DiscordSettings: Codable, Sendable, Equatable, CustomStringConvert
         try c.encode(guildIDs, forKey: .guildIDs)
         try c.encode(sandboxMembers, forKey: .sandboxMembers)
         try c.encode(sandboxActivityPerMinute, forKey: .sandboxActivityPerMinute)
+        try c.encodeIfPresent(shards, forKey: .shards)
+        try c.encode(sandboxGuilds, forKey: .sandboxGuilds)
     }
 }
 

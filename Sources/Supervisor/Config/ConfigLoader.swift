@@ -28,7 +28,7 @@ enum ConfigLoader {
         "alerts.webhookURL", "alerts.heartbeatURL", "metrics.listen", "dashboard.listen",
         "worker.memoryMaxBytes",
         "discord.token", "discord.mode", "discord.gatewayURL", "discord.apiBaseURL", "discord.guildIDs",
-        "sandbox.members", "sandbox.activityPerMinute",
+        "discord.shards", "sandbox.members", "sandbox.activityPerMinute", "sandbox.guilds",
         "deploy.root", "deploy.readyTimeoutSeconds", "deploy.probationSeconds", "deploy.rehearsalSeconds",
         "journal.enabled", "journal.segmentMaxBytes",
         "replicas.targets", "replicas.rcloneConfig", "replicas.keyFile", "replicas.maxLagSeconds", "replicas.drillIntervalHours",
@@ -77,11 +77,36 @@ enum ConfigLoader {
         let reader = ConfigReader(providers: providers, accessReporter: problems)
         var config = try Self.read(reader, workingDirectory: workingDirectory)
         config.replicas.targets = try ReplicaTargets.parse(file: fileObject, environment: environment)
+        config.discord.shards = try Self.shards(file: fileObject, environment: environment)
         if let problem = problems.first {
             throw ConfigError(description: problem)
         }
         try Self.validate(config, needsToken: needsToken)
         return Loaded(config: config, warnings: warnings)
+    }
+
+    /// `discord.shards`: `"auto"` (or absent) for Discord's recommendation, else a whole number of
+    /// shards from 1 to 4096. Read from the file's JSON itself, since the value is a string or a number.
+    static func shards(file: [String: JSONValue], environment: [String: String]) throws -> Int? {
+        let key = "discord.shards"
+        var value: JSONValue?
+        if let text = environment["DISCORD_SHARDS"] {
+            value = Int(text).map(JSONValue.integer) ?? .string(text)
+        } else if case .object(let discord) = file["discord"] {
+            value = discord["shards"]
+        } else {
+            value = file[key]
+        }
+        switch value {
+        case nil, .null?:
+            return nil
+        case .string(let text)? where text == "auto":
+            return nil
+        case .integer(let count)? where (1...4096).contains(count):
+            return count
+        default:
+            throw ConfigError(description: "config key \"\(key)\" must be \"auto\" (Discord's recommendation) or a number of shards from 1 to 4096; got \(value.map { "\($0)" } ?? "nothing")")
+        }
     }
 
     private static func read(_ r: ConfigReader, workingDirectory: String) throws -> SupervisorConfig {
@@ -126,7 +151,8 @@ enum ConfigLoader {
                 apiBaseURL: r.string(forKey: "discord.apiBaseURL"),
                 guildIDs: r.stringArray(forKey: "discord.guildIDs", default: []),
                 sandboxMembers: r.int(forKey: "sandbox.members", default: 40),
-                sandboxActivityPerMinute: r.int(forKey: "sandbox.activityPerMinute", default: 30)
+                sandboxActivityPerMinute: r.int(forKey: "sandbox.activityPerMinute", default: 30),
+                sandboxGuilds: r.int(forKey: "sandbox.guilds", default: 1)
             )
         )
         config.deploy = .init(
@@ -178,6 +204,7 @@ enum ConfigLoader {
             "discord.mode is \"discord\" but no token is set: put it in DISCORD_TOKEN (or discord.token), or set discord.mode to \"sandbox\""
         )
         try require((1...5000).contains(c.discord.sandboxMembers), "sandbox.members must be between 1 and 5000; got \(c.discord.sandboxMembers)")
+        try require((1...100_000).contains(c.discord.sandboxGuilds), "sandbox.guilds must be between 1 and 100000; got \(c.discord.sandboxGuilds)")
         try require(c.discord.sandboxActivityPerMinute >= 0, "sandbox.activityPerMinute must not be negative (0 turns the simulated members off)")
         for id in c.discord.guildIDs where UInt64(id) == nil {
             throw ConfigError(description: "discord.guildIDs: \"\(id)\" is not a Discord id (a number such as \"1187654321098765432\")")

@@ -102,12 +102,16 @@ struct SupervisorConfig: Sendable, Equatable {
         var guildIDs: [String]
         var sandboxMembers: Int = 40
         var sandboxActivityPerMinute: Int = 30
+        var sandboxGuilds: Int = 1
+        /// nil: `auto`.
+        var shards: Int? = nil
 
         /// What the worker is told in its welcome.
         var settings: DiscordSettings {
             DiscordSettings(
                 mode: mode == "discord" ? .discord : .sandbox, token: token, gatewayURL: gatewayURL, apiBaseURL: apiBaseURL,
-                guildIDs: guildIDs, sandboxMembers: sandboxMembers, sandboxActivityPerMinute: sandboxActivityPerMinute
+                guildIDs: guildIDs, sandboxMembers: sandboxMembers, sandboxActivityPerMinute: sandboxActivityPerMinute,
+                shards: shards, sandboxGuilds: sandboxGuilds
             )
         }
     }

@@ -193,6 +193,10 @@ struct RestoreEngine: Sendable {
             // The worker's `gateway_session` row: its next start identifies and reconciles.
             if let dropSession, try db.tableExists("gateway_session") {
                 try db.execute(sql: "UPDATE gateway_session SET session_id = NULL, resume_url = NULL, sequence = NULL, reconcile = ? WHERE id = 1", arguments: [dropSession])
+                // And every shard's session (`gateway_shards`): none is resumed after the restore.
+                if try db.tableExists("gateway_shards") {
+                    try db.execute(sql: "UPDATE gateway_shards SET session_id = NULL, resume_url = NULL, sequence = NULL")
+                }
             }
         }
         try queue.close()

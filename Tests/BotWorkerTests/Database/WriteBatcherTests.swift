@@ -19,6 +19,7 @@ import Testing
         try pool.write { db in
             try db.execute(sql: "CREATE TABLE counts (id INTEGER PRIMARY KEY, n INTEGER NOT NULL CHECK (n >= 0))")
             try GatewayPosition.create(db)
+            try GatewayPosition.createShards(db)
         }
         database = SafeDatabase(writer: pool, logger: Logger(label: "database")) { _ in }
     }
@@ -86,7 +87,7 @@ import Testing
         }
         await batcher.drain()
         let (stored, rows) = try await database.read("check") { db in
-            (try GatewayPosition.load(db).session, try Int.fetchOne(db, sql: "SELECT count(*) FROM counts") ?? 0)
+            (try GatewayPosition.loadShards(db).first?.session, try Int.fetchOne(db, sql: "SELECT count(*) FROM counts") ?? 0)
         }
         #expect(stored == GatewaySession.StoredSession(sessionID: "s1", resumeURL: "wss://resume", sequence: 50))
         #expect(rows == 34)
@@ -107,7 +108,7 @@ import Testing
             await batcher.advance(to: GatewayPosition(sessionID: "s1", resumeURL: nil, sequence: event))
             if event % 20 == 0 {
                 let (position, newest) = try await database.read("check") { db in
-                    (try GatewayPosition.load(db).session?.sequence ?? 0, try Int.fetchOne(db, sql: "SELECT max(id) FROM counts") ?? 0)
+                    (try GatewayPosition.loadShards(db).first?.session?.sequence ?? 0, try Int.fetchOne(db, sql: "SELECT max(id) FROM counts") ?? 0)
                 }
                 #expect(position == newest, "position \(position), newest row \(newest)")
             }
@@ -127,8 +128,28 @@ import Testing
         await batcher.advance(to: GatewayPosition(sessionID: "s1", resumeURL: nil, sequence: 1))
         await batcher.drain()
         let (position, rows) = try await database.read("check") { db in
-            (try GatewayPosition.load(db).session?.sequence, try Int.fetchOne(db, sql: "SELECT count(*) FROM counts") ?? 0)
+            (try GatewayPosition.loadShards(db).first?.session?.sequence, try Int.fetchOne(db, sql: "SELECT count(*) FROM counts") ?? 0)
         }
         #expect(position == 1 && rows == 30)
+    }
+
+    @Test func eachShardKeepsItsOwnPosition() async throws {
+        // Events of two shards interleaved, batched together: each shard's newest position is stored.
+        let batcher = WriteBatcher(database: database, logger: Logger(label: "database"), maximumBatch: 64)
+        for event in 1...40 {
+            let shard = event % 2
+            await batcher.beginEvent()
+            await batcher.submit("test.event") { db in
+                try db.execute(sql: "INSERT INTO counts (id, n) VALUES (?, 1)", arguments: [event])
+                return nil
+            }
+            await batcher.advance(to: GatewayPosition(shard: shard, shardCount: 2, sessionID: "s\(shard)", resumeURL: nil, sequence: event))
+        }
+        await batcher.drain()
+        let stored = try await database.read("check") { db in try GatewayPosition.loadShards(db) }
+        #expect(stored.map(\.id) == [0, 1])
+        #expect(stored.map(\.count) == [2, 2])
+        #expect(stored.map { $0.session?.sessionID } == ["s0", "s1"])
+        #expect(stored.map { $0.session?.sequence } == [40, 39])
     }
 }

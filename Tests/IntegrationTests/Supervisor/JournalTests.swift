@@ -80,6 +80,7 @@ import Testing
                 let select = switch table {
                 case JournalState.table: "SELECT sequence, committed_at_ms FROM journal_state"
                 case "gateway_session": "SELECT user_id, application_id, guilds FROM gateway_session"
+                case "gateway_shards": "SELECT shard_id, shard_count, guilds FROM gateway_shards"
                 default: "SELECT * FROM \"\(table)\""
                 }
                 rows[table] = try Row.fetchAll(db, sql: select).map { row in

@@ -58,7 +58,7 @@ final class SupervisorHarness {
 
     deinit {
         if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        try? FileManager.default.removeItem(atPath: dir)
+        if getenv("KEEP_HARNESS_DIR") == nil { try? FileManager.default.removeItem(atPath: dir) }
     }
 
     /// Writes an executable shell script into the test directory and returns its path.

@@ -11,6 +11,8 @@ import WSClient
 actor GatewayClient {
     struct Fatal: Error, CustomStringConvertible {
         var description: String
+        /// Discord's close code, when a close ended it (4011: resharding is due).
+        var closeCode: Int? = nil
     }
 
     private enum Event: Sendable {
@@ -36,6 +38,9 @@ actor GatewayClient {
     /// starts two children whatever its number of heartbeats (what the tests check).
     private(set) var childTasksStarted = 0
     private(set) var heartbeatsDue = 0
+    /// The shard this connection is (0 when unsharded): carried by every dispatch.
+    let shardID: Int
+    private var lastCloseCode: Int?
 
     /// - Parameters:
     ///   - jitter: a random number in [0, 1) at each call (injected by tests).
@@ -51,6 +56,7 @@ actor GatewayClient {
         onDispatch: @escaping @Sendable (GatewayDispatch) async -> Void
     ) {
         session = GatewaySession(identity: identity, gatewayURL: gatewayURL, stored: stored)
+        shardID = identity.shard?.id ?? 0
         self.logger = logger
         self.jitter = jitter
         self.identifyPermit = identifyPermit
@@ -78,14 +84,20 @@ actor GatewayClient {
                     try await identifyPermit()
                 }
                 let code = await connection(to: url)
+                lastCloseCode = code
                 actions = session.closed(code: code, jitter: jitter())
             case .scheduleReconnect(let delay):
                 logger.info("gateway reconnecting", metadata: ["delay": "\(delay)", "attempt": "\(session.failedAttempts)"])
                 try await Task.sleep(for: delay)
                 actions = session.reconnectDue()
             case .fatal(let message):
-                logger.critical("gateway closed for good", metadata: ["error": "\(message)"])
-                throw Fatal(description: message)
+                if lastCloseCode == GatewayCloseCode.shardingRequired {
+                    // Not the end: the connection reshards (DiscordConnection).
+                    logger.warning("gateway closed: Discord requires more shards", metadata: ["shard": "\(shardID)"])
+                } else {
+                    logger.critical("gateway closed for good", metadata: ["error": "\(message)", "shard": "\(shardID)"])
+                }
+                throw Fatal(description: message, closeCode: lastCloseCode)
             default:
                 break
             }
@@ -189,7 +201,7 @@ actor GatewayClient {
                         try await outbound.close(.unknown(UInt16(code)), reason: nil)
                     case .dispatch(let type, _):
                         await onDispatch(GatewayDispatch(
-                            type: type, sequence: received?.payload.s, sessionID: session.sessionID, resumeURL: session.resumeURL,
+                            type: type, shard: shardID, sequence: received?.payload.s, sessionID: session.sessionID, resumeURL: session.resumeURL,
                             event: received?.payload.event ?? .other, receivedAt: received?.at ?? .now
                         ))
                     case .connect, .scheduleReconnect, .fatal:

@@ -54,6 +54,8 @@ enum GatewayEvent: Sendable, Equatable {
 /// One dispatch as the gateway client hands it on.
 struct GatewayDispatch: Sendable {
     var type: String
+    /// The shard whose connection it came in on (0 when unsharded).
+    var shard = 0
     var sequence: Int?
     /// The session it came in, and where to resume it: stored with its effects.
     var sessionID: String? = nil

@@ -61,6 +61,9 @@ struct GatewayPayload: Codable, Sendable, Equatable {
 
 /// What Discord's close codes mean to a bot (developers/topics/opcodes-and-status-codes).
 enum GatewayCloseCode {
+    /// A shard holds too many guilds: the bot must run more shards.
+    static let shardingRequired = 4011
+
     enum Meaning: Equatable {
         /// Reconnect and resume the session.
         case resume
@@ -74,7 +77,7 @@ enum GatewayCloseCode {
         switch code {
         case 4004: .fatal("Discord rejected the token (close code 4004): put a valid bot token in DISCORD_TOKEN (Developer Portal → Bot → Reset Token)")
         case 4010: .fatal("Discord refused the shard (close code 4010): check the shard settings")
-        case 4011: .fatal("Discord requires sharding for this bot (close code 4011): configure shards")
+        case 4011: .fatal("Discord requires more shards for this bot (close code 4011): set discord.shards to \"auto\" or a larger number")
         case 4012: .fatal("Discord refused the API version (close code 4012): this build speaks v10")
         case 4013: .fatal("Discord refused the intents (close code 4013): the intents value is invalid")
         case 4014: .fatal("Discord refused privileged intents (close code 4014): enable Server Members Intent (and Message Content Intent if a feature needs it) in the Developer Portal → Bot")

@@ -5,17 +5,22 @@ import IPC
 /// (1000 by default; running out resets the token). Every worker start costs one, so a crash
 /// loop would burn them: the history comes from the database, which outlives the process.
 ///
+/// The allowance is shared by every shard: a restart of a bot of N shards costs N identifies.
+///
 /// - Nothing left (`remaining` 0): wait for `reset_after`.
-/// - At most `perHour` in any hour (40 × 24 = 960, under the 1000 a day).
-/// - At least 5 s / `max_concurrency` apart (Discord's identify rate).
+/// - At most `perHour(shards)` in any hour: 40 for up to 20 shards (40 × 24 = 960, under the
+///   1000 a day), two full starts an hour past that.
 /// - Under `lowWater` left: the rest spread evenly until the reset.
+///
+/// Discord's identify rate (one per 5 s per `shard_id % max_concurrency`) is `IdentifyBuckets`'.
 enum IdentifyPacing {
-    static let perHour = 40
+    static func perHour(shards: Int) -> Int { max(40, 2 * shards) }
     static let lowWater = 100
 
     /// How long to wait before identifying at `now`; `history` is the time of each identify of the
     /// last 24 h (seconds since 1970, any order).
-    static func delay(history: [Double], limit: SessionStartLimit?, now: Double) -> (seconds: Double, reason: String?) {
+    static func delay(history: [Double], limit: SessionStartLimit?, now: Double, shards: Int = 1) -> (seconds: Double, reason: String?) {
+        let perHour = perHour(shards: shards)
         var wait = 0.0
         var reason: String?
         func atLeast(_ seconds: Double, _ why: String) {
@@ -25,10 +30,6 @@ enum IdentifyPacing {
             }
         }
         let sorted = history.sorted()
-        if let last = sorted.last {
-            let spacing = 5.0 / Double(max(1, limit?.maxConcurrency ?? 1))
-            atLeast(last + spacing - now, "identifies are at least \(spacing) s apart")
-        }
         let lastHour = sorted.filter { now - $0 < 3600 }
         if lastHour.count >= perHour, let oldest = lastHour.first {
             atLeast(oldest + 3600 - now, "\(lastHour.count) identifies in the last hour (at most \(perHour), to stay under Discord's daily limit)")

@@ -43,7 +43,7 @@ struct SandboxProcess: Sendable {
     /// Starts the sandbox and waits (up to `timeout`) for it to listen. `onExit` is called, from
     /// the thread that waits for the sandbox, with its wait status if it exits after that.
     static func start(
-        members: Int, activityPerMinute: Int, timeout: Duration = .seconds(15), logger: Logger,
+        members: Int, guilds: Int = 1, activityPerMinute: Int, timeout: Duration = .seconds(15), logger: Logger,
         onExit: @escaping @Sendable (Int32) -> Void
     ) async throws -> SandboxProcess {
         let executable = Self.executable()
@@ -51,7 +51,8 @@ struct SandboxProcess: Sendable {
             throw StartError(description: "the Discord sandbox \(executable) is missing (\(String(cString: strerror(errno)))); build it with `swift build`, or set discord.mode to \"discord\" with a token")
         }
         let token = Secret("sandbox-" + (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined())
-        let arguments = ["--port", "0", "--members", "\(members)", "--activity-per-minute", "\(activityPerMinute)", "--exit-on-stdin-eof"]
+        var arguments = ["--port", "0", "--members", "\(members)", "--activity-per-minute", "\(activityPerMinute)", "--exit-on-stdin-eof"]
+        if guilds > 1 { arguments += ["--guilds", "\(guilds)"] }
         var environment = ProcessInfo.processInfo.environment
         environment["SANDBOX_TOKEN"] = token.reveal()
         let process: ChildProcess
