@@ -57,7 +57,7 @@ private struct GreeterFeature: Feature {
         let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
         try AppDatabase.migrate(AppDatabase.migrator(features: [GreeterFeature.self]), pool)
         try pool.read { (db: Database) throws in
-            #expect(try AppDatabase.migrator(features: [GreeterFeature.self]).appliedMigrations(db) == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "greeter-v1"])
+            #expect(try AppDatabase.migrator(features: [GreeterFeature.self]).appliedMigrations(db) == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "v6-core-command-sync", "greeter-v1"])
         }
         let inspection = DatabaseInspector.inspect(path: directory + "/bot.sqlite", check: .integrity)
         #expect(inspection.isHealthy)

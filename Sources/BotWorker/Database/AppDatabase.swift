@@ -137,5 +137,11 @@ enum CoreSchema {
             try GatewayPosition.createShards(db)
             try AppDatabase.registerTable(db, name: GatewayPosition.shardsTable, feature: "core", critical: false)
         }
+        // Which commands each guild was given (a fingerprint): a start overwrites only the guilds
+        // whose commands changed, not every guild of a bot in thousands.
+        migrator.registerMigration("v6-core-command-sync") { db in
+            try db.execute(sql: "CREATE TABLE command_sync (guild_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, synced_at REAL NOT NULL)")
+            try AppDatabase.registerTable(db, name: "command_sync", feature: "core", critical: false)
+        }
     }
 }

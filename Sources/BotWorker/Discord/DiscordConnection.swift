@@ -1,4 +1,5 @@
 import FoundationEssentials
+import GRDB
 import Glibc
 import IPC
 import Logging
@@ -59,6 +60,11 @@ actor DiscordConnection {
     private var lastReconciliation: (text: String, at: Date)?
     private var reshards = 0
     private var retiredCounters = GatewaySession.Counters()
+    /// This release's commands' fingerprint, and the one each guild was given (`command_sync`).
+    private var commandsFingerprint: String?
+    private var syncedCommands: [String: String] = [:]
+    private var commandSyncQueue: [GuildID] = []
+    private var commandSyncRunning = false
     /// Every shard has been READY (or RESUMED) at least once since they started.
     private var connected = false
 
@@ -318,6 +324,57 @@ actor DiscordConnection {
         await access.guildAvailable(payload)
     }
 
+    /// Gives `guild` this release's slash commands, in the background, unless it has them already
+    /// (`command_sync` holds the fingerprint each guild was given). The sandbox a worker starts is
+    /// new each time, with no commands: there every guild is given them.
+    ///
+    /// One background job works through the guilds in turn: a bot in thousands of guilds queues
+    /// them, not thousands of tasks waiting on the REST limiter at once.
+    private func synchronizeCommands(_ guild: GuildID) async {
+        if settings.mode == .discord {
+            if commandsFingerprint == nil {
+                commandsFingerprint = await commands.definitionsFingerprint
+                syncedCommands = (try? await database.read("core.command-sync") { db -> [String: String] in
+                    Dictionary(try Row.fetchAll(db, sql: "SELECT guild_id, fingerprint FROM command_sync").map { (($0[0] as String), ($0[1] as String)) }, uniquingKeysWith: { $1 })
+                }) ?? [:]
+            }
+            guard syncedCommands[guild.description] != commandsFingerprint else { return }
+            syncedCommands[guild.description] = commandsFingerprint
+        }
+        commandSyncQueue.append(guild)
+        guard !commandSyncRunning else { return }
+        commandSyncRunning = true
+        backgroundContinuation.yield { [weak self] in
+            while let self, let guild = await self.nextCommandSync() {
+                await self.runCommandSync(guild)
+            }
+        }
+    }
+
+    private func nextCommandSync() -> GuildID? {
+        guard !commandSyncQueue.isEmpty else {
+            commandSyncRunning = false
+            return nil
+        }
+        return commandSyncQueue.removeFirst()
+    }
+
+    private func runCommandSync(_ guild: GuildID) async {
+        guard let application = await access.applicationID else { return }
+        let synced = await commands.synchronize(application: application, guild: guild)
+        guard settings.mode == .discord, let fingerprint = commandsFingerprint else { return }
+        guard synced else {
+            syncedCommands[guild.description] = nil
+            return
+        }
+        _ = try? await database.write("core.command-sync") { db in
+            try db.execute(
+                sql: "INSERT INTO command_sync (guild_id, fingerprint, synced_at) VALUES (?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET fingerprint = excluded.fingerprint, synced_at = excluded.synced_at",
+                arguments: [guild.description, fingerprint, Date().timeIntervalSince1970]
+            )
+        }
+    }
+
     /// After a new worker resumed its predecessor's session: what a GUILD_CREATE would have
     /// started (the commands synchronized for this release, the features' view of every member),
     /// in the background while events flow.
@@ -328,7 +385,7 @@ actor DiscordConnection {
         let logger = self.logger
         backgroundContinuation.yield {
             for guild in guilds {
-                if let application = await access.applicationID { await commands.synchronize(application: application, guild: guild) }
+                await self.synchronizeCommands(guild)
                 do {
                     let members = try await access.members(of: guild)
                     await events.publish(.guildAvailable(guild: guild, members: members))
@@ -474,10 +531,7 @@ actor DiscordConnection {
             await access.guildAvailable(guild)
             let members = (guild.members ?? []).compactMap { $0.member(in: guild.id) }
             logger.info("guild available", metadata: ["shard": "\(shardID)", "guild_id": "\(guild.id)", "members": "\(members.count)", "roles": "\(guild.roles?.count ?? 0)"])
-            if let applicationID = await access.applicationID {
-                let commands = self.commands
-                backgroundContinuation.yield { await commands.synchronize(application: applicationID, guild: guild.id) }
-            }
+            await synchronizeCommands(guild.id)
             let voice = (guild.voice_states ?? []).map { $0.state(in: guild.id) }
             await events.publish(.voiceStatesAvailable(guild: guild.id, afkChannel: guild.afk_channel_id, states: voice))
             await events.publish(.guildAvailable(guild: guild.id, members: members))

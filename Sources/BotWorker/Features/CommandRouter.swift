@@ -206,15 +206,32 @@ actor CommandRouter {
         self.rest = rest
     }
 
-    /// Bulk-overwrites the guild's commands with the registered ones.
-    func synchronize(application: ApplicationID, guild: GuildID) async {
-        guard let rest else { return }
+    /// Bulk-overwrites the guild's commands with the registered ones; true once Discord took them.
+    @discardableResult
+    func synchronize(application: ApplicationID, guild: GuildID) async -> Bool {
+        guard let rest else { return false }
         do {
             try await rest.overwriteGuildCommands(application: application, guild: guild, .array(definitions))
             logger.info("slash commands registered", metadata: ["guild_id": "\(guild)", "commands": "\(commands.count)"])
+            return true
         } catch {
             logger.error("slash commands could not be registered", metadata: ["guild_id": "\(guild)", "error": "\(error)"])
+            return false
         }
+    }
+
+    /// A fingerprint of the registered commands (FNV-1a of their JSON with sorted keys): a guild
+    /// whose commands were synchronized with the same fingerprint needs no new overwrite.
+    var definitionsFingerprint: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let bytes = (try? encoder.encode(definitions)) ?? Data()
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return String(hash, radix: 16)
     }
 
     func handle(_ json: JSONValue) async {

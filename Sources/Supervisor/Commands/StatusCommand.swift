@@ -57,6 +57,15 @@ enum StatusTable {
             if let latency = d.latencyMs { gateway += ", latency \(latency) ms" }
             if let age = d.lastEventAgeMs { gateway += ", last event \(age / 1000).\(age % 1000 / 100) s ago" }
             rows.append(("  gateway", gateway))
+            if d.shards.count > 1 {
+                for shard in d.shards {
+                    var line = "\(shard.state), \(shard.guilds) guild\(shard.guilds == 1 ? "" : "s"), \(shard.eventsPerSecond) events/s"
+                    if let latency = shard.latencyMs { line += ", latency \(latency) ms" }
+                    if let age = shard.lastEventAgeMs { line += ", last event \(age / 1000).\(age % 1000 / 100) s ago" }
+                    line += ", \(shard.resumes) resumed, \(shard.identifies) identified"
+                    rows.append(("    shard \(shard.id)", line))
+                }
+            }
             var identifies = "\(d.identifiesLast24h) in 24 h"
             if let remaining = d.sessionStartRemaining, let total = d.sessionStartTotal { identifies += ", \(remaining) of \(total) left today" }
             if let next = d.nextIdentifyAt { identifies += ", next held until \(next)" }

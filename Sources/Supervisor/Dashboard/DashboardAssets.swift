@@ -222,7 +222,12 @@ enum DashboardAssets {
           ['up', duration(s.supervisor.startedAt)], ['memory', mb(s.supervisor.rssBytes)],
           ['health', span(s.health ? s.health.status : null, s.health ? s.health.status : null)], ['last backup', s.backups && s.backups.last ? ago(s.backups.last.at) : '—']])),
         card('Alerts', s.alerts.length ? el('ul', { id: 'overview-alerts' }, s.alerts.slice(0, 5).map(a => el('li', {}, span(a.severity, a.severity), ' ', a.message, ' ', span(ago(a.at), 'muted'))))
-          : el('p', { class: 'muted' }, 'No alerts.')))];
+          : el('p', { class: 'muted' }, 'No alerts.'))),
+        el('h2', { style: 'margin-top:1rem' }, 'Shards'),
+        (d.shards || []).length ? table('shard-list', ['shard', 'state', 'guilds', 'events/s', 'latency', 'last event', 'resumed', 'identified'], d.shards.map(sh => el('tr', { 'data-shard': sh.id },
+          el('td', {}, sh.id), el('td', {}, span(sh.state, sh.state === 'connected' ? 'ok' : 'warn')), el('td', {}, sh.guilds), el('td', {}, sh.eventsPerSecond.toFixed(1)),
+          el('td', {}, ms(sh.latencyMs)), el('td', {}, sh.lastEventAgeMs == null ? '—' : (sh.lastEventAgeMs / 1000).toFixed(1) + ' s ago'), el('td', {}, sh.resumes), el('td', {}, sh.identifies))))
+          : el('p', { class: 'muted', id: 'shard-list' }, 'No Gateway shard is running.')];
     }
 
     function health() {

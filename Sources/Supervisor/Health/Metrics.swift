@@ -40,6 +40,15 @@ enum MetricsText {
             one("bot_identifies_24h", "Identifies made in the last 24 hours", Double(d.identifiesLast24h))
             one("bot_rest_global_remaining", "REST requests left in this second of the global limit", Double(d.restGlobalRemaining))
             one("bot_rest_invalid_requests", "401/403/429 answers in the last 10 minutes", Double(d.restInvalidRequests))
+            if !d.shards.isEmpty {
+                metric("bot_shard_connected", "1 when the shard's Gateway session is connected", "gauge", d.shards.map { ("shard=\"\($0.id)\"", $0.state == "connected" ? 1 : 0) })
+                metric("bot_shard_guilds", "Guilds available on the shard", "gauge", d.shards.map { ("shard=\"\($0.id)\"", Double($0.guilds)) })
+                metric("bot_shard_latency_seconds", "Heartbeat to ACK, per shard", "gauge", d.shards.compactMap { shard in shard.latencyMs.map { ("shard=\"\(shard.id)\"", Double($0) / 1000) } })
+                metric("bot_shard_events_per_second", "Dispatches a second over the last heartbeat interval, per shard", "gauge", d.shards.map { ("shard=\"\($0.id)\"", $0.eventsPerSecond) })
+                metric("bot_shard_last_event_age_seconds", "Time since the shard's last Gateway message", "gauge", d.shards.compactMap { shard in shard.lastEventAgeMs.map { ("shard=\"\(shard.id)\"", Double($0) / 1000) } })
+                metric("bot_shard_resumes", "Sessions the shard resumed in this worker", "gauge", d.shards.map { ("shard=\"\($0.id)\"", Double($0.resumes)) })
+                metric("bot_shard_identifies", "Sessions the shard opened in this worker", "gauge", d.shards.map { ("shard=\"\($0.id)\"", Double($0.identifies)) })
+            }
         }
         if let e = w.events {
             one("bot_events_received_total", "Gateway dispatches received by this worker", Double(e.received), "counter")

@@ -152,7 +152,7 @@ import Testing
         #expect(throws: DatabaseError.self) { try AppDatabase.migrate(failing, pool) }
         try pool.read { (db: Database) throws in
             #expect(try db.tableExists("half_done") == false)
-            #expect(try failing.appliedMigrations(db) == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "verification-v1", "verification-v2", "role_connections-v1", "role_connections-v2", "xp-v1", "xp-v2", "xp-v3"])
+            #expect(try failing.appliedMigrations(db) == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "v6-core-command-sync", "verification-v1", "verification-v2", "role_connections-v1", "role_connections-v2", "xp-v1", "xp-v2", "xp-v3"])
         }
         #expect(DatabaseInspector.inspect(path: directory + "/bot.sqlite", check: .integrity).isHealthy)
     }
@@ -160,7 +160,7 @@ import Testing
     @Test func theMigrationPlanTellsFreshFromPending() throws {
         let pool = try AppDatabase.openPool(path: directory + "/bot.sqlite")
         let fresh = try AppDatabase.plan(AppDatabase.migrator(), pool, path: "bot.sqlite")
-        #expect(fresh.isFresh && fresh.pending == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "verification-v1", "verification-v2", "role_connections-v1", "role_connections-v2", "xp-v1", "xp-v2", "xp-v3"])
+        #expect(fresh.isFresh && fresh.pending == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "v6-core-command-sync", "verification-v1", "verification-v2", "role_connections-v1", "role_connections-v2", "xp-v1", "xp-v2", "xp-v3"])
         try AppDatabase.migrate(AppDatabase.migrator(), pool)
         var next = AppDatabase.migrator()
         next.registerMigration("v3-next") { _ in }
@@ -195,7 +195,7 @@ import Testing
         let before = DurableSize.of(path)
         let report = try MigrateCommand.dryRun(database: path)
         #expect(report.ok, "\(report.problems)")
-        #expect(report.applied == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "verification-v1", "verification-v2", "role_connections-v1", "role_connections-v2", "xp-v1", "xp-v2", "xp-v3"])
+        #expect(report.applied == ["v1-core", "v2-core-gateway", "v3-core-journal", "v4-core-gateway-session", "v5-core-gateway-shards", "v6-core-command-sync", "verification-v1", "verification-v2", "role_connections-v1", "role_connections-v2", "xp-v1", "xp-v2", "xp-v3"])
         #expect(report.integrity == "ok")
         #expect(DurableSize.of(path) == before)
         let untouched = try DatabaseQueue(path: path)
