@@ -19,6 +19,14 @@ struct SandboxConfiguration: Sendable {
     var interactionAnswerMilliseconds: UInt64 = InteractionRecord.answerWithin
     /// Stderr log lines; off in tests that start many sandboxes.
     var logging = true
+    /// Guilds the bot is in: guild 0 (the simulated one) and `guilds - 1` light ones.
+    var guilds = 1
+    /// The most guilds one shard may hold (Discord: 2,500); an Identify over it is closed with 4011.
+    var guildsPerShardLimit = 2500
+    /// `session_start_limit.max_concurrency`.
+    var maxConcurrency = 1
+    /// One Identify per rate-limit key (`shard_id % max_concurrency`) per this many milliseconds.
+    var identifyWindowMilliseconds: UInt64 = 5000
 }
 
 /// The simulated Discord: the configuration and one `SandboxWorld` behind one lock, shared by
@@ -56,11 +64,24 @@ final class Sandbox: Sendable {
 
     // MARK: - Gateway
 
-    func identify(connection: GatewayConnection, intents: Int, shard: [Int]?) {
-        let sessionID = withWorld { world in
+    func identify(connection: GatewayConnection, intents: Int, shard: [Int]?) -> SandboxWorld.IdentifyOutcome {
+        let outcome = withWorld { world in
             world.identify(connection: connection, intents: intents, shard: shard, resumeURL: "ws://\(configuration.host):\(world.port)/gateway-resume")
         }
-        log("gateway identified", ["connection": .integer(connection.id), "session_id": .string(sessionID), "intents": .integer(intents)])
+        var fields: [String: JSONValue] = ["connection": .integer(connection.id), "intents": .integer(intents)]
+        if let shard { fields["shard"] = .array(shard.map(JSONValue.integer)) }
+        switch outcome {
+        case .ready(let sessionID, let guilds):
+            fields["session_id"] = .string(sessionID)
+            if shard != nil || guilds != 1 { fields["guilds"] = .integer(guilds) }
+            log("gateway identified", fields)
+        case .shardingRequired(let guilds):
+            fields["guilds"] = .integer(guilds)
+            log("gateway identify needs more shards", fields)
+        case .rateLimited:
+            log("gateway identify over max_concurrency", fields)
+        }
+        return outcome
     }
 
     /// Whether the session was resumed (false: the client gets op 9 `false`).

@@ -17,11 +17,16 @@ final class SandboxHarness: Sendable {
     static let token = "test-token"
 
     /// `answerWithin`: the interactions' answer deadline (Discord's 3 s by default).
-    init(members: Int = 12, disallowedIntents: Int = 0, answerWithin: UInt64 = InteractionRecord.answerWithin) async throws {
+    /// `configure`: any other setting (guilds, shard limits).
+    init(
+        members: Int = 12, disallowedIntents: Int = 0, answerWithin: UInt64 = InteractionRecord.answerWithin,
+        configure: (inout SandboxConfiguration) -> Void = { _ in }
+    ) async throws {
         var configuration = SandboxConfiguration(
             token: Self.token, members: members, activityPerMinute: 0, disallowedIntents: disallowedIntents, logging: false
         )
         configuration.interactionAnswerMilliseconds = answerWithin
+        configure(&configuration)
         sandbox = Sandbox(configuration: configuration)
         channel = try await SandboxServer(sandbox: sandbox).bind()
     }
@@ -63,8 +68,10 @@ final class SandboxHarness: Sendable {
         return Response(status: Int(response.status.code), headers: response.headers, json: JSONValue.parse(bytes))
     }
 
-    func identifyPayload(token: String = SandboxHarness.token, intents: Int = 33283) -> String {
-        "{\"op\":2,\"d\":{\"token\":\"\(token)\",\"intents\":\(intents),\"properties\":{\"os\":\"linux\",\"browser\":\"test\",\"device\":\"test\"}}}"
+    /// `shard`: `[id, count]` in the Identify.
+    func identifyPayload(token: String = SandboxHarness.token, intents: Int = 33283, shard: (Int, Int)? = nil) -> String {
+        let shardField = shard.map { ",\"shard\":[\($0.0),\($0.1)]" } ?? ""
+        return "{\"op\":2,\"d\":{\"token\":\"\(token)\",\"intents\":\(intents),\"properties\":{\"os\":\"linux\",\"browser\":\"test\",\"device\":\"test\"}\(shardField)}}"
     }
 }
 
@@ -84,7 +91,9 @@ final class TestGateway: Sendable {
     private let outgoing: AsyncStream<Outgoing>.Continuation
     private let task: Task<Void, Never>
 
-    init(url: String) {
+    /// `brief`: dispatch types kept as `{"op","t","s","d":{"id"}}` only, without decoding their
+    /// `d` (thousands of GUILD_CREATEs take tens of seconds to decode in a debug build).
+    init(url: String, brief: Set<String> = []) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
         outgoing = continuation
         let inbox = inbox
@@ -103,7 +112,10 @@ final class TestGateway: Sendable {
                             }
                         }
                         for try await message in inbound.messages(maxSize: 1 << 24) {
-                            if case .text(let text) = message, let value = JSONValue.parse(ByteBuffer(string: text)) {
+                            guard case .text(let text) = message else { continue }
+                            if !brief.isEmpty, let summary = Self.summary(text, types: brief) {
+                                await inbox.push(.payload(summary))
+                            } else if let value = JSONValue.parse(ByteBuffer(string: text)) {
                                 await inbox.push(.payload(value))
                             }
                         }
@@ -117,8 +129,53 @@ final class TestGateway: Sendable {
         }
     }
 
-    static func connect(_ harness: SandboxHarness, path: String = "/gateway?v=10&encoding=json") -> TestGateway {
-        TestGateway(url: "ws://127.0.0.1:\(harness.port)" + path)
+    static func connect(_ harness: SandboxHarness, path: String = "/gateway?v=10&encoding=json", brief: Set<String> = []) -> TestGateway {
+        TestGateway(url: "ws://127.0.0.1:\(harness.port)" + path, brief: brief)
+    }
+
+    /// A dispatch of one of `types` as `{"op":0,"t","s","d":{"id"}}`: the sandbox writes
+    /// `{"op":0,"t":"TYPE","s":N,"d":{…}}`, and the `id` is the one at the top of `d`.
+    static func summary(_ text: String, types: Set<String>) -> JSONValue? {
+        let bytes = Array(text.utf8)
+        let head = Array("{\"op\":0,\"t\":\"".utf8)
+        guard bytes.starts(with: head), let typeEnd = bytes[head.count...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        let type = String(decoding: bytes[head.count..<typeEnd], as: UTF8.self)
+        guard types.contains(type) else { return nil }
+        var position = typeEnd + 6  // past `","s":`
+        var sequence = 0
+        while position < bytes.count, let digit = Int(exactly: bytes[position]).map({ $0 - 48 }), (0...9).contains(digit) {
+            sequence = sequence * 10 + digit
+            position += 1
+        }
+        position += 5  // `,"d":`
+        // The `"id"` key at depth 1 of `d`.
+        var depth = 0
+        var inString = false
+        var id: String?
+        var index = position
+        while index < bytes.count, id == nil {
+            let byte = bytes[index]
+            if inString {
+                if byte == UInt8(ascii: "\\") { index += 1 } else if byte == UInt8(ascii: "\"") { inString = false }
+            } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
+                depth += 1
+            } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
+                depth -= 1
+            } else if byte == UInt8(ascii: "\"") {
+                if depth == 1, bytes[index...].starts(with: Array("\"id\":\"".utf8)) {
+                    let start = index + 6
+                    let end = bytes[start...].firstIndex(of: UInt8(ascii: "\"")) ?? start
+                    id = String(decoding: bytes[start..<end], as: UTF8.self)
+                } else {
+                    inString = true
+                }
+            }
+            index += 1
+        }
+        return .object([
+            "op": .integer(0), "t": .string(type), "s": .integer(sequence),
+            "d": .object(["id": id.map(JSONValue.string) ?? .null]),
+        ])
     }
 
     func send(_ text: String) { outgoing.yield(.text(text)) }

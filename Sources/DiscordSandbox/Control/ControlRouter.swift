@@ -23,8 +23,10 @@ struct ControlRouter: Sendable {
             let count = body["count"]?.int ?? 1000
             let channel = body["channel"]?.snowflake
             let perSecond = body["perSecond"]?.double ?? 0
+            // "guilds": "all" spreads the messages round-robin over every guild.
+            let allGuilds = body["guilds"]?.stringValue == "all"
             let sandbox = sandbox
-            return .later { await sandbox.flood(count: count, channel: channel, perSecond: perSecond) }
+            return .later { await sandbox.flood(count: count, channel: channel, perSecond: perSecond, allGuilds: allGuilds) }
         case (.GET, let path) where path.hasPrefix("interactions/") && segments.count == 2:
             let record = sandbox.withWorld { world in UInt64(segments[1]).flatMap { world.interactions[$0]?.json } }
             return .now(record.map { .json(.ok, $0) } ?? .error(.unknownInteraction))
@@ -78,11 +80,10 @@ extension SandboxWorld {
                 selfDeaf: body["selfDeaf"]?.bool, mute: body["mute"]?.bool, deaf: body["deaf"]?.bool
             )
         case (.POST, "message"):
-            guard let author = guild.members[try user()]?.user else { throw .unknownMember }
-            return try postMessage(
-                channel: body["channel"]?.snowflake ?? guild.channel(named: "general").id, author: author,
-                content: body["content"]?.stringValue ?? ""
-            )
+            // A member of the channel's guild (guild 0 by default) writes in it.
+            let channel = body["channel"]?.snowflake ?? guild.channel(named: "general").id
+            guard let author = (guild(ofChannel: channel) ?? guild).members[try user()]?.user else { throw .unknownMember }
+            return try postMessage(channel: channel, author: author, content: body["content"]?.stringValue ?? "")
         case (.POST, "interaction"):
             guard let kind = InteractionKind(rawValue: body["kind"]?.stringValue ?? "command") else {
                 throw .invalidForm(field: "kind", code: "BASE_TYPE_CHOICES", message: "Value must be one of (command, button, modal).")
@@ -103,12 +104,55 @@ extension SandboxWorld {
                 }
                 guild.verificationLevel = level
             }
-            gateway.dispatch("GUILD_UPDATE", guild.json, to: .all)
+            gateway.dispatch("GUILD_UPDATE", guild.json, to: .all, guild: guild.id)
             return guild.json
         case (.POST, "gateway/close"):
             let code = body["code"]?.int.map { UInt16(clamping: $0) }
+            if let shard = body["shard"], shard != .null {
+                // Only the connections of the sessions on that shard (a session without `shard` is
+                // shard 0); with no code they drop, and their sessions stay resumable.
+                guard let shardID = shard.int else {
+                    throw .invalidForm(field: "shard", code: "NUMBER_TYPE_COERCE", message: "Value is not int.")
+                }
+                let closing = gateway.liveSessions(at: DiscordTime.nowMilliseconds())
+                    .filter { ($0.shard?.id ?? 0) == shardID }.compactMap(\.connection)
+                for connection in closing { connection.close(code: code) }
+                return .object(["closed": .integer(closing.count)])
+            }
             for connection in connections.values { connection.close(code: code) }
             return .object(["closed": .integer(connections.count)])
+        case (.POST, "gateway/bot"):
+            // {"shards": N?, "maxConcurrency": M?, "identifyWindowMs": W?}: what GET /gateway/bot says,
+            // and the Identify rate-limit window (null/absent: unchanged).
+            if let shards = body["shards"], shards != .null {
+                guard let value = shards.int, value >= 1 else {
+                    throw .invalidForm(field: "shards", code: "NUMBER_TYPE_MIN", message: "int value should be greater than or equal to 1.")
+                }
+                gateway.shardsOverride = value
+            }
+            if let concurrency = body["maxConcurrency"], concurrency != .null {
+                guard let value = concurrency.int, value >= 1 else {
+                    throw .invalidForm(field: "maxConcurrency", code: "NUMBER_TYPE_MIN", message: "int value should be greater than or equal to 1.")
+                }
+                gateway.maxConcurrency = value
+            }
+            var answer: [String: JSONValue] = ["shards": .integer(recommendedShards), "maxConcurrency": .integer(gateway.maxConcurrency)]
+            if let window = body["identifyWindowMs"], window != .null {
+                guard let value = window.int, value >= 0 else {
+                    throw .invalidForm(field: "identifyWindowMs", code: "NUMBER_TYPE_MIN", message: "int value should be greater than or equal to 0.")
+                }
+                gateway.concurrencyWindow = UInt64(value)
+                answer["identifyWindowMs"] = .integer(value)
+            }
+            return .object(answer)
+        case (.POST, "guilds"):
+            // {"count": K}: the bot joins K more light guilds (GUILD_CREATE to each one's shard).
+            let count = body["count"]?.int ?? 1
+            guard count >= 0, guildCount + count <= Self.maximumGuilds else {
+                throw .invalidForm(field: "count", code: "NUMBER_TYPE_MAX", message: "The sandbox holds at most \(Self.maximumGuilds) guilds.")
+            }
+            let added = addGuilds(count)
+            return .object(["guilds": .integer(guildCount), "added": .array(added.map(JSONValue.id))])
         case (.POST, "gateway/acks"):
             gateway.acksEnabled = body["enabled"]?.bool ?? true
             return .object(["enabled": .bool(gateway.acksEnabled)])
@@ -132,6 +176,22 @@ extension SandboxWorld {
         default:
             throw .notFound
         }
+    }
+
+    static let maximumGuilds = 100_000
+
+    /// GET /sandbox/state: the live sessions' shards (a session without `shard` shows as 0 of 1).
+    var shardsJSON: JSONValue {
+        .array(gateway.liveSessions(at: DiscordTime.nowMilliseconds())
+            .sorted { ($0.shard?.count ?? 1, $0.shard?.id ?? 0, $0.id) < ($1.shard?.count ?? 1, $1.shard?.id ?? 0, $1.id) }
+            .map { session in
+                let (id, count) = (session.shard?.id ?? 0, session.shard?.count ?? 1)
+                let guilds = guildCount(inShard: id, of: count)
+                return .object([
+                    "id": .integer(id), "count": .integer(count), "sessionID": .string(session.id),
+                    "connected": .bool(session.connection != nil), "guilds": .integer(guilds), "sequence": .integer(session.sequence),
+                ])
+            })
     }
 
     /// GET /sandbox/state.
@@ -169,6 +229,11 @@ extension SandboxWorld {
                 "byRoute": .object(rest.byRoute.mapValues(JSONValue.integer)),
             ]),
             "activityPerMinute": .number(activityPerMinute),
+            "guilds": .integer(guildCount),
+            "shards": shardsJSON,
+            "identifies": .array(gateway.identifyLog.map(\.json)),
+            "identifyRefusals": .integer(gateway.identifyRefusals),
+            "gatewayBot": .object(["shards": .integer(recommendedShards), "maxConcurrency": .integer(gateway.maxConcurrency)]),
         ])
     }
 }

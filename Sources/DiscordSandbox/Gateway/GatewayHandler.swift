@@ -5,8 +5,9 @@ import NIOWebSocket
 /// Speaks the Gateway protocol on one WebSocket, as Discord does: Hello on open, heartbeats
 /// acknowledged, Identify and Resume checked, and the close codes Discord uses for each mistake
 /// (4001 unknown opcode, 4002 decode error or payload over 4096 bytes, 4003 not identified,
-/// 4004 bad token, 4005 identified twice, 4008 over 120 payloads a minute, 4012 bad version,
-/// 4013 invalid intents, 4014 disallowed intents).
+/// 4004 bad token, 4005 identified twice, 4008 over 120 payloads a minute, 4010 invalid shard,
+/// 4011 a shard over the guilds-per-shard limit, 4012 bad version, 4013 invalid intents,
+/// 4014 disallowed intents), and op 9 `false` for an Identify over `max_concurrency`.
 final class GatewayHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
@@ -92,7 +93,7 @@ final class GatewayHandler: ChannelInboundHandler {
         case 2:
             // After op 9 `false` the session is gone and a new Identify is welcome.
             guard !identified || !sandbox.hasSession(connection) else { return close(4005, "already authenticated") }
-            identify(d)
+            identify(d, context: context)
         case 6:
             guard !identified else { return close(4005, "already authenticated") }
             resume(d, context: context)
@@ -104,7 +105,7 @@ final class GatewayHandler: ChannelInboundHandler {
         }
     }
 
-    private func identify(_ d: JSONValue) {
+    private func identify(_ d: JSONValue, context: ChannelHandlerContext) {
         guard case .string(var token) = d["token"], let intents = d["intents"]?.int,
               d["properties"] != nil
         else { return close(4002, "identify without token, intents or properties") }
@@ -119,8 +120,15 @@ final class GatewayHandler: ChannelInboundHandler {
             }
             shard = pair
         }
-        identified = true
-        sandbox.identify(connection: connection, intents: intents, shard: shard)
+        switch sandbox.identify(connection: connection, intents: intents, shard: shard) {
+        case .ready:
+            identified = true
+        case .shardingRequired:
+            close(4011, "sharding required")
+        case .rateLimited:
+            // As Discord: op 9 `false`; the connection stays and may Identify again later.
+            sendOp(9, d: "false", context: context)
+        }
     }
 
     private func resume(_ d: JSONValue, context: ChannelHandlerContext) {

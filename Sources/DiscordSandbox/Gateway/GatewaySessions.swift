@@ -19,6 +19,34 @@ struct GatewaySessions: Sendable {
         case messages(blanked: JSONValue?)
         /// VOICE_STATE_UPDATE: GUILD_VOICE_STATES only.
         case voice
+        /// GUILD_CREATE of a guild added later: everyone; without GUILD_MEMBERS, this copy (only
+        /// the bot's own member listed).
+        case guildCreate(withoutMembers: JSONValue)
+    }
+
+    /// The `shard: [id, count]` of an Identify. A session without one is shard 0 of 1: every guild.
+    struct Shard: Sendable, Equatable {
+        var id: Int
+        var count: Int
+
+        /// Whether a guild's events go to this shard: `(guild_id >> 22) % count == id`; events of
+        /// no guild (DMs) go to shard 0.
+        func owns(guild: UInt64?) -> Bool {
+            guard let guild else { return id == 0 }
+            return SandboxWorld.shard(ofGuild: guild, count: count) == id
+        }
+    }
+
+    /// One Identify that passed the checks, as `GET /sandbox/state` lists it.
+    struct IdentifyRecord: Sendable {
+        var at: UInt64
+        var shard: Int
+        var count: Int
+        var accepted: Bool
+
+        var json: JSONValue {
+            .object(["at": .integer(Int(at)), "shard": .integer(shard), "count": .integer(count), "accepted": .bool(accepted)])
+        }
     }
 
     enum Intent {
@@ -38,12 +66,31 @@ struct GatewaySessions: Sendable {
         var replay = ReplayBuffer()
         var connection: GatewayConnection?
         var droppedAt: UInt64?
+        /// nil: the Identify had no `shard` (it gets every guild's events).
+        var shard: Shard?
+
+        func owns(guild: UInt64?) -> Bool { shard?.owns(guild: guild) ?? true }
     }
 
     /// How long a session stays resumable once its connection dropped (`--session-expiry-seconds`).
     var keepAfterDrop: UInt64 = 2 * 60 * 1000
     static let identifyWindow: UInt64 = 24 * 3600 * 1000
     static let sessionStartTotal = 1000
+    static let keptIdentifies = 1000
+
+    /// The most guilds one shard may hold; an Identify whose shard holds more is closed with 4011.
+    var guildsPerShardLimit = 2500
+    /// `session_start_limit.max_concurrency`: Identifies with rate-limit key `shard_id %
+    /// maxConcurrency` may start once per `concurrencyWindow` per key (Discord: 5 s).
+    var maxConcurrency = 1
+    var concurrencyWindow: UInt64 = 5000
+    /// The shard count `GET /gateway/bot` recommends, when the control API set one.
+    var shardsOverride: Int?
+    /// When each rate-limit key last started a session.
+    private var lastIdentifyByKey: [Int: UInt64] = [:]
+    /// The last 1000 Identifies, accepted or refused.
+    private(set) var identifyLog: [IdentifyRecord] = []
+    private(set) var identifyRefusals = 0
 
     private(set) var sessions: [String: Session] = [:]
     private(set) var identifyTimes: [UInt64] = []
@@ -67,13 +114,33 @@ struct GatewaySessions: Sendable {
         return (max(0, Self.sessionStartTotal - recent.count), resetAfter)
     }
 
+    /// Whether an Identify may start a session now, as Discord's `max_concurrency` allows: one per
+    /// rate-limit key (`shard_id % max_concurrency`) per `concurrencyWindow`. Recorded either way.
+    /// Identifies without `shard` are not limited (the sandbox always let them through; a sharded
+    /// client sends `shard` on every Identify).
+    mutating func admitIdentify(shard: Shard?, at now: UInt64) -> Bool {
+        var accepted = true
+        if let shard {
+            let key = shard.id % max(1, maxConcurrency)
+            if let last = lastIdentifyByKey[key], now >= last, now - last < concurrencyWindow {
+                accepted = false
+                identifyRefusals += 1
+            } else {
+                lastIdentifyByKey[key] = now
+            }
+        }
+        identifyLog.append(IdentifyRecord(at: now, shard: shard?.id ?? 0, count: shard?.count ?? 1, accepted: accepted))
+        if identifyLog.count > Self.keptIdentifies { identifyLog.removeFirst(identifyLog.count - Self.keptIdentifies) }
+        return accepted
+    }
+
     /// A new session for this connection; the caller dispatches READY and GUILD_CREATE next.
-    mutating func identify(sessionID: String, intents: Int, connection: GatewayConnection, at now: UInt64) {
+    mutating func identify(sessionID: String, intents: Int, shard: Shard? = nil, connection: GatewayConnection, at now: UInt64) {
         expire(at: now)
         identifies += 1
         identifyTimes.removeAll { now - $0 >= Self.identifyWindow }
         identifyTimes.append(now)
-        sessions[sessionID] = Session(id: sessionID, intents: intents, connection: connection)
+        sessions[sessionID] = Session(id: sessionID, intents: intents, connection: connection, shard: shard)
     }
 
     enum ResumeOutcome: Sendable, Equatable {
@@ -112,14 +179,16 @@ struct GatewaySessions: Sendable {
         return id
     }
 
-    /// Sends an event to every session allowed to see it. Sessions whose connection dropped get it
-    /// numbered and kept too, for their Resume, as on Discord.
-    mutating func dispatch(_ type: String, _ data: JSONValue, to audience: Audience) {
-        var full: ByteBuffer?
-        var blanked: ByteBuffer?
+    /// Sends an event of `guild` (nil: of no guild, shard 0's) to every session allowed to see it:
+    /// the sessions whose shard owns the guild, with the intents it needs. Sessions whose
+    /// connection dropped get it numbered and kept too, for their Resume, as on Discord.
+    /// `encoded`: `data` (and the audience's other copy) already encoded.
+    mutating func dispatch(_ type: String, _ data: JSONValue, to audience: Audience, guild: UInt64?, encoded: (ByteBuffer, ByteBuffer?)? = nil) {
+        var full: ByteBuffer? = encoded?.0
+        var blanked: ByteBuffer? = encoded?.1
         let now = DiscordTime.nowMilliseconds()
         for id in Array(sessions.keys) {
-            guard let session = sessions[id] else { continue }
+            guard let session = sessions[id], session.owns(guild: guild) else { continue }
             if let droppedAt = session.droppedAt, now - droppedAt >= keepAfterDrop { continue }
             var body: ByteBuffer
             switch audience {
@@ -134,6 +203,12 @@ struct GatewaySessions: Sendable {
             case .voice:
                 guard session.intents & Intent.guildVoiceStates != 0 else { continue }
                 body = Self.encoded(data, cache: &full)
+            case .guildCreate(let withoutMembers):
+                if session.intents & Intent.guildMembers != 0 {
+                    body = Self.encoded(data, cache: &full)
+                } else {
+                    body = Self.encoded(withoutMembers, cache: &blanked)
+                }
             case .messages(let blankedData):
                 guard session.intents & Intent.guildMessages != 0 else { continue }
                 if let blankedData, session.intents & Intent.messageContent == 0 {
@@ -148,17 +223,31 @@ struct GatewaySessions: Sendable {
 
     /// Sessions that receive events: connected, or dropped less than `keepAfterDrop` ago.
     func liveSessionIDs(at now: UInt64) -> [String] {
-        sessions.values.filter { session in session.connection != nil || session.droppedAt.map { now - $0 < keepAfterDrop } ?? false }.map(\.id).sorted()
+        liveSessions(at: now).map(\.id)
+    }
+
+    /// The live sessions themselves, by id.
+    func liveSessions(at now: UInt64) -> [Session] {
+        sessions.values.filter { session in session.connection != nil || session.droppedAt.map { now - $0 < keepAfterDrop } ?? false }
+            .sorted { $0.id < $1.id }
+    }
+
+    /// Whether some live session would receive an event of this guild.
+    func reachesLiveSession(guild: UInt64?, at now: UInt64) -> Bool {
+        sessions.values.contains { session in
+            session.owns(guild: guild) && (session.connection != nil || session.droppedAt.map { now - $0 < keepAfterDrop } ?? false)
+        }
     }
 
     /// Numbers, keeps and (when connected) queues one pre-encoded event for one session.
     mutating func send(_ type: String, body: inout ByteBuffer, toSession id: String) {
-        guard var session = sessions[id] else { return }
-        session.sequence += 1
-        let frame = Self.frame(type: type, sequence: session.sequence, data: &body)
-        session.replay.append(frame, sequence: session.sequence)
-        sessions[id] = session
-        session.connection?.send(frame)
+        // In place: a copy of the session would copy its replay buffer on append.
+        guard let index = sessions.index(forKey: id) else { return }
+        sessions.values[index].sequence += 1
+        let sequence = sessions.values[index].sequence
+        let frame = Self.frame(type: type, sequence: sequence, data: &body)
+        sessions.values[index].replay.append(frame, sequence: sequence)
+        sessions.values[index].connection?.send(frame)
     }
 
     mutating func send(_ type: String, _ data: JSONValue, toSession id: String) {
@@ -171,22 +260,23 @@ struct GatewaySessions: Sendable {
     /// sends them in one batch, if the session has a connection (one that dropped replays them on
     /// its Resume).
     mutating func number(_ type: String, bodies: [ByteBuffer], forSession id: String) -> (GatewayConnection?, [ByteBuffer], first: Int)? {
-        guard var session = sessions[id] else { return nil }
-        let connection = session.connection
+        guard let index = sessions.index(forKey: id) else { return nil }
+        let connection = sessions.values[index].connection
         var frames: [ByteBuffer] = []
         frames.reserveCapacity(bodies.count)
-        let first = session.sequence + 1
+        let first = sessions.values[index].sequence + 1
         for var body in bodies {
-            session.sequence += 1
-            let frame = Self.frame(type: type, sequence: session.sequence, data: &body)
-            session.replay.append(frame, sequence: session.sequence)
+            sessions.values[index].sequence += 1
+            let sequence = sessions.values[index].sequence
+            let frame = Self.frame(type: type, sequence: sequence, data: &body)
+            sessions.values[index].replay.append(frame, sequence: sequence)
             frames.append(frame)
         }
-        sessions[id] = session
         return (connection, frames, first)
     }
 
     func intents(ofSession id: String) -> Int? { sessions[id]?.intents }
+    func shard(ofSession id: String) -> Shard? { sessions[id]?.shard }
     func session(of connection: GatewayConnection) -> String? { sessions.first { $0.value.connection === connection }?.key }
     var connectedSessionIDs: [String] { sessions.values.filter { $0.connection != nil }.map(\.id).sorted() }
 

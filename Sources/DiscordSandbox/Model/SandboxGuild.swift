@@ -68,7 +68,7 @@ struct SandboxGuild: Sendable {
     static let voiceChannelNames = ["Lounge", "Gaming", "AFK"]
 
     let id: UInt64
-    let name = "Sandbox Guild"
+    let name: String
     let createdAt: UInt64
     let bot: User
     let ownerID: UInt64
@@ -87,6 +87,7 @@ struct SandboxGuild: Sendable {
         var random = SeededRandom(seed: seed)
         let day = DiscordTime.dayMilliseconds
         let anchor = now / day * day
+        name = "Sandbox Guild"
         createdAt = anchor - 3 * 365 * day - random.next() % day
         id = Snowflake.make(unixMilliseconds: createdAt, increment: 0)
         var roles = [Role(id: id, name: "@everyone", position: 0, permissions: Permission.everyone)]
@@ -138,6 +139,50 @@ struct SandboxGuild: Sendable {
         nextMemberNumber = memberCount + 1
     }
 
+    /// Increments in the low 22 bits of a light guild's ids: above anything guild 0's members
+    /// (at most 100,000) or the id generator (below 4096) use.
+    enum LightIncrement {
+        static let guild: UInt64 = 0x30_0000
+        static let channel: UInt64 = 0x30_0001
+        static let verifiedRole: UInt64 = 0x30_0002
+        static let botRole: UInt64 = 0x30_0003
+        static let member: UInt64 = 0x30_0004
+    }
+
+    /// Light guild number `index` (1…): made at `base + index` ms (the world's base is guild 0's
+    /// creation), so its id's timestamp, and so its shard, differs from its neighbours': N guilds
+    /// spread over shards evenly, guild 0 included. It has @everyone, a "Verified" role the bot may grant,
+    /// the bot's managed role, one text channel "general", and three members: the owner (the
+    /// same user as guild 0's), the bot and one ordinary member. A pure function of its arguments,
+    /// so the world keeps only the ones that changed.
+    init(light index: Int, baseMilliseconds base: UInt64, bot: User, owner: User) {
+        let created = base + UInt64(index)
+        id = Snowflake.make(unixMilliseconds: created, increment: LightIncrement.guild)
+        name = "Sandbox Guild \(index + 1)"
+        createdAt = created
+        self.bot = bot
+        ownerID = owner.id
+        roles = [
+            Role(id: id, name: "@everyone", position: 0, permissions: Permission.everyone),
+            Role(id: Snowflake.make(unixMilliseconds: created, increment: LightIncrement.verifiedRole), name: "Verified", position: 1, permissions: 0),
+            Role(
+                id: Snowflake.make(unixMilliseconds: created, increment: LightIncrement.botRole), name: "Bot", position: 2,
+                permissions: Permission.manageRoles | Permission.everyone | Permission.embedLinks, managed: true
+            ),
+        ]
+        channels = [Channel(id: Snowflake.make(unixMilliseconds: created, increment: LightIncrement.channel), name: "general", position: 0)]
+        let member = User(
+            id: Snowflake.make(unixMilliseconds: created, increment: LightIncrement.member),
+            username: "guild\(index + 1)-member", globalName: "Guild \(index + 1) Member"
+        )
+        members = [
+            owner.id: Member(user: owner, roles: [], joinedAt: created),
+            bot.id: Member(user: bot, roles: [roles[2].id], joinedAt: created + 3600_000),
+            member.id: Member(user: member, roles: [], joinedAt: created + 7200_000),
+        ]
+        nextMemberNumber = 2
+    }
+
     static func padded(_ number: Int, _ width: Int) -> String {
         let text = String(number)
         return String(repeating: "0", count: max(0, width - text.count)) + text
@@ -148,7 +193,7 @@ struct SandboxGuild: Sendable {
     func role(_ id: UInt64) -> Role? { roles.first { $0.id == id } }
     func channel(_ id: UInt64) -> Channel? { channels.first { $0.id == id } }
     func channel(named name: String) -> Channel { channels.first { $0.name == name } ?? channels[0] }
-    var afkChannel: Channel { channel(named: "AFK") }
+    var afkChannel: Channel? { channels.first { $0.name == "AFK" && $0.type == 2 } }
 
     /// The position of the bot's highest role: it can grant only roles below it.
     var botTopPosition: Int {
@@ -252,7 +297,7 @@ struct SandboxGuild: Sendable {
             "premium_tier": .integer(0), "premium_subscription_count": .integer(0), "preferred_locale": .string("en-US"),
             "system_channel_id": .id(channel(named: "welcome").id), "rules_channel_id": .null, "afk_timeout": .integer(300),
             "application_id": .null, "description": .null, "max_members": .integer(500_000),
-            "region": .string("deprecated"), "afk_channel_id": .id(afkChannel.id), "system_channel_flags": .integer(0),
+            "region": .string("deprecated"), "afk_channel_id": afkChannel.map { .id($0.id) } ?? .null, "system_channel_flags": .integer(0),
             "widget_enabled": .bool(false), "widget_channel_id": .null, "banner": .null, "discovery_splash": .null,
             "home_header": .null, "vanity_url_code": .null, "max_presences": .null, "max_video_channel_users": .integer(25),
             "max_stage_video_channel_users": .integer(50), "public_updates_channel_id": .null, "safety_alerts_channel_id": .null,

@@ -99,7 +99,7 @@ extension SandboxWorld {
         interactions[id] = record
         interactionOrder.append(id)
         if interactionOrder.count > Self.keptRecords { interactions[interactionOrder.removeFirst()] = nil }
-        gateway.dispatch("INTERACTION_CREATE", .object(payload), to: .all)
+        gateway.dispatch("INTERACTION_CREATE", .object(payload), to: .all, guild: guild.id)
         return record
     }
 

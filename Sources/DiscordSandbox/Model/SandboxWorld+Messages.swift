@@ -10,17 +10,17 @@ extension SandboxWorld {
         channel channelID: UInt64, author: SandboxGuild.User, content: String, components: JSONValue = .array([]),
         embeds: JSONValue = .array([]), flags: Int = 0, nonce: JSONValue? = nil, extra: [String: JSONValue] = [:]
     ) throws(DiscordError) -> JSONValue {
-        guard guild.channel(channelID) != nil else { throw .unknownChannel }
+        guard let target = guild(ofChannel: channelID) else { throw .unknownChannel }
         guard content.count <= 2000 else {
             throw .invalidForm(field: "content", code: "BASE_TYPE_MAX_LENGTH", message: "Must be 2000 or fewer in length.")
         }
         let id = nextID()
         let mentioned = Self.mentionedIDs(in: content)
         var object: [String: JSONValue] = [
-            "id": .id(id), "channel_id": .id(channelID), "guild_id": .id(guild.id), "author": SandboxGuild.json(author),
+            "id": .id(id), "channel_id": .id(channelID), "guild_id": .id(target.id), "author": SandboxGuild.json(author),
             "content": .string(content), "timestamp": .string(DiscordTime.iso(Snowflake.unixMilliseconds(of: id))),
             "edited_timestamp": .null, "tts": .bool(false), "mention_everyone": .bool(false),
-            "mentions": .array(mentioned.compactMap { guild.members[$0].map { SandboxGuild.json($0.user) } }),
+            "mentions": .array(mentioned.compactMap { target.members[$0].map { SandboxGuild.json($0.user) } }),
             "mention_roles": .array([]), "attachments": .array([]), "embeds": embeds, "components": components,
             "pinned": .bool(false), "type": .integer(0), "flags": .integer(flags),
         ]
@@ -30,7 +30,7 @@ extension SandboxWorld {
         store(StoredMessage(id: id, channelID: channelID, authorID: author.id, json: message, customIDs: Self.customIDs(in: components)))
 
         var event = object
-        if let member = guild.members[author.id] {
+        if let member = target.members[author.id] {
             var partial = SandboxGuild.json(member)
             if case .object(var fields) = partial {
                 fields["user"] = nil
@@ -42,8 +42,8 @@ extension SandboxWorld {
         var blanked = event
         for key in ["content"] { blanked[key] = .string("") }
         for key in ["embeds", "attachments", "components"] { blanked[key] = .array([]) }
-        if author.id != guild.bot.id, !gateway.liveSessionIDs(at: DiscordTime.nowMilliseconds()).isEmpty { gateway.memberMessages += 1 }
-        gateway.dispatch("MESSAGE_CREATE", .object(event), to: .messages(blanked: seesContent ? nil : .object(blanked)))
+        if author.id != guild.bot.id, gateway.reachesLiveSession(guild: target.id, at: DiscordTime.nowMilliseconds()) { gateway.memberMessages += 1 }
+        gateway.dispatch("MESSAGE_CREATE", .object(event), to: .messages(blanked: seesContent ? nil : .object(blanked)), guild: target.id)
         return message
     }
 
@@ -79,8 +79,18 @@ extension SandboxWorld {
                         "the", "help", "just", "joined", "this", "server", "looks", "great", "what", "time", "is", "event",
                         "tonight", "gg", "that", "was", "fun", "see", "you", "all", "tomorrow", "good", "morning", "everyone"]
 
-    var floodAuthors: [FloodAuthor] {
-        guild.humans.map { member in
+    /// Where a flood's messages go: one channel, or each guild's text channel in turn.
+    struct FloodTarget: Sendable {
+        var guildID: UInt64
+        var channelID: UInt64
+        var authors: [FloodAuthor]
+    }
+
+    var floodAuthors: [FloodAuthor] { Self.floodAuthors(of: guild) }
+
+    /// The guild's human members (not the bot, not the owner).
+    static func floodAuthors(of target: SandboxGuild) -> [FloodAuthor] {
+        target.humans.map { member in
             FloodAuthor(
                 id: String(member.user.id), username: member.user.username,
                 roles: member.roles.map { "\"\($0)\"" }.joined(separator: ","), joinedAt: DiscordTime.iso(member.joinedAt)
@@ -88,23 +98,49 @@ extension SandboxWorld {
         }
     }
 
+    /// The flood target of guild number `index` (0 is guild 0, whose authors are given), for
+    /// `"guilds": "all"`: its first text channel ("general").
+    func floodTarget(guildIndex index: Int, guild0: FloodTarget) -> FloodTarget {
+        guard index > 0 else { return guild0 }
+        let light = lightGuilds[index]
+        let channel = light.channels.first { $0.type == 0 } ?? light.channels[0]
+        return FloodTarget(guildID: light.id, channelID: channel.id, authors: Self.floodAuthors(of: light))
+    }
+
     /// Numbers and queues `count` MESSAGE_CREATE events from random members on every session that
-    /// takes messages: the `d` is written by hand (no `JSONEncoder`) once per message, twice when a
-    /// session must get it blanked. Returns what was queued, per connection.
+    /// takes messages and whose shard owns the message's guild: the `d` is written by hand (no
+    /// `JSONEncoder`) once per message, twice when a session must get it blanked. The messages go to
+    /// `target`, or with `allGuilds` round-robin over every guild from guild number `cursor` on.
+    /// Returns how many sessions take messages at all, how many got some, how many messages reached
+    /// one, and what was queued, per connection.
     /// Sessions whose connection dropped are numbered and kept too (their Resume replays them);
     /// only the connected ones get frames queued.
-    mutating func floodBatch(count: Int, channel: UInt64, authors: [FloodAuthor]) -> (sessions: Int, queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)]) {
-        let sessions = gateway.liveSessionIDs(at: DiscordTime.nowMilliseconds()).compactMap { id in gateway.intents(ofSession: id).map { (id, $0) } }
-            .filter { $0.1 & GatewaySessions.Intent.guildMessages != 0 }
-        guard !sessions.isEmpty, !authors.isEmpty else { return (0, []) }
-        gateway.memberMessages += count
-        let needsBlank = sessions.contains { $0.1 & GatewaySessions.Intent.messageContent == 0 }
-        let needsFull = sessions.contains { $0.1 & GatewaySessions.Intent.messageContent != 0 }
-        var full: [ByteBuffer] = []
-        var blank: [ByteBuffer] = []
-        let guildID = String(guild.id), channelID = String(channel)
+    mutating func floodBatch(
+        count: Int, target: FloodTarget, allGuilds: Bool = false, cursor: inout Int
+    ) -> (sessions: Int, reached: Int, delivered: Int, queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)]) {
+        let sessions = gateway.liveSessions(at: DiscordTime.nowMilliseconds())
+            .filter { $0.intents & GatewaySessions.Intent.guildMessages != 0 }
+        guard !sessions.isEmpty else { return (0, 0, 0, []) }
+        let needsBlank = sessions.contains { $0.intents & GatewaySessions.Intent.messageContent == 0 }
+        let needsFull = sessions.contains { $0.intents & GatewaySessions.Intent.messageContent != 0 }
+        var bodies = [[ByteBuffer]](repeating: [], count: sessions.count)
+        var delivered = 0
+        var current = target
+        var currentGuild = ""
+        var currentChannel = ""
         for _ in 0..<count {
-            let author = authors[Int(random.next() % UInt64(authors.count))]
+            if allGuilds {
+                current = floodTarget(guildIndex: cursor % guildCount, guild0: target)
+                cursor += 1
+            }
+            let recipients = sessions.indices.filter { sessions[$0].owns(guild: current.guildID) }
+            guard !current.authors.isEmpty, !recipients.isEmpty else { continue }
+            delivered += 1
+            if currentGuild.isEmpty || allGuilds {
+                currentGuild = String(current.guildID)
+                currentChannel = String(current.channelID)
+            }
+            let author = current.authors[Int(random.next() % UInt64(current.authors.count))]
             let id = nextID()
             let timestamp = DiscordTime.iso(Snowflake.unixMilliseconds(of: id))
             var content = ""
@@ -113,15 +149,21 @@ extension SandboxWorld {
                 content += Self.words[Int(random.next() % UInt64(Self.words.count))]
             }
             let nonce = String(random.next() >> 2)
-            if needsFull { full.append(Self.floodBody(id: id, channel: channelID, guild: guildID, author: author, content: content, timestamp: timestamp, nonce: nonce)) }
-            if needsBlank { blank.append(Self.floodBody(id: id, channel: channelID, guild: guildID, author: author, content: "", timestamp: timestamp, nonce: nonce)) }
+            let full = needsFull ? Self.floodBody(id: id, channel: currentChannel, guild: currentGuild, author: author, content: content, timestamp: timestamp, nonce: nonce) : nil
+            let blank = needsBlank ? Self.floodBody(id: id, channel: currentChannel, guild: currentGuild, author: author, content: "", timestamp: timestamp, nonce: nonce) : nil
+            for index in recipients {
+                bodies[index].append((sessions[index].intents & GatewaySessions.Intent.messageContent != 0 ? full : blank)!)
+            }
         }
-        let queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)] = sessions.compactMap { id, intents in
-            let bodies = intents & GatewaySessions.Intent.messageContent != 0 ? full : blank
-            guard let (maybeConnection, frames, first) = gateway.number("MESSAGE_CREATE", bodies: bodies, forSession: id), let connection = maybeConnection else { return nil }
+        gateway.memberMessages += delivered
+        let queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)] = sessions.indices.compactMap { index in
+            guard !bodies[index].isEmpty,
+                  let (maybeConnection, frames, first) = gateway.number("MESSAGE_CREATE", bodies: bodies[index], forSession: sessions[index].id),
+                  let connection = maybeConnection
+            else { return nil }
             return (connection, connection.send(batch: frames), first, first + frames.count - 1)
         }
-        return (sessions.count, queued)
+        return (sessions.count, bodies.count(where: { !$0.isEmpty }), delivered, queued)
     }
 
     static func floodBody(id: UInt64, channel: String, guild: String, author: FloodAuthor, content: String, timestamp: String, nonce: String) -> ByteBuffer {

@@ -13,7 +13,7 @@ extension SandboxWorld {
         guard let channel else {
             guard let state = guild.voiceStates.removeValue(forKey: user) else { return .object(["channel_id": .null]) }
             let json = guild.voiceJSON(state, member: true, channel: .some(nil))
-            gateway.dispatch("VOICE_STATE_UPDATE", json, to: .voice)
+            gateway.dispatch("VOICE_STATE_UPDATE", json, to: .voice, guild: guild.id)
             return json
         }
         guard let target = guild.channel(channel) else { throw .unknownChannel }
@@ -28,7 +28,7 @@ extension SandboxWorld {
         if let deaf { state.deaf = deaf }
         guild.voiceStates[user] = state
         let json = guild.voiceJSON(state, member: true)
-        gateway.dispatch("VOICE_STATE_UPDATE", json, to: .voice)
+        gateway.dispatch("VOICE_STATE_UPDATE", json, to: .voice, guild: guild.id)
         return json
     }
 

@@ -39,7 +39,10 @@ struct SandboxWorld: Sendable {
     static let keptMessages = 500
     static let keptRecords = 1000
 
+    /// Guild 0, the fully simulated one.
     var guild: SandboxGuild
+    /// Guilds 1…N-1 (`--guilds N`).
+    var lightGuilds: LightGuilds
     var ids = SnowflakeGenerator()
     var random: SeededRandom
     var gateway = GatewaySessions()
@@ -67,10 +70,17 @@ struct SandboxWorld: Sendable {
 
     init(configuration: SandboxConfiguration, now: UInt64) {
         guild = SandboxGuild(seed: configuration.seed, memberCount: configuration.members, now: now)
+        lightGuilds = LightGuilds(
+            base: guild.createdAt, bot: guild.bot, owner: guild.members[guild.ownerID]?.user ?? guild.bot,
+            total: configuration.guilds
+        )
         random = SeededRandom(seed: configuration.seed &+ 0x5eed)
         activityPerMinute = configuration.activityPerMinute
         answerWithin = configuration.interactionAnswerMilliseconds
         gateway.keepAfterDrop = UInt64(configuration.sessionExpirySeconds * 1000)
+        gateway.guildsPerShardLimit = configuration.guildsPerShardLimit
+        gateway.maxConcurrency = configuration.maxConcurrency
+        gateway.concurrencyWindow = configuration.identifyWindowMilliseconds
     }
 
     var applicationID: UInt64 { guild.bot.id }
@@ -92,14 +102,30 @@ struct SandboxWorld: Sendable {
 
     // MARK: - Gateway sessions
 
-    /// Starts a session: READY, then GUILD_CREATE with what the intents allow.
-    mutating func identify(connection: GatewayConnection, intents: Int, shard: [Int]?, resumeURL: String) -> String {
+    enum IdentifyOutcome: Sendable, Equatable {
+        case ready(sessionID: String, guilds: Int)
+        /// The shard would hold more guilds than allowed: close 4011.
+        case shardingRequired(guilds: Int)
+        /// Over `max_concurrency` for its rate-limit key: op 9 `false`, the connection stays.
+        case rateLimited
+    }
+
+    /// Starts a session: READY listing the guilds of its shard (all without `shard`), then one
+    /// GUILD_CREATE per guild with what the intents allow.
+    mutating func identify(connection: GatewayConnection, intents: Int, shard: [Int]?, resumeURL: String) -> IdentifyOutcome {
+        let now = DiscordTime.nowMilliseconds()
+        let shardValue = shard.map { GatewaySessions.Shard(id: $0[0], count: $0[1]) }
+        let (shardID, shardCount) = (shardValue?.id ?? 0, shardValue?.count ?? 1)
+        let held = guildCount(inShard: shardID, of: shardCount)
+        guard held <= gateway.guildsPerShardLimit else { return .shardingRequired(guilds: held) }
+        guard gateway.admitIdentify(shard: shardValue, at: now) else { return .rateLimited }
+        let guildIDs = guildIDs(inShard: shardID, of: shardCount)
         let sessionID = random.hex(32)
-        gateway.identify(sessionID: sessionID, intents: intents, connection: connection, at: DiscordTime.nowMilliseconds())
+        gateway.identify(sessionID: sessionID, intents: intents, shard: shardValue, connection: connection, at: now)
         var ready: [String: JSONValue] = [
             "v": .integer(10),
             "user": SandboxGuild.json(guild.bot).merging(["verified": .bool(true), "mfa_enabled": .bool(false), "flags": .integer(0)]),
-            "guilds": .array([.object(["id": .id(guild.id), "unavailable": .bool(true)])]),
+            "guilds": .array(guildIDs.map { .object(["id": .id($0), "unavailable": .bool(true)]) }),
             "session_id": .string(sessionID),
             "resume_gateway_url": .string(resumeURL),
             "session_type": .string("normal"),
@@ -112,8 +138,15 @@ struct SandboxWorld: Sendable {
         if let shard { ready["shard"] = .array(shard.map(JSONValue.integer)) }
         gateway.send("READY", .object(ready), toSession: sessionID)
         let allMembers = intents & GatewaySessions.Intent.guildMembers != 0
-        gateway.send("GUILD_CREATE", guild.createEventJSON(allMembers: allMembers), toSession: sessionID)
-        return sessionID
+        for id in guildIDs {
+            if id == guild.id {
+                gateway.send("GUILD_CREATE", guild.createEventJSON(allMembers: allMembers), toSession: sessionID)
+            } else if let index = lightGuilds.index(of: id) {
+                var body = lightGuilds.createEvent(index: index, allMembers: allMembers)
+                gateway.send("GUILD_CREATE", body: &body, toSession: sessionID)
+            }
+        }
+        return .ready(sessionID: sessionID, guilds: guildIDs.count)
     }
 
     mutating func requestGuildMembers(_ d: JSONValue, connection: GatewayConnection) {
@@ -122,13 +155,15 @@ struct SandboxWorld: Sendable {
         let query = d["query"]?.stringValue ?? ""
         let wanted = Set((d["user_ids"]?.array ?? []).compactMap(\.snowflake))
         let limit = d["limit"]?.int ?? 0
-        var found = guild.members.values.sorted { $0.user.id < $1.user.id }.filter { member in
+        // Guild 0 unless `guild_id` names a light guild (the sandbox always answered for guild 0).
+        let target = d["guild_id"]?.snowflake.flatMap { self.guild(withID: $0) } ?? guild
+        var found = target.members.values.sorted { $0.user.id < $1.user.id }.filter { member in
             if !wanted.isEmpty { return wanted.contains(member.user.id) }
             return query.isEmpty ? intents & GatewaySessions.Intent.guildMembers != 0 : member.user.username.hasPrefix(query)
         }
         if limit > 0 { found = Array(found.prefix(limit)) }
         var chunk: [String: JSONValue] = [
-            "guild_id": .id(guild.id), "members": .array(found.map { SandboxGuild.json($0) }),
+            "guild_id": .id(target.id), "members": .array(found.map { SandboxGuild.json($0) }),
             "chunk_index": .integer(0), "chunk_count": .integer(1),
         ]
         if let nonce = d["nonce"] { chunk["nonce"] = nonce }

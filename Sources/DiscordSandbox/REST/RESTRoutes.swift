@@ -13,8 +13,9 @@ extension SandboxWorld {
             }
             return value
         }
-        func checkGuild() throws(DiscordError) {
-            guard try id("guild") == guild.id else { throw .unknownGuild }
+        /// The guild of the path: guild 0 or a light guild, else 404 Unknown Guild.
+        func pathGuild() throws(DiscordError) -> SandboxGuild {
+            try existingGuild(try id("guild"))
         }
 
         switch (route.method, route.template) {
@@ -24,10 +25,10 @@ extension SandboxWorld {
         case (.GET, "/gateway/bot"):
             let limit = gateway.sessionStartLimit(at: DiscordTime.nowMilliseconds())
             return .json(.ok, .object([
-                "url": .string(gatewayURL), "shards": .integer(1),
+                "url": .string(gatewayURL), "shards": .integer(recommendedShards),
                 "session_start_limit": .object([
                     "total": .integer(GatewaySessions.sessionStartTotal), "remaining": .integer(limit.remaining),
-                    "reset_after": .integer(Int(limit.resetAfter)), "max_concurrency": .integer(1),
+                    "reset_after": .integer(Int(limit.resetAfter)), "max_concurrency": .integer(gateway.maxConcurrency),
                 ]),
             ]))
 
@@ -35,21 +36,19 @@ extension SandboxWorld {
             return .json(.ok, SandboxGuild.json(guild.bot).merging(["verified": .bool(true), "flags": .integer(0), "mfa_enabled": .bool(false)]))
 
         case (.GET, "/guilds/{guild}"):
-            try checkGuild()
+            let guild = try pathGuild()
             return .json(.ok, guild.json.merging([
                 "approximate_member_count": .integer(guild.members.count), "approximate_presence_count": .integer(0),
             ]))
 
         case (.GET, "/guilds/{guild}/roles"):
-            try checkGuild()
-            return .json(.ok, guild.rolesJSON)
+            return .json(.ok, try pathGuild().rolesJSON)
 
         case (.GET, "/guilds/{guild}/channels"):
-            try checkGuild()
-            return .json(.ok, guild.channelsJSON)
+            return .json(.ok, try pathGuild().channelsJSON)
 
         case (.GET, "/guilds/{guild}/members"):
-            try checkGuild()
+            let guild = try pathGuild()
             let limit = query["limit"].map { Int($0) ?? 0 } ?? 1
             guard (1...1000).contains(limit) else {
                 throw .invalidForm(field: "limit", code: "NUMBER_TYPE_MAX", message: "Int value should be between 1 and 1000.")
@@ -78,7 +77,7 @@ extension SandboxWorld {
 
         case (.POST, "/channels/{channel}/messages"):
             let channel = try id("channel")
-            guard guild.channel(channel) != nil else { throw .unknownChannel }
+            guard guild(ofChannel: channel) != nil else { throw .unknownChannel }
             let message = Self.numberingComponents(body ?? .object([:]))
             let content = message["content"]?.stringValue ?? ""
             let components = message["components"] ?? .array([])
@@ -97,7 +96,7 @@ extension SandboxWorld {
 
         case (.GET, "/channels/{channel}/messages/{message}"):
             let channel = try id("channel"), messageID = try id("message")
-            guard guild.channel(channel) != nil else { throw .unknownChannel }
+            guard guild(ofChannel: channel) != nil else { throw .unknownChannel }
             guard let stored = messages.last(where: { $0.id == messageID && $0.channelID == channel }) else { throw .unknownMessage }
             return .json(.ok, stored.json)
 
@@ -120,13 +119,13 @@ extension SandboxWorld {
             return .json(.ok, try editOriginal(token: parameters["token"] ?? "", body: Self.numberingComponents(try object(body))))
 
         case (.GET, "/applications/{application}/guilds/{guild}/commands"):
-            try checkGuild()
-            return .json(.ok, commands)
+            let guildID = try pathGuild().id
+            return .json(.ok, guildID == guild.id ? commands : lightGuilds.commands[guildID] ?? .array([]))
 
         case (.PUT, "/applications/{application}/guilds/{guild}/commands"):
-            try checkGuild()
+            let guildID = try pathGuild().id
             guard try id("application") == applicationID else { throw .missingPermissions }
-            return .json(.ok, try overwriteCommands(body))
+            return .json(.ok, try overwriteCommands(body, guild: guildID))
 
         default:
             throw .notFound
@@ -169,7 +168,8 @@ extension SandboxWorld {
     }
 
     /// Bulk overwrite: the list replaces the guild's commands; ids kept for names already known.
-    private mutating func overwriteCommands(_ body: JSONValue?) throws(DiscordError) -> JSONValue {
+    private mutating func overwriteCommands(_ body: JSONValue?, guild guildID: UInt64) throws(DiscordError) -> JSONValue {
+        let commands = guildID == guild.id ? self.commands : lightGuilds.commands[guildID] ?? .array([])
         guard let list = body?.array else {
             throw .invalidForm(field: "_", code: "BASE_TYPE_BAD_ARRAY", message: "Must be an array.")
         }
@@ -185,13 +185,13 @@ extension SandboxWorld {
             }
             let existing = commands.array?.first { $0["name"]?.stringValue == name }
             result.append(command.merging([
-                "id": existing?["id"] ?? .id(nextID()), "application_id": .id(applicationID), "guild_id": .id(guild.id),
+                "id": existing?["id"] ?? .id(nextID()), "application_id": .id(applicationID), "guild_id": .id(guildID),
                 "version": .id(nextID()), "type": .integer(type), "description": .string(description),
                 "default_member_permissions": command["default_member_permissions"] ?? .null, "nsfw": .bool(false),
             ]))
         }
-        commands = .array(result)
-        return commands
+        if guildID == guild.id { self.commands = .array(result) } else { lightGuilds.commands[guildID] = .array(result) }
+        return .array(result)
     }
 
     /// Any other webhook: the message is kept in `webhookMessages` (alerts go this way).
