@@ -158,9 +158,8 @@ actor WriteBatcher {
                 var failed = 0
                 for (operation, write) in writes {
                     do {
-                        try db.inSavepoint {
+                        try Self.inSavepoint(db) {
                             if let action = try write(db) { after.append(action) }
-                            return .commit
                         }
                     } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                         failed += 1
@@ -197,6 +196,24 @@ actor WriteBatcher {
             failed += batch.count
             logger.error("group commit failed: \(batch.count) writes lost", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+extension WriteBatcher {
+    /// `body` in a savepoint of the open transaction, rolled back alone when it throws: what
+    /// GRDB's `inSavepoint` does, with the three statements prepared once per connection
+    /// (`cachedStatement`) instead of at every write. GRDB tracks a cached statement's savepoint
+    /// as it does any other (its transaction effect is known from its preparation).
+    static func inSavepoint(_ db: Database, _ body: () throws -> Void) throws {
+        try db.cachedStatement(sql: "SAVEPOINT batched_write").execute()
+        do {
+            try body()
+        } catch {
+            try db.cachedStatement(sql: "ROLLBACK TRANSACTION TO SAVEPOINT batched_write").execute()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT batched_write").execute()
+            throw error
+        }
+        try db.cachedStatement(sql: "RELEASE SAVEPOINT batched_write").execute()
     }
 }
 

@@ -64,6 +64,7 @@ actor DiscordConnection {
     private var commandsFingerprint: String?
     private var syncedCommands: [String: String] = [:]
     private var commandSyncQueue: [GuildID] = []
+    private var commandSyncLoad: Task<(String, [String: String]), Never>?
     private var commandSyncRunning = false
     /// Every shard has been READY (or RESUMED) at least once since they started.
     private var connected = false
@@ -332,11 +333,22 @@ actor DiscordConnection {
     /// them, not thousands of tasks waiting on the REST limiter at once.
     private func synchronizeCommands(_ guild: GuildID) async {
         if settings.mode == .discord {
-            if commandsFingerprint == nil {
-                commandsFingerprint = await commands.definitionsFingerprint
-                syncedCommands = (try? await database.read("core.command-sync") { db -> [String: String] in
+            // Read once; callers that come while it is read (the actor is reentrant) wait for it.
+            let loading = commandSyncLoad ?? Task { [commands, database] in
+                let fingerprint = await commands.definitionsFingerprint
+                let synced = (try? await database.read("core.command-sync") { db -> [String: String] in
                     Dictionary(try Row.fetchAll(db, sql: "SELECT guild_id, fingerprint FROM command_sync").map { (($0[0] as String), ($0[1] as String)) }, uniquingKeysWith: { $1 })
                 }) ?? [:]
+                return (fingerprint, synced)
+            }
+            commandSyncLoad = loading
+            if commandsFingerprint == nil {
+                let (fingerprint, synced) = await loading.value
+                // Whichever waiter resumes first installs what was read.
+                if commandsFingerprint == nil {
+                    commandsFingerprint = fingerprint
+                    syncedCommands = synced
+                }
             }
             guard syncedCommands[guild.description] != commandsFingerprint else { return }
             syncedCommands[guild.description] = commandsFingerprint

@@ -64,14 +64,11 @@ struct GatewayPosition: Sendable, Equatable {
     }
 
     func store(_ db: Database) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO \(Self.shardsTable) (shard_id, shard_count, session_id, resume_url, sequence, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (shard_id) DO UPDATE SET shard_count = excluded.shard_count, session_id = excluded.session_id,
-                    resume_url = excluded.resume_url, sequence = excluded.sequence, updated_at = excluded.updated_at
-                """,
-            arguments: [shard, shardCount, sessionID, resumeURL, sequence, Date().timeIntervalSince1970]
-        )
+        try db.cachedStatement(sql: """
+            INSERT INTO \(Self.shardsTable) (shard_id, shard_count, session_id, resume_url, sequence, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (shard_id) DO UPDATE SET shard_count = excluded.shard_count, session_id = excluded.session_id,
+                resume_url = excluded.resume_url, sequence = excluded.sequence, updated_at = excluded.updated_at
+            """).execute(arguments: [shard, shardCount, sessionID, resumeURL, sequence, Date().timeIntervalSince1970])
     }
 
     /// Why the next sessions must reconcile (a restore dropped them), if so.
