@@ -228,7 +228,8 @@ actor DiscordConnection {
                 }
             }
             var pending = reconcileReason.map { (reason: $0, since: row?.storedAt) }
-            if resumable == nil, let session = row?.session {
+            // Against Discord only: the sandbox a worker starts is new, with no session to lose.
+            if settings.mode == .discord, resumable == nil, let session = row?.session {
                 pending = pending ?? ("the previous worker's session \(session.sessionID) could not be resumed", row?.storedAt)
             }
             let client = GatewayClient(

@@ -102,7 +102,7 @@ enum DashboardAssets {
     main.narrow { max-width: 640px; }
     h1 { font-size: 1.3rem; } h2 { font-size: 1.05rem; margin: 0 0 .5rem; }
     .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 1rem; }
-    .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .9rem 1rem; min-width: 0; }
+    .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .9rem 1rem; min-width: 0; overflow-wrap: anywhere; }
     dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem .8rem; margin: 0; }
     dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
     .muted { color: var(--muted); }
