@@ -58,7 +58,6 @@ actor DiscordConnection {
     private var handlingWaiters: [CheckedContinuation<Void, Never>] = []
     private var reconciliations = 0
     private var lastReconciliation: (text: String, at: Date)?
-    private var reshards = 0
     private var retiredCounters = GatewaySession.Counters()
     /// This release's commands' fingerprint, and the one each guild was given (`command_sync`).
     private var commandsFingerprint: String?
@@ -293,7 +292,7 @@ actor DiscordConnection {
             do {
                 try await group.next()
             } catch let reshard as Reshard {
-                reshards += 1
+                group.cancelAll()
                 lastError = "resharding from \(count) to \(reshard.count) shards"
                 logger.warning("resharding: every shard identifies again and its guilds are reconciled", metadata: ["from": "\(count)", "to": "\(reshard.count)"])
                 // The sessions of the old count are of no use to the new shards.
@@ -496,8 +495,11 @@ actor DiscordConnection {
         received += 1
         shards[dispatch.shard]?.received += 1
         shards[dispatch.shard]?.lastEventAt = Date()
+        // A dispatch of a shard of another count (one a reshard retired, still draining) changes
+        // no stored position: its session is not one the new shards resume.
+        let current = dispatch.shardCount == shardCount
         let position = dispatch.sequence.flatMap { sequence in
-            dispatch.sessionID.map {
+            dispatch.sessionID.flatMap { current ? $0 : nil }.map {
                 GatewayPosition(shard: dispatch.shard, shardCount: shardCount, sessionID: $0, resumeURL: dispatch.resumeURL, sequence: sequence)
             }
         }

@@ -40,6 +40,7 @@ actor GatewayClient {
     private(set) var heartbeatsDue = 0
     /// The shard this connection is (0 when unsharded): carried by every dispatch.
     let shardID: Int
+    let shardCount: Int
     private var lastCloseCode: Int?
 
     /// - Parameters:
@@ -57,6 +58,7 @@ actor GatewayClient {
     ) {
         session = GatewaySession(identity: identity, gatewayURL: gatewayURL, stored: stored)
         shardID = identity.shard?.id ?? 0
+        shardCount = identity.shard?.count ?? 1
         self.logger = logger
         self.jitter = jitter
         self.identifyPermit = identifyPermit
@@ -201,7 +203,7 @@ actor GatewayClient {
                         try await outbound.close(.unknown(UInt16(code)), reason: nil)
                     case .dispatch(let type, _):
                         await onDispatch(GatewayDispatch(
-                            type: type, shard: shardID, sequence: received?.payload.s, sessionID: session.sessionID, resumeURL: session.resumeURL,
+                            type: type, shard: shardID, shardCount: shardCount, sequence: received?.payload.s, sessionID: session.sessionID, resumeURL: session.resumeURL,
                             event: received?.payload.event ?? .other, receivedAt: received?.at ?? .now
                         ))
                     case .connect, .scheduleReconnect, .fatal:

@@ -54,8 +54,10 @@ enum GatewayEvent: Sendable, Equatable {
 /// One dispatch as the gateway client hands it on.
 struct GatewayDispatch: Sendable {
     var type: String
-    /// The shard whose connection it came in on (0 when unsharded).
+    /// The shard whose connection it came in on (0 when unsharded), and the shard count it
+    /// identified with.
     var shard = 0
+    var shardCount = 1
     var sequence: Int?
     /// The session it came in, and where to resume it: stored with its effects.
     var sessionID: String? = nil
