@@ -632,13 +632,7 @@ actor DiscordConnection {
     func sessionReport() async -> SessionReport? {
         guard !shards.isEmpty || retiredCounters != GatewaySession.Counters() else { return nil }
         var total = retiredCounters
-        for shard in shards.values {
-            let counters = await shard.client.counters
-            total.resumes += counters.resumes
-            total.identifies += counters.identifies
-            total.eventsReplayed += counters.eventsReplayed
-            total.duplicatesSkipped += counters.duplicatesSkipped
-        }
+        for shard in shards.values { total.add(await shard.client.counters) }
         return SessionReport(
             resumes: total.resumes, identifies: total.identifies, eventsReplayed: total.eventsReplayed,
             duplicatesSkipped: total.duplicatesSkipped, reconciliations: reconciliations,
@@ -648,13 +642,7 @@ actor DiscordConnection {
 
     /// The shards of a count that is done (a reshard, or the end): their counters are kept.
     private func retireShards() async {
-        for shard in shards.values {
-            let counters = await shard.client.counters
-            retiredCounters.resumes += counters.resumes
-            retiredCounters.identifies += counters.identifies
-            retiredCounters.eventsReplayed += counters.eventsReplayed
-            retiredCounters.duplicatesSkipped += counters.duplicatesSkipped
-        }
+        for shard in shards.values { retiredCounters.add(await shard.client.counters) }
         shards = [:]
         connected = false
     }
@@ -715,10 +703,9 @@ actor DiscordConnection {
         var reports: [ShardReport] = []
         let now = ContinuousClock.now
         for shard in shards.values.sorted(by: { $0.id < $1.id }) {
-            let client = shard.client
-            let phase = await client.state
-            let state = await client.waitingForIdentifyPermit ? "waiting-to-identify" : Self.name(of: phase)
-            let counters = await client.counters
+            let snapshot = await shard.client.snapshot
+            let state = snapshot.waitingForIdentifyPermit ? "waiting-to-identify" : Self.name(of: snapshot.phase)
+            let counters = snapshot.counters
             let seconds = (now - shard.sample.at).fractionalMilliseconds / 1000
             let rate = seconds >= 0.5 ? Double(shard.received - shard.sample.received) / seconds : shard.eventsPerSecond
             if seconds >= 0.5 {
@@ -726,8 +713,8 @@ actor DiscordConnection {
                 shards[shard.id]?.eventsPerSecond = rate
             }
             reports.append(ShardReport(
-                id: shard.id, state: state, guilds: shard.guilds.count, latencyMs: await client.latency?.milliseconds,
-                lastEventAgeMs: await client.lastEventAt.map { (now - $0).milliseconds }, eventsPerSecond: (rate * 10).rounded() / 10,
+                id: shard.id, state: state, guilds: shard.guilds.count, latencyMs: snapshot.latency?.milliseconds,
+                lastEventAgeMs: snapshot.lastEventAt.map { (now - $0).milliseconds }, eventsPerSecond: (rate * 10).rounded() / 10,
                 lastEventAt: shard.lastEventAt.map { Timestamp.string($0) }, resumes: counters.resumes, identifies: counters.identifies
             ))
         }

@@ -51,7 +51,9 @@ import Testing
         let refused = made.filter { !$0.accepted }
         #expect(refused.isEmpty, "refused identifies: \(refused)")
         // Each shard's session is stored on its own, with its guilds.
-        #expect(try harness.sqlite("SELECT group_concat(shard_id || '/' || shard_count, ' ') FROM gateway_shards") == "0/3 1/3 2/3")
+        try waitUntil(timeout: .seconds(30), "a session row per shard") {
+            (try? harness.sqlite("SELECT group_concat(shard_id || '/' || shard_count, ' ') FROM gateway_shards")) == "0/3 1/3 2/3"
+        }
         // The operator sees them.
         let text = try SupervisorHarness.cli(["status", "--config", harness.configPath])
         #expect(text.stdout.contains("shard 2") && text.stdout.contains("connected"), "\(text.stdout)")
@@ -71,8 +73,11 @@ import Testing
         let reconciled = try harness.waitForStatus(timeout: .seconds(30), "the guilds reconciled") { ($0.worker.sessions?.reconciliations ?? 0) >= 30 }
         #expect(reconciled.worker.sessions?.lastReconciliation?.contains("resharded from 1 to 2") == true, "\(String(describing: reconciled.worker.sessions))")
         #expect(reconciled.worker.pid == pid)
-        #expect(try harness.sqlite("SELECT group_concat(shard_id || '/' || shard_count, ' ') FROM gateway_shards") == "0/2 1/2")
-        #expect(try harness.sqlite("SELECT COALESCE(reconcile, 'none') FROM gateway_session") == "none")
+        // Both written by the group commit after the events the status counted: waited for.
+        try waitUntil(timeout: .seconds(30), "a session row per new shard and the reconcile flag cleared") {
+            (try? harness.sqlite("SELECT group_concat(shard_id || '/' || shard_count, ' ') FROM gateway_shards")) == "0/2 1/2"
+                && (try? harness.sqlite("SELECT COALESCE(reconcile, 'none') FROM gateway_session")) == "none"
+        }
         let log = try String(contentsOfFile: harness.dataDir + "/logs/bot.log", encoding: .utf8)
         #expect(log.contains("Discord requires more shards"))
         #expect(try harness.terminate() == 0)

@@ -65,6 +65,21 @@ actor GatewayClient {
         self.onDispatch = onDispatch
     }
 
+    /// What the heartbeat reports of this connection, read in one visit to the actor (the report
+    /// of a worker of many shards must not queue behind the readers once per field).
+    struct Snapshot: Sendable {
+        var phase: GatewaySession.Phase
+        var waitingForIdentifyPermit: Bool
+        var latency: Duration?
+        var lastEventAt: ContinuousClock.Instant?
+        var counters: GatewaySession.Counters
+    }
+
+    var snapshot: Snapshot {
+        Snapshot(phase: session.phase, waitingForIdentifyPermit: waitingForIdentifyPermit, latency: session.latency,
+                 lastEventAt: session.lastEventAt, counters: session.counters)
+    }
+
     var state: GatewaySession.Phase { session.phase }
     var latency: Duration? { session.latency }
     var lastEventAt: ContinuousClock.Instant? { session.lastEventAt }

@@ -35,6 +35,14 @@ struct GatewaySession: Sendable {
         var identifies = 0
         var eventsReplayed = 0
         var duplicatesSkipped = 0
+
+        /// Another session's counts added (the bot's total over its shards).
+        mutating func add(_ other: Counters) {
+            resumes += other.resumes
+            identifies += other.identifies
+            eventsReplayed += other.eventsReplayed
+            duplicatesSkipped += other.duplicatesSkipped
+        }
     }
 
     struct Identity: Sendable {
