@@ -237,6 +237,7 @@ actor DiscordConnection {
                 stored: resumable,
                 logger: logger,
                 identifyPermit: { [weak self] in try await self?.identifyPermit(shard: id) },
+                beforeIdentifyFrame: { [weak self] in await self?.beforeIdentifyFrame(shard: id) },
                 onDispatch: { [weak self] dispatch in await self?.handle(dispatch) }
             )
             var shard = Shard(id: id, client: client)
@@ -473,6 +474,14 @@ actor DiscordConnection {
         }
         identifiesLast24h += 1
         if let current = limit { limit?.remaining = max(0, current.remaining - 1) }
+    }
+
+    /// Holds `shard`'s Identify frame until 5 s after the previous frame of its key went: the
+    /// permit spaced the connections, but a connection that took long to open sends late.
+    private func beforeIdentifyFrame(shard: Int) async {
+        let now = Date().timeIntervalSince1970
+        let wait = identifyBuckets.frameTime(shard: shard, now: now) - now
+        if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
     }
 
     // MARK: - Dispatches

@@ -29,6 +29,16 @@ import Testing
         #expect(buckets.reserve(shard: 33, notBefore: 100) == 111)
     }
 
+    @Test func aLateFrameHoldsTheNextFrameOfItsKey() {
+        var buckets = IdentifyBuckets(maxConcurrency: 2)
+        // Shard 0's connection was slow: its frame went at 100.7, not at its slot 100.
+        #expect(buckets.frameTime(shard: 0, now: 100.7) == 100.7)
+        // Shard 2 (key 0) is ready at its slot 105.5: held until 5.1 s after shard 0's frame.
+        #expect(buckets.frameTime(shard: 2, now: 105.5) == 105.8)
+        // Another key is not held.
+        #expect(buckets.frameTime(shard: 1, now: 105.5) == 105.5)
+    }
+
     @Test func aFreshWorkerWaitsOutItsPredecessorsLastIdentify() {
         var buckets = IdentifyBuckets(maxConcurrency: 2)
         buckets.holdAll(until: 103)

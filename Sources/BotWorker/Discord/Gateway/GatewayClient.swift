@@ -32,6 +32,7 @@ actor GatewayClient {
     private let logger: Logger
     private let jitter: @Sendable () -> Double
     private let identifyPermit: @Sendable () async throws -> Void
+    private let beforeIdentifyFrame: @Sendable () async -> Void
     private let onDispatch: @Sendable (GatewayDispatch) async -> Void
     private(set) var waitingForIdentifyPermit = false
     /// Child tasks started by all connections so far, and heartbeat timers fired: a connection
@@ -45,6 +46,8 @@ actor GatewayClient {
 
     /// - Parameters:
     ///   - jitter: a random number in [0, 1) at each call (injected by tests).
+    ///   - beforeIdentifyFrame: awaited just before the Identify frame goes (Discord's rate counts
+    ///     frames, and connecting takes a variable time after the permit).
     ///   - identifyPermit: awaited before every connection that will Identify (not Resume): where
     ///     the bot paces its identifies against `session_start_limit`.
     init(
@@ -54,6 +57,7 @@ actor GatewayClient {
         logger: Logger,
         jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         identifyPermit: @escaping @Sendable () async throws -> Void = {},
+        beforeIdentifyFrame: @escaping @Sendable () async -> Void = {},
         onDispatch: @escaping @Sendable (GatewayDispatch) async -> Void
     ) {
         session = GatewaySession(identity: identity, gatewayURL: gatewayURL, stored: stored)
@@ -62,6 +66,7 @@ actor GatewayClient {
         self.logger = logger
         self.jitter = jitter
         self.identifyPermit = identifyPermit
+        self.beforeIdentifyFrame = beforeIdentifyFrame
         self.onDispatch = onDispatch
     }
 
@@ -234,6 +239,7 @@ actor GatewayClient {
         let isHeartbeat = payload.op == GatewayPayload.Opcode.heartbeat.rawValue
         let wait = sendLimiter.delay(isHeartbeat: isHeartbeat, at: .now)
         if wait > .zero { try await Task.sleep(for: wait) }
+        if payload.op == GatewayPayload.Opcode.identify.rawValue { await beforeIdentifyFrame() }
         let text = String(try JSONLine.encode(payload).dropLast())
         guard text.utf8.count <= 4096 else {
             logger.error("gateway payload over 4096 bytes not sent", metadata: ["op": "\(payload.op)"])

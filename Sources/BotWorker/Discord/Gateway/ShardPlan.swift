@@ -60,6 +60,20 @@ struct IdentifyBuckets: Sendable {
         return slot
     }
 
+    /// When `shard`'s Identify frame may go, asked just before it is sent at `now`: 5 s (and a
+    /// little) after the previous frame of its key, which a slow connection can have sent later
+    /// than its slot. Usually `now`: the slots are already 5.5 s apart.
+    mutating func frameTime(shard: Int, now: Double) -> Double {
+        let key = key(of: shard)
+        let time = max(now, (framesSent[key] ?? 0) + Self.frameSpacing)
+        framesSent[key] = time
+        return time
+    }
+
+    /// Discord's 5 s between two Identify frames of one key, and 0.1 s for the way there.
+    static let frameSpacing = 5.1
+    private var framesSent: [Int: Double] = [:]
+
     /// Every key waits until `time` (the previous worker identified just before).
     mutating func holdAll(until time: Double) {
         for key in 0..<maxConcurrency { next[key] = max(next[key] ?? 0, time) }
