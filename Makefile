@@ -52,8 +52,17 @@ install-replica-tools:
 build: install-deps
 	$(SWIFT) build
 
+# The release binaries carry the Swift runtime and Foundation inside them (--static-swift-stdlib):
+# they run on a host without the toolchain, an old release still runs after the toolchain is
+# upgraded (a rollback), and each process maps only the parts it uses (benchmarks/footprint).
+# One product at a time: the test-support target imports Testing, which has no static library.
+# Beside them goes the toolchain's static crash backtracer, as `swift-backtrace`: a statically
+# linked Swift program looks for it next to itself, and without it a crash leaves no backtrace.
+RELEASE_PRODUCTS = bot-supervisor bot-worker discord-sandbox
 build-release: install-deps
-	$(SWIFT) build -c release
+	@for product in $(RELEASE_PRODUCTS); do $(SWIFT) build -c release --static-swift-stdlib --product $$product || exit 1; done
+	@toolchain="$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")/.."; \
+	  install -m 0755 "$$toolchain/libexec/swift/linux/swift-backtrace-static" "$$($(SWIFT) build -c release --show-bin-path)/swift-backtrace"
 
 # Starts the supervisor in the foreground on the default config, with data/ as its data dir.
 # Ctrl-C stops it (and the worker) gracefully. Pass CONFIG=path/to/config.json to use a file.

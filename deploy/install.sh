@@ -49,11 +49,11 @@ if [ -n "$CHECK" ]; then
 fi
 make --no-print-directory install-deps
 if [ -z "$BIN" ]; then
-    swift build -c release
+    make --no-print-directory build-release
     BIN="$(swift build -c release --show-bin-path)"
 fi
 for binary in bot-supervisor bot-worker discord-sandbox; do
-    [ -x "$BIN/$binary" ] || die "$BIN/$binary is missing: build first (swift build -c release)"
+    [ -x "$BIN/$binary" ] || die "$BIN/$binary is missing: build first (make build-release)"
 done
 # The version names the code and the very binaries: the same build installs as the same release.
 BUILD="$(cat "$BIN/bot-supervisor" "$BIN/bot-worker" "$BIN/discord-sandbox" | sha256sum | cut -c1-8)"
@@ -72,6 +72,8 @@ if [ ! -d "$RELEASE" ]; then
     rm -rf "$STAGE"
     install -d -m 0755 "$STAGE/bin" "$STAGE/docs"
     for binary in bot-supervisor bot-worker discord-sandbox; do install -m 0755 "$BIN/$binary" "$STAGE/bin/$binary"; done
+    # The crash backtracer of statically linked binaries (make build-release puts it beside them).
+    if [ -x "$BIN/swift-backtrace" ]; then install -m 0755 "$BIN/swift-backtrace" "$STAGE/bin/swift-backtrace"; fi
     install -m 0644 docs/*.md README.md "$STAGE/docs/"
     echo "$VERSION" > "$STAGE/VERSION"
     mv "$STAGE" "$RELEASE"

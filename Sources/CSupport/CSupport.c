@@ -2,6 +2,7 @@
 #include "CSupport.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -20,4 +21,12 @@ int csupport_pipe_cloexec(int fds[2]) {
 
 int csupport_start_writeback(int fd) {
     return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+int csupport_tune_allocator(int mmap_threshold, int arena_max) {
+    return mallopt(M_MMAP_THRESHOLD, mmap_threshold) && mallopt(M_ARENA_MAX, arena_max);
+}
+
+int csupport_release_free_memory(void) {
+    return malloc_trim(0);
 }

@@ -26,4 +26,13 @@ int csupport_pipe_cloexec(int fds[2]);
 /// (sync_file_range(SYNC_FILE_RANGE_WRITE), declared only under _GNU_SOURCE).
 int csupport_start_writeback(int fd);
 
+/// Fixes glibc malloc's mmap threshold at `mmap_threshold` bytes (allocations at least that large
+/// get their own mapping, returned to the kernel on free; setting it also stops glibc raising the
+/// threshold after each large free) and caps its arenas at `arena_max`. Returns 1 when both took.
+int csupport_tune_allocator(int mmap_threshold, int arena_max);
+
+/// Returns the free memory of every malloc arena to the kernel (malloc_trim(0)). Returns 1 when
+/// some was released.
+int csupport_release_free_memory(void);
+
 #endif

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BotData
+import CSupport
 import FoundationEssentials
 import Glibc
 import IPC
@@ -20,6 +21,10 @@ struct RunCommand: AsyncParsableCommand {
     var initEmpty = false
 
     func run() async throws {
+        // malloc: buffers of 128 KiB and more get mappings of their own, unmapped when freed
+        // (glibc would otherwise raise this threshold after the first large free and keep a
+        // backup's 4 MiB buffers in its heap), and two arenas rather than one per thread.
+        csupport_tune_allocator(128 << 10, 2)
         // Test-only faults, parsed once before anything starts: a value this build does not know
         // is refused rather than ignored.
         let faults: SupervisorFaults
