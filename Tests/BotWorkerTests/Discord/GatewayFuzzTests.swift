@@ -144,7 +144,14 @@ import Testing
     /// reads it next (the session's state machine, the member and message conversions).
     static func decode(_ bytes: [UInt8], _ fuzzer: Fuzzer, _ random: inout FuzzRandom, _ what: @autoclosure () -> String) -> GatewayPayload? {
         fuzzer.feed(bytes)
-        guard let payload = try? JSONLine.decode(GatewayPayload.self, from: String(decoding: bytes, as: UTF8.self)) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let general = try? JSONLine.decode(GatewayPayload.self, from: text)
+        // The worker reads MESSAGE_CREATE without JSONDecoder: whatever that reader accepts must
+        // be what JSONDecoder makes of the same frame.
+        if let fast = MessageFrameReader.payload(text) {
+            fuzzer.check(fast == general, "\(what()): MessageFrameReader read \(String(describing: fast.event).prefix(300)), JSONDecoder \(String(describing: general?.event).prefix(300))")
+        }
+        guard let payload = general else { return nil }
         if payload.op == 0, let t = payload.t, let kind = Kind.ofType[t] {
             let decoded = Kind(payload)
             fuzzer.check(decoded == kind || decoded == .undecodable, "\(what()): a \(t) decoded as \(decoded)")

@@ -203,7 +203,7 @@ actor GatewayClient {
                 switch event {
                 case .text(let text):
                     let now = ContinuousClock.now
-                    guard let payload = try? JSONLine.decode(GatewayPayload.self, from: text) else {
+                    guard let payload = GatewayPayload.decode(frame: text) else {
                         logger.debug("gateway message skipped: not a payload")
                         continue
                     }

@@ -20,6 +20,12 @@ struct GatewayPayload: Codable, Sendable, Equatable {
         self.t = t
     }
 
+    /// A Gateway frame as the client reads it: a MESSAGE_CREATE by `MessageFrameReader`, anything
+    /// it is not sure of by JSONDecoder; nil when the frame is not a payload at all.
+    static func decode(frame text: String) -> GatewayPayload? {
+        MessageFrameReader.payload(text) ?? (try? JSONLine.decode(GatewayPayload.self, from: text))
+    }
+
     private enum CodingKeys: String, CodingKey {
         case op, d, s, t
     }
