@@ -61,8 +61,9 @@ build: install-deps
 RELEASE_PRODUCTS = bot-supervisor bot-worker discord-sandbox
 build-release: install-deps
 	@for product in $(RELEASE_PRODUCTS); do $(SWIFT) build -c release --static-swift-stdlib --product $$product || exit 1; done
-	@toolchain="$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")/.."; \
-	  install -m 0755 "$$toolchain/libexec/swift/linux/swift-backtrace-static" "$$($(SWIFT) build -c release --show-bin-path)/swift-backtrace"
+	@backtracer="$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")/../libexec/swift/linux/swift-backtrace-static"; \
+	  if [ -x "$$backtracer" ]; then install -m 0755 "$$backtracer" "$$($(SWIFT) build -c release --show-bin-path)/swift-backtrace"; \
+	  else echo "warning: $$backtracer not found: the release's crashes will leave no backtrace"; fi
 
 # Starts the supervisor in the foreground on the default config, with data/ as its data dir.
 # Ctrl-C stops it (and the worker) gracefully. Pass CONFIG=path/to/config.json to use a file.

@@ -1,6 +1,18 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// Release executables on Linux are linked by lld with packed relative relocations (DT_RELR,
+/// glibc 2.36 and later: Debian 12): the 140,000 relocations of a Swift binary take 30 KB instead
+/// of 3.3 MB that the loader reads at each start and that stay mapped. And they export no symbols
+/// (linker/no-exports.map). Together 8 MB less of each process's RSS (benchmarks/footprint).
+let releaseLinking: [LinkerSetting] = [
+    .unsafeFlags(
+        ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+         "-Xlinker", "--version-script=\(Context.packageDirectory)/linker/no-exports.map"],
+        .when(platforms: [.linux], configuration: .release)
+    ),
+]
+
 let package = Package(
     name: "discord-bot-supervisor",
     platforms: [.macOS(.v15)],
@@ -75,7 +87,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Configuration", package: "swift-configuration"),
-            ]
+            ],
+            linkerSettings: releaseLinking
         ),
         .executableTarget(
             name: "BotWorker",
@@ -92,7 +105,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            linkerSettings: releaseLinking
         ),
         // The local Discord: Gateway and REST v10 on loopback, with a simulated guild. The worker
         // starts it in `sandbox` mode; tests and benchmarks drive it through its /sandbox API.
@@ -106,7 +120,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-            ]
+            ],
+            linkerSettings: releaseLinking
         ),
         // What the test targets share (test targets cannot depend on each other): the fuzzer,
         // temporary directories, deadline waits.
