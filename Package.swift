@@ -4,7 +4,7 @@ import PackageDescription
 /// Release executables on Linux are linked by lld with packed relative relocations (DT_RELR,
 /// glibc 2.36 and later: Debian 12): the 140,000 relocations of a Swift binary take 30 KB instead
 /// of 3.3 MB that the loader reads at each start and that stay mapped. And they export no symbols
-/// (linker/no-exports.map). Together 8 MB less of each process's RSS (benchmarks/footprint).
+/// (linker/no-exports.map). Together about 5 MB less of each process's RSS (benchmarks/footprint).
 let releaseLinking: [LinkerSetting] = [
     .unsafeFlags(
         ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
