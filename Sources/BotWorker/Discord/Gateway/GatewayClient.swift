@@ -85,9 +85,6 @@ actor GatewayClient {
                  lastEventAt: session.lastEventAt, counters: session.counters)
     }
 
-    var state: GatewaySession.Phase { session.phase }
-    var latency: Duration? { session.latency }
-    var lastEventAt: ContinuousClock.Instant? { session.lastEventAt }
     var counters: GatewaySession.Counters { session.counters }
     func takeLostSession() -> GatewaySession.LostSession? { session.takeLostSession() }
 

@@ -157,20 +157,26 @@ private struct JSONBytes {
     }
 
     private mutating func snowflakes<Tag>() throws -> [Snowflake<Tag>] {
-        try expect(UInt8(ascii: "["))
         var values: [Snowflake<Tag>] = []
+        try array { values.append(try $0.snowflake()) }
+        return values
+    }
+
+    /// Calls `element` for each element of an array; `element` consumes it.
+    private mutating func array(_ element: (inout JSONBytes) throws -> Void) throws {
+        try expect(UInt8(ascii: "["))
         skipWhitespace()
         if peek() == UInt8(ascii: "]") {
             index += 1
-            return values
+            return
         }
         while true {
             skipWhitespace()
-            values.append(try snowflake())
+            try element(&self)
             skipWhitespace()
             guard let next = peek() else { throw Unsure() }
             index += 1
-            if next == UInt8(ascii: "]") { return values }
+            if next == UInt8(ascii: "]") { return }
             guard next == UInt8(ascii: ",") else { throw Unsure() }
         }
     }
@@ -218,21 +224,7 @@ private struct JSONBytes {
             case UInt8(ascii: "\""):
                 return String(decoding: unescaped, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                guard let escape = peek() else { throw Unsure() }
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): unescaped.append(escape)
-                case UInt8(ascii: "b"): unescaped.append(0x08)
-                case UInt8(ascii: "f"): unescaped.append(0x0C)
-                case UInt8(ascii: "n"): unescaped.append(0x0A)
-                case UInt8(ascii: "r"): unescaped.append(0x0D)
-                case UInt8(ascii: "t"): unescaped.append(0x09)
-                case UInt8(ascii: "u"):
-                    let scalar = try hex4()
-                    guard let unicode = Unicode.Scalar(scalar) else { throw Unsure() }  // a surrogate
-                    unescaped.append(contentsOf: String(Character(unicode)).utf8)
-                default: throw Unsure()
-                }
+                unescaped.append(contentsOf: UTF8.encode(try escape())!)
             default:
                 guard byte >= 0x20 else { throw Unsure() }
                 unescaped.append(byte)
@@ -249,20 +241,31 @@ private struct JSONBytes {
             case UInt8(ascii: "\""):
                 return
             case UInt8(ascii: "\\"):
-                guard let escape = peek() else { throw Unsure() }
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    break
-                case UInt8(ascii: "u"):
-                    guard Unicode.Scalar(try hex4()) != nil else { throw Unsure() }
-                default: throw Unsure()
-                }
+                _ = try escape()
             default:
                 guard byte >= 0x20 else { throw Unsure() }
             }
         }
         throw Unsure()
+    }
+
+    /// The character of an escape, its backslash read; a `\u` escape of a surrogate is left to
+    /// JSONDecoder.
+    private mutating func escape() throws -> Unicode.Scalar {
+        guard let letter = peek() else { throw Unsure() }
+        index += 1
+        switch letter {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): return Unicode.Scalar(letter)
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "u"):
+            guard let scalar = Unicode.Scalar(try hex4()) else { throw Unsure() }
+            return scalar
+        default: throw Unsure()
+        }
     }
 
     private mutating func hex4() throws -> UInt32 {
@@ -291,20 +294,7 @@ private struct JSONBytes {
         case UInt8(ascii: "{"):
             try object { _, reader in try reader.skipValue(depth: depth + 1) }
         case UInt8(ascii: "["):
-            index += 1
-            skipWhitespace()
-            if peek() == UInt8(ascii: "]") {
-                index += 1
-                return
-            }
-            while true {
-                try skipValue(depth: depth + 1)
-                skipWhitespace()
-                guard let next = peek() else { throw Unsure() }
-                index += 1
-                if next == UInt8(ascii: "]") { return }
-                guard next == UInt8(ascii: ",") else { throw Unsure() }
-            }
+            try array { try $0.skipValue(depth: depth + 1) }
         case UInt8(ascii: "\""):
             try skipString()
         case UInt8(ascii: "t"): try literal("true")
