@@ -10,9 +10,11 @@ import IPC
 ///
 /// The copy is SQLite's online backup API, run inside one read transaction of a read-only
 /// connection: the worker keeps writing, and the snapshot cannot be restarted by its commits.
-/// Each copy is written as `.tmp-<id>.sqlite`, fsynced, verified (integrity_check, application_id,
-/// schema version, required tables, SHA-256), then renamed to `<id>.sqlite` beside its manifest
-/// and the directory fsynced. One failing location does not stop the others.
+/// A second connection on the same snapshot runs integrity_check alongside the copy. Each copy is
+/// written as `.tmp-<id>.sqlite`, fsynced with its SHA-256 taken meanwhile, checked (page count,
+/// application_id, schema version, required tables, database id), then renamed to `<id>.sqlite`
+/// beside its manifest and the directory fsynced. Other locations get a byte copy whose SHA-256
+/// must equal the first's. One failing location does not stop the others.
 struct BackupEngine: Sendable {
     struct LocationResult: Codable, Sendable, Equatable {
         var location: String
@@ -26,8 +28,9 @@ struct BackupEngine: Sendable {
         var reason: String
         var sizeBytes: Int
         var durationMs: Int
-        /// Where the time went in the first location: the online copy (with its fsync), the
-        /// integrity_check, the SHA-256.
+        /// Where the time went in the first location, in this order: `copy` (the online copy, the
+        /// snapshot's integrity_check alongside), `fsync` (the SHA-256 alongside), then the waits
+        /// for what was not done yet: `integrity`, `sha256`, and `verify` (the copy's own checks).
         var phasesMs: [String: Int]
         var results: [LocationResult]
         /// The snapshot's place in the change journal.
@@ -91,7 +94,16 @@ struct BackupEngine: Sendable {
         )
     }
 
-    /// The online backup from the live file into `location`, then its verification.
+    /// The online backup from the live file into `location`, verified.
+    ///
+    /// Each byte of the live database is read once by the copy, and the copy once by its SHA-256:
+    /// - `source` copies its snapshot with the backup API while `checker`, a second connection
+    ///   that began its read transaction on the same snapshot (`beginSnapshots`), runs
+    ///   integrity_check on it on the other core;
+    /// - the SHA-256 of the finished copy runs while its last pages go to the disk (its fsync);
+    /// - the copy is then opened for its header, page count, schema and database id (a few pages).
+    /// When no shared snapshot could be had (a commit between every try), the copy itself gets
+    /// the integrity_check, alongside its fsync and SHA-256.
     private func snapshot(
         into location: String, id: String, reason: BackupManifest.Reason, now: Date,
         source: DatabaseInspection, phases: inout [String: Int], progress: @escaping @Sendable (String, Double) -> Void,
@@ -103,46 +115,73 @@ struct BackupEngine: Sendable {
             clock = ContinuousClock.now
         }
         let temporary = location + "/" + BackupCatalog.temporaryPrefix + id + ".sqlite"
-        var readOnly = Configuration()
-        readOnly.readonly = true
-        readOnly.label = "backup-source"
-        let sourceQueue = try DatabaseQueue(path: livePath, configuration: readOnly)
+        let sourceQueue = try DatabaseQueue(path: livePath, configuration: Self.snapshotReader("backup-source"))
         defer { try? sourceQueue.close() }
+        // Leaves its read transaction open between the two database accesses that use it.
+        var checkerConfiguration = Self.snapshotReader("backup-check")
+        checkerConfiguration.allowsUnsafeTransactions = true
+        let checker = try DatabaseQueue(path: livePath, configuration: checkerConfiguration)
+        defer { try? checker.close() }
         var destinationConfiguration = Configuration()
         destinationConfiguration.label = "backup-copy"
-        // The copy is made durable by the fsyncs below, not by SQLite's at its commit.
-        destinationConfiguration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = OFF") }
+        // The copy is made durable by the fsyncs below, not by SQLite's at its commit, and needs
+        // no rollback journal: an unfinished copy is a temporary file, removed.
+        destinationConfiguration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = OFF")
+            try db.execute(sql: "PRAGMA journal_mode = OFF")
+        }
         let destination = try DatabaseQueue(path: temporary, configuration: destinationConfiguration)
-        // Writing the copy back as it grows (every 64 MiB, without waiting) keeps the final fsync
-        // short: one large flush at the end stalls the worker's commits on the same disk for
-        // hundreds of ms.
+        // The copy goes to the disk as it grows, at most two steps (8 MiB) at a time: the
+        // worker's commits on the same disk wait behind that much, not behind the whole copy (one
+        // large flush at the end stalls them for hundreds of ms, as `cp` + `sync` does). Without
+        // sync_file_range, the writes are started every 64 MiB without waiting.
         let flusher = open(temporary, O_RDONLY | O_CLOEXEC)
         defer { if flusher >= 0 { close(flusher) } }
         let pageSize = Int64(max(source.pageSize, 512))
-        let bytesPerStep = 4096 * max(source.pageSize, 512)
+        let pagesPerStep = CInt(max(1, (4 << 20) / Int(pageSize)))
+        let bytesPerStep = Int(pagesPerStep) * Int(pageSize)
         var unflushedSteps = 0
+        var settled: Int64 = 0
         var position: JournalPosition?
+        var snapshotPages = 0
+        var snapshotCheck: ConcurrentResult<String>?
+        // Whatever happens, the check's thread is done with `checker` before it closes.
+        defer { _ = try? snapshotCheck?.value() }
         do {
             try sourceQueue.inDatabase { source in
                 // One read transaction pins the snapshot for every step: the worker's commits
                 // in between cannot restart the copy.
-                try source.inTransaction(.deferred) {
-                    _ = try Int.fetchOne(source, sql: "SELECT COUNT(*) FROM sqlite_master")
-                    // Read in the same snapshot as the copy: exactly the entries after it are
-                    // what a restore from this backup replays.
-                    position = try JournalState.read(source)
-                    try destination.writeWithoutTransaction { copy in
-                        try source.backup(to: copy, pagesPerStep: 4096) { step in
-                            progress("copying", step.totalPageCount == 0 ? 1 : Double(step.completedPageCount) / Double(step.totalPageCount))
-                            bytes(Int64(step.completedPageCount) * pageSize, Int64(step.totalPageCount) * pageSize)
+                let shared = try Self.beginSnapshots(source, checker: checker, livePath: livePath, attempts: sharedSnapshotAttempts)
+                defer { try? source.execute(sql: "COMMIT") }
+                if shared {
+                    snapshotCheck = ConcurrentResult {
+                        try checker.inDatabase { db in
+                            defer { try? db.execute(sql: "COMMIT") }
+                            return try Self.integrityCheck(db)
+                        }
+                    }
+                }
+                // Read in the same snapshot as the copy: exactly the entries after it are
+                // what a restore from this backup replays.
+                position = try JournalState.read(source)
+                snapshotPages = try Int.fetchOne(source, sql: "PRAGMA page_count") ?? 0
+                try destination.writeWithoutTransaction { copy in
+                    try source.backup(to: copy, pagesPerStep: pagesPerStep) { step in
+                        progress("copying", step.totalPageCount == 0 ? 1 : Double(step.completedPageCount) / Double(step.totalPageCount))
+                        let done = Int64(step.completedPageCount) * pageSize
+                        bytes(done, Int64(step.totalPageCount) * pageSize)
+                        guard flusher >= 0 else { return }
+                        if WriteBack.isAvailable {
+                            WriteBack.pace(flusher, settled: settled)
+                            settled = done
+                        } else {
                             unflushedSteps += 1
-                            if unflushedSteps * bytesPerStep >= 64 << 20, flusher >= 0 {
+                            if unflushedSteps * bytesPerStep >= 64 << 20 {
                                 _ = csupport_start_writeback(flusher)
                                 unflushedSteps = 0
                             }
                         }
                     }
-                    return .commit
                 }
             }
             // A backup is a single file: no -wal beside it, whatever the live file's mode.
@@ -154,29 +193,47 @@ struct BackupEngine: Sendable {
             try? destination.close()
             throw Failure(description: "the online backup failed: \(DatabaseInspector.describe(error))")
         }
-        try DurableFile.fsync(path: temporary)
         lap("copy")
         progress("verifying", 0)
-        // The SHA-256 on a second thread while integrity_check runs: the machine has two cores.
-        var info = stat()
-        let size = stat(temporary, &info) == 0 ? Int64(info.st_size) : 0
+        // The SHA-256 (and, without a shared snapshot, the copy's integrity_check) on the other
+        // core while the copy's last pages go to the disk.
+        let size = Int64(DurableFile.size(of: temporary) ?? 0)
         let hashing = ConcurrentResult { try DurableFile.sha256(of: temporary) { bytes(Int64($0), size) } }
-        let checked = try verify(temporary, expecting: source)
-        lap("verify")
+        let copyCheck = snapshotCheck == nil ? ConcurrentResult { try verify(temporary, expecting: source) } : nil
+        try DurableFile.fsync(path: temporary)
+        lap("fsync")
+        if let snapshotCheck {
+            let result = try snapshotCheck.value()
+            guard result == "ok" else {
+                throw Failure(description: "verification failed: the snapshot copied fails integrity_check: \(result)")
+            }
+        }
+        lap("integrity")
         let sha = try hashing.value()
         lap("sha256")
+        let checked = try copyCheck?.value() ?? verify(temporary, expecting: source, check: .none)
+        guard checked.pageCount == snapshotPages, checked.sizeBytes == checked.pageCount * checked.pageSize else {
+            throw Failure(description: "verification failed: the copy has \(checked.pageCount) pages (\(checked.sizeBytes) bytes), the snapshot had \(snapshotPages)")
+        }
+        lap("verify")
         let manifest = BackupManifest(
             id: id, createdAt: Timestamp.string(now), reason: reason, sizeBytes: checked.sizeBytes,
             pageSize: checked.pageSize, pageCount: checked.pageCount, schemaVersion: checked.schemaVersion,
             databaseID: checked.databaseID, sha256: sha,
-            verification: .init(at: Timestamp.string(), result: "ok", check: "integrity_check"),
+            verification: .init(at: Timestamp.string(), result: "ok", check: copyCheck == nil ? Self.snapshotChecked : "integrity_check"),
             journal: position
         )
         try publish(temporary, manifest: manifest, in: location)
         return manifest
     }
 
-    /// A byte copy of a verified backup into another location, verified again there.
+    /// How many times `beginSnapshots` tries for a shared snapshot (each try costs two read
+    /// transactions, tens of µs); 0 always checks the copy itself instead.
+    var sharedSnapshotAttempts = 200
+
+    /// A byte copy of a verified backup into another location. The bytes written are the bytes
+    /// read, hashed on their way; equal to the manifest's SHA-256, they are the verified copy's, so
+    /// only the header checks run again here (no second integrity_check).
     private func copy(_ file: String, manifest: BackupManifest, into location: String, id: String, progress: (Int) -> Void) throws -> BackupManifest {
         let temporary = location + "/" + BackupCatalog.temporaryPrefix + id + ".sqlite"
         let sha = try DurableFile.copy(file, to: temporary, progress: progress)
@@ -185,16 +242,16 @@ struct BackupEngine: Sendable {
         }
         var expected = DatabaseInspector.inspect(path: file, check: .none)
         expected.databaseID = manifest.databaseID
-        _ = try verify(temporary, expecting: expected)
+        _ = try verify(temporary, expecting: expected, check: .none)
         var copied = manifest
-        copied.verification = .init(at: Timestamp.string(), result: "ok", check: "integrity_check")
+        copied.verification = .init(at: Timestamp.string(), result: "ok", check: "sha256 equal to the verified copy's (\(manifest.verification.check))")
         try publish(temporary, manifest: copied, in: location)
         return copied
     }
 
     /// The checks every backup copy must pass before it counts as one.
-    func verify(_ path: String, expecting source: DatabaseInspection) throws -> DatabaseInspection {
-        let copy = DatabaseInspector.inspect(path: path, check: .integrity)
+    func verify(_ path: String, expecting source: DatabaseInspection, check: DatabaseInspector.Check = .integrity) throws -> DatabaseInspection {
+        let copy = DatabaseInspector.inspect(path: path, check: check)
         guard copy.isHealthy else {
             throw Failure(description: "verification failed: \(copy.problems.joined(separator: "; "))")
         }
