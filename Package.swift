@@ -49,6 +49,13 @@ let package = Package(
             path: "Sources/CSQLiteSession",
             linkerSettings: [.linkedLibrary("sqlite3")]
         ),
+        // A pass-through SQLite VFS that reports the bytes a backup's copy has settled, so the
+        // copy can be hashed while SQLite writes it.
+        .target(
+            name: "CSQLiteCopyWatch",
+            path: "Sources/CSQLiteCopyWatch",
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
         // The wire protocol shared by the supervisor, the worker and operator clients.
         .target(
             name: "IPC",
@@ -80,6 +87,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 "CSupport",
+                "CSQLiteCopyWatch",
                 "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -196,6 +196,30 @@ import Glibc
         for purpose in OSThread.Purpose.allCases { #expect(purpose.rawValue.utf8.count <= 15) }
     }
 
+    /// A backup's threads yield the CPU to the rest (nice +10, as /proc shows it for the thread
+    /// itself); other purposes run at the process's priority.
+    @Test(arguments: [(OSThread.Purpose.backupWork, 10), (.blockingWork, 0)])
+    func threadPriority(purpose: OSThread.Purpose, increment: Int) throws {
+        let seen = Mutex<Int?>(nil)
+        let done = TimedSemaphore()
+        #expect(OSThread.detach(purpose) {
+            seen.withLock { $0 = Self.niceValue(of: "thread-self") }
+            done.signal()
+        })
+        #expect(done.wait(seconds: 10), "the thread did not run within 10 s")
+        let process = try #require(Self.niceValue(of: "self"))
+        #expect(seen.withLock { $0 } == min(process + increment, 19))
+    }
+
+    /// Field 19 of /proc/<which>/stat, the nice value (after the parenthesised command name).
+    private static func niceValue(of which: String) -> Int? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(which)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 16 ? Int(fields[16]) : nil  // fields from 3 (state) on: 19 is the 17th
+    }
+
     // MARK: helpers
 
     private func spawn(_ script: String, stdin: ChildProcess.Input = .null, reusing threads: ChildProcess.WaiterThreads? = nil) async throws -> ChildProcess {
@@ -297,3 +321,23 @@ private let interruptions = Atomic<Int>(0)
 /// tgkill(2), which Glibc declares only under _GNU_SOURCE: a signal to one thread of ours.
 @_silgen_name("tgkill")
 private func thread_kill(_ process: pid_t, _ thread: pid_t, _ signal: Int32) -> Int32
+
+/// A counting semaphore whose wait has a deadline (sem_timedwait on CLOCK_REALTIME).
+private final class TimedSemaphore: @unchecked Sendable {  // sem_t is thread-safe
+    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    init() { sem_init(semaphore, 0, 0) }
+    deinit {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+    func signal() { sem_post(semaphore) }
+    func wait(seconds: Int) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        deadline.tv_sec += seconds
+        while sem_timedwait(semaphore, &deadline) != 0 {
+            if errno != EINTR { return false }
+        }
+        return true
+    }
+}

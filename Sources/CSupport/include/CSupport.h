@@ -22,9 +22,15 @@ int csupport_set_thread_name(const char *name);
 /// pipe2(fds, O_CLOEXEC), which Glibc declares only under _GNU_SOURCE.
 int csupport_pipe_cloexec(int fds[2]);
 
-/// Starts write-back of every dirty page of `fd` without waiting for it
-/// (sync_file_range(SYNC_FILE_RANGE_WRITE), declared only under _GNU_SOURCE).
-int csupport_start_writeback(int fd);
+/// Paces a large write (sync_file_range, declared only under _GNU_SOURCE): starts write-back of every dirty page of `fd`, then waits until the pages
+/// of its first `settled` bytes (whose write-back an earlier call started) are on the disk
+/// (sync_file_range WRITE, then WAIT_BEFORE). Errors are left to the final fsync, which reports
+/// them. Returns 0, or -1 with errno set.
+int csupport_pace_writeback(int fd, long long settled);
+
+/// Lowers the CPU priority of the calling thread alone by `increment` nice steps (Linux applies
+/// setpriority(PRIO_PROCESS) to a thread id). Returns 0, or -1 with errno set.
+int csupport_lower_thread_priority(int increment);
 
 /// Fixes glibc malloc's mmap threshold at `mmap_threshold` bytes (allocations at least that large
 /// get their own mapping, returned to the kernel on free; setting it also stops glibc raising the

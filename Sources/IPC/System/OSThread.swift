@@ -26,13 +26,22 @@ public enum OSThread {
         /// Blocking work that has no asynchronous form: file copies and fsyncs, SQLite checks of
         /// a large file, a synchronous socket exchange.
         case blockingWork = "blocking-work"
+        /// A backup's copy, its integrity_check and its SHA-256: blocking work that runs for
+        /// seconds on a large database, at a lower CPU priority (nice +10) than the rest, so that
+        /// on a busy machine the worker's commits do not queue behind it for a core.
+        case backupWork = "backup-work"
+
+        /// How many nice steps below the process a thread of this purpose runs.
+        var niceIncrement: CInt { self == .backupWork ? 10 : 0 }
     }
 
     private final class Box {
         let name: String
+        let niceIncrement: CInt
         let body: () -> Void
-        init(_ name: String, _ body: @escaping () -> Void) {
+        init(_ name: String, _ niceIncrement: CInt, _ body: @escaping () -> Void) {
             self.name = name
+            self.niceIncrement = niceIncrement
             self.body = body
         }
     }
@@ -40,11 +49,14 @@ public enum OSThread {
     /// Starts `body` on a new thread named after `purpose`; false when the system refuses one
     /// (thread or memory limit).
     public static func detach(_ purpose: Purpose, _ body: @escaping @Sendable () -> Void) -> Bool {
-        let box = Unmanaged.passRetained(Box(purpose.rawValue, body)).toOpaque()
+        let box = Unmanaged.passRetained(Box(purpose.rawValue, purpose.niceIncrement, body)).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             _ = csupport_set_thread_name(box.name)  // refused past 15 bytes: the names are shorter
+            if box.niceIncrement > 0 {
+                _ = csupport_lower_thread_priority(box.niceIncrement)  // best effort: it only yields
+            }
             box.body()
             return nil
         }, box)

@@ -25,7 +25,12 @@ extension BackupEngine {
     /// - in rollback mode (the file a restore just put in place, before the worker opens it),
     ///   `source`'s read transaction holds a SHARED lock, and no one can commit until it ends.
     /// Otherwise, after `attempts` tries, only `source` is left in a transaction.
-    static func beginSnapshots(_ source: Database, checker: DatabaseQueue, livePath: String, attempts: Int) throws -> Bool {
+    ///
+    /// `walHeader` is the wal-index header of the shared snapshot in WAL mode (its `lastFrame` is
+    /// the snapshot's last frame), nil otherwise.
+    static func beginSnapshots(
+        _ source: Database, checker: DatabaseQueue, livePath: String, attempts: Int
+    ) throws -> (shared: Bool, walHeader: WALIndexHeader?) {
         func begin(_ db: Database) throws {
             try db.execute(sql: "BEGIN DEFERRED")
             _ = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master")  // the snapshot starts here
@@ -40,16 +45,16 @@ extension BackupEngine {
                 throw error
             }
             if try String.fetchOne(source, sql: "PRAGMA journal_mode") != "wal" {
-                return true
+                return (true, nil)
             }
             if let before, WALIndexHeader.read(databasePath: livePath) == before {
-                return true
+                return (true, before)
             }
             try checker.inDatabase { try $0.execute(sql: "COMMIT") }
             try source.execute(sql: "COMMIT")
         }
         try begin(source)
-        return false
+        return (false, nil)
     }
 
     /// `ok`, or the first problems integrity_check found; SQLITE_CORRUPT and the like are thrown.

@@ -32,6 +32,9 @@ struct BackupEngine: Sendable {
         /// snapshot's integrity_check alongside), `fsync` (the SHA-256 alongside), then the waits
         /// for what was not done yet: `integrity`, `sha256`, and `verify` (the copy's own checks).
         var phasesMs: [String: Int]
+        /// How the first location's SHA-256 was taken: "hashed while copied", or why it was
+        /// hashed after the copy instead.
+        var hash: String?
         var results: [LocationResult]
         /// The snapshot's place in the change journal.
         var journal: JournalPosition?
@@ -53,6 +56,14 @@ struct BackupEngine: Sendable {
         reason: BackupManifest.Reason, now: Date = Date(), progress: @escaping @Sendable (String, Double) -> Void,
         bytes: @escaping @Sendable (Int64, Int64) -> Void = { _, _ in }
     ) throws -> Report {
+        // On a thread below the worker's CPU priority, as are the checks and the hash it starts.
+        try ConcurrentResult(.backupWork) { try perform(reason: reason, now: now, progress: progress, bytes: bytes) }.value()
+    }
+
+    private func perform(
+        reason: BackupManifest.Reason, now: Date, progress: @escaping @Sendable (String, Double) -> Void,
+        bytes: @escaping @Sendable (Int64, Int64) -> Void
+    ) throws -> Report {
         let started = ContinuousClock.now
         guard FileManager.default.fileExists(atPath: livePath) else {
             throw Failure(description: "there is no database at \(livePath) yet; nothing to back up")
@@ -65,6 +76,7 @@ struct BackupEngine: Sendable {
         var results: [LocationResult] = []
         var primary: (file: String, manifest: BackupManifest)?
         var phases: [String: Int] = [:]
+        var hashMethod: String?
 
         for location in locations {
             do {
@@ -77,7 +89,9 @@ struct BackupEngine: Sendable {
                         bytes(Int64(done), Int64(primary.manifest.sizeBytes))
                     }
                 } else {
-                    manifest = try snapshot(into: location, id: id, reason: reason, now: now, source: source, phases: &phases, progress: progress, bytes: bytes)
+                    manifest = try snapshot(
+                        into: location, id: id, reason: reason, now: now, source: source, phases: &phases, hashMethod: &hashMethod,
+                        progress: progress, bytes: bytes)
                     primary = (final, manifest)
                 }
                 results.append(LocationResult(location: location, ok: true, message: "verified, \(manifest.sizeBytes) bytes"))
@@ -89,7 +103,7 @@ struct BackupEngine: Sendable {
         }
         return Report(
             id: id, createdAt: Timestamp.string(now), reason: reason.rawValue, sizeBytes: primary?.manifest.sizeBytes ?? 0,
-            durationMs: StatusStore.milliseconds(ContinuousClock.now - started), phasesMs: phases, results: results,
+            durationMs: StatusStore.milliseconds(ContinuousClock.now - started), phasesMs: phases, hash: hashMethod, results: results,
             journal: primary?.manifest.journal
         )
     }
@@ -106,7 +120,8 @@ struct BackupEngine: Sendable {
     /// the integrity_check, alongside its fsync and SHA-256.
     private func snapshot(
         into location: String, id: String, reason: BackupManifest.Reason, now: Date,
-        source: DatabaseInspection, phases: inout [String: Int], progress: @escaping @Sendable (String, Double) -> Void,
+        source: DatabaseInspection, phases: inout [String: Int], hashMethod: inout String?,
+        progress: @escaping @Sendable (String, Double) -> Void,
         bytes: @escaping @Sendable (Int64, Int64) -> Void
     ) throws -> BackupManifest {
         var clock = ContinuousClock.now
@@ -130,31 +145,23 @@ struct BackupEngine: Sendable {
             try db.execute(sql: "PRAGMA synchronous = OFF")
             try db.execute(sql: "PRAGMA journal_mode = OFF")
         }
-        let destination = try DatabaseQueue(path: temporary, configuration: destinationConfiguration)
-        // The copy goes to the disk as it grows, at most two steps (8 MiB) at a time: the
-        // worker's commits on the same disk wait behind that much, not behind the whole copy (one
-        // large flush at the end stalls them for hundreds of ms, as `cp` + `sync` does). Without
-        // sync_file_range, the writes are started every 64 MiB without waiting.
-        let flusher = open(temporary, O_RDONLY | O_CLOEXEC)
-        defer { if flusher >= 0 { close(flusher) } }
         let pageSize = Int64(max(source.pageSize, 512))
         let pagesPerStep = CInt(max(1, (4 << 20) / Int(pageSize)))
-        let bytesPerStep = Int(pagesPerStep) * Int(pageSize)
-        var unflushedSteps = 0
-        var settled: Int64 = 0
         var position: JournalPosition?
         var snapshotPages = 0
         var snapshotCheck: ConcurrentResult<String>?
+        var hasher: CopyHasher?
         // Whatever happens, the check's thread is done with `checker` before it closes.
         defer { _ = try? snapshotCheck?.value() }
+        var destination: DatabaseQueue?
         do {
             try sourceQueue.inDatabase { source in
                 // One read transaction pins the snapshot for every step: the worker's commits
                 // in between cannot restart the copy.
-                let shared = try Self.beginSnapshots(source, checker: checker, livePath: livePath, attempts: sharedSnapshotAttempts)
+                let (shared, walHeader) = try Self.beginSnapshots(source, checker: checker, livePath: livePath, attempts: sharedSnapshotAttempts)
                 defer { try? source.execute(sql: "COMMIT") }
                 if shared {
-                    snapshotCheck = ConcurrentResult {
+                    snapshotCheck = ConcurrentResult(.backupWork) {
                         try checker.inDatabase { db in
                             defer { try? db.execute(sql: "COMMIT") }
                             return try Self.integrityCheck(db)
@@ -165,32 +172,44 @@ struct BackupEngine: Sendable {
                 // what a restore from this backup replays.
                 position = try JournalState.read(source)
                 snapshotPages = try Int.fetchOne(source, sql: "PRAGMA page_count") ?? 0
-                try destination.writeWithoutTransaction { copy in
+                // The SHA-256 is taken while the copy is written, when the page 1 it will end
+                // with can be told in advance (CopyHasher); else after it.
+                if hashWhileCopying, shared,
+                   let firstPage = Self.snapshotFirstPage(livePath, pageSize: Int(pageSize), walHeader: walHeader),
+                   let watchedPath = Self.canonical(temporary) {
+                    hasher = CopyHasher(
+                        path: watchedPath,
+                        expectedFirstPage: CopyHasher.expectedFirstPage(snapshotFirstPage: firstPage, pageCount: snapshotPages))
+                }
+                let copyQueue = try DatabaseQueue(path: hasher?.uri ?? temporary, configuration: destinationConfiguration)
+                destination = copyQueue
+                let total = Int64(snapshotPages) * pageSize
+                hasher?.start { bytes($0, total) }
+                // The copy goes to the disk as it grows, at most two steps (8 MiB) at a time: the
+                // worker's commits on the same disk wait behind that much, not behind the whole
+                // copy (one large flush at the end stalls them for hundreds of ms, as `cp` +
+                // `sync` does).
+                let flusher = open(temporary, O_RDONLY | O_CLOEXEC)
+                defer { if flusher >= 0 { close(flusher) } }
+                var settled: Int64 = 0
+                try copyQueue.writeWithoutTransaction { copy in
                     try source.backup(to: copy, pagesPerStep: pagesPerStep) { step in
                         progress("copying", step.totalPageCount == 0 ? 1 : Double(step.completedPageCount) / Double(step.totalPageCount))
                         let done = Int64(step.completedPageCount) * pageSize
-                        bytes(done, Int64(step.totalPageCount) * pageSize)
+                        if hasher == nil { bytes(done, Int64(step.totalPageCount) * pageSize) }
                         guard flusher >= 0 else { return }
-                        if WriteBack.isAvailable {
-                            WriteBack.pace(flusher, settled: settled)
-                            settled = done
-                        } else {
-                            unflushedSteps += 1
-                            if unflushedSteps * bytesPerStep >= 64 << 20 {
-                                _ = csupport_start_writeback(flusher)
-                                unflushedSteps = 0
-                            }
-                        }
+                        _ = csupport_pace_writeback(flusher, settled)
+                        settled = done
                     }
                 }
             }
             // A backup is a single file: no -wal beside it, whatever the live file's mode.
-            try destination.writeWithoutTransaction { db in
+            try destination?.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA journal_mode = DELETE")
             }
-            try destination.close()
+            try destination?.close()
         } catch {
-            try? destination.close()
+            try? destination?.close()
             throw Failure(description: "the online backup failed: \(DatabaseInspector.describe(error))")
         }
         lap("copy")
@@ -198,8 +217,13 @@ struct BackupEngine: Sendable {
         // The SHA-256 (and, without a shared snapshot, the copy's integrity_check) on the other
         // core while the copy's last pages go to the disk.
         let size = Int64(DurableFile.size(of: temporary) ?? 0)
-        let hashing = ConcurrentResult { try DurableFile.sha256(of: temporary) { bytes(Int64($0), size) } }
-        let copyCheck = snapshotCheck == nil ? ConcurrentResult { try verify(temporary, expecting: source) } : nil
+        let hashedWhileCopying = hasher?.finish()
+        let hashing = hashedWhileCopying?.digest.map { digest in ConcurrentResult { digest } }
+            ?? ConcurrentResult(.backupWork) { try DurableFile.sha256(of: temporary) { bytes(Int64($0), size) } }
+        hashMethod = hashedWhileCopying.map { $0.digest != nil ? $0.reason : "hashed after the copy: " + $0.reason }
+            ?? (!hashWhileCopying ? "hashed after the copy" : snapshotCheck == nil ? "hashed after the copy: no shared snapshot"
+                : "hashed after the copy: page 1 of the snapshot could not be read")
+        let copyCheck = snapshotCheck == nil ? ConcurrentResult(.backupWork) { try verify(temporary, expecting: source) } : nil
         try DurableFile.fsync(path: temporary)
         lap("fsync")
         if let snapshotCheck {
@@ -225,6 +249,29 @@ struct BackupEngine: Sendable {
         )
         try publish(temporary, manifest: manifest, in: location)
         return manifest
+    }
+
+    /// Whether the SHA-256 is taken while the copy is written (see `CopyHasher`); false hashes
+    /// the finished copy, as the fallback does.
+    var hashWhileCopying = true
+
+    /// Page 1 of the snapshot the caller's read transaction holds on `livePath`, read beside
+    /// SQLite: in WAL mode from the WAL, up to the last frame of `walHeader`, the header the
+    /// snapshot began under (`beginSnapshots`); in rollback mode (no header) from the file, which
+    /// the transaction's SHARED lock keeps as it is.
+    static func snapshotFirstPage(_ livePath: String, pageSize: Int, walHeader: WALIndexHeader?) -> [UInt8]? {
+        if let walHeader {
+            return walHeader.snapshotFirstPage(databasePath: livePath, pageSize: pageSize)
+        }
+        return WALIndexHeader.read(livePath, count: pageSize, at: 0)
+    }
+
+    /// `path` as SQLite names the file it opens: its directory without symbolic links.
+    static func canonical(_ path: String) -> String? {
+        let directory = DurableFile.directory(of: path)
+        guard let resolved = realpath(directory, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved) + "/" + path[path.index(after: path.lastIndex(of: "/") ?? path.startIndex)...]
     }
 
     /// How many times `beginSnapshots` tries for a shared snapshot (each try costs two read

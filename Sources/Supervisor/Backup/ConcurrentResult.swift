@@ -9,9 +9,9 @@ final class ConcurrentResult<T: Sendable>: @unchecked Sendable {  // `result` is
     private var result: Result<T, any Error>?
     private let done = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
 
-    init(_ work: @escaping @Sendable () throws -> T) {
+    init(_ purpose: OSThread.Purpose = .blockingWork, _ work: @escaping @Sendable () throws -> T) {
         sem_init(done, 0, 0)
-        let started = OSThread.detach(.blockingWork) { [self] in
+        let started = OSThread.detach(purpose) { [self] in
             result = Result { try work() }
             sem_post(done)
         }

@@ -100,27 +100,3 @@ enum DurableFile {
 
     static func errorText() -> String { String(cString: strerror(errno)) }
 }
-
-/// sync_file_range(2), which Glibc's Swift module does not declare (it is a GNU extension): found
-/// at run time. Paces a large write so that little of it waits in the disk's queue at a time: the
-/// worker's fsyncs on the same disk then wait behind a few MiB, not behind the whole copy.
-enum WriteBack {
-    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-    private static let waitBefore: UInt32 = 1  // SYNC_FILE_RANGE_WAIT_BEFORE
-    private static let write: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
-
-    private nonisolated(unsafe) static let syncFileRange: SyncFileRange? = dlsym(nil, "sync_file_range").map {
-        unsafeBitCast($0, to: SyncFileRange.self)
-    }
-
-    static var isAvailable: Bool { syncFileRange != nil }
-
-    /// Starts writing the file's dirty pages and waits until those of its first `settled` bytes
-    /// are written (their write started at the call before). Errors are ignored: the final fsync
-    /// reports them.
-    static func pace(_ fd: Int32, settled: Int64) {
-        guard let syncFileRange else { return }
-        _ = syncFileRange(fd, 0, 0, write)
-        if settled > 0 { _ = syncFileRange(fd, 0, settled, waitBefore) }
-    }
-}

@@ -32,3 +32,68 @@ struct WALIndexHeader: Equatable {
         return WALIndexHeader(bytes: first)
     }
 }
+
+extension WALIndexHeader {
+    /// The last frame the header's snapshot includes (`mxFrame`, native byte order).
+    var lastFrame: UInt32 { native(at: 16) }
+
+    private func native(at offset: Int) -> UInt32 {
+        bytes[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) }  // little-endian: x86-64 and arm64
+    }
+
+    /// Page 1 as the snapshot this header describes has it, read without SQLite: the newest WAL
+    /// frame of page 1 up to `lastFrame` (from the wal-index's page-number array, walformat.html
+    /// §2.2.2), else the database file's first page. Nil when it cannot be read or a frame does
+    /// not belong to this WAL (its salts differ). Call it while a read transaction holds the
+    /// snapshot: its frames cannot then be overwritten, nor page 1 of the file checkpointed over.
+    /// The result is a prediction only (see `CopyHasher`): nothing trusts it unchecked.
+    func snapshotFirstPage(databasePath: String, pageSize: Int) -> [UInt8]? {
+        guard pageSize >= 512 else { return nil }
+        var frame: UInt32 = 0
+        if lastFrame > 0 {
+            guard let found = Self.newestFrame(ofPage: 1, upTo: lastFrame, shmPath: databasePath + "-shm") else { return nil }
+            frame = found
+        }
+        if frame == 0 {
+            return Self.read(databasePath, count: pageSize, at: 0)
+        }
+        let offset = 32 + Int64(frame - 1) * Int64(pageSize + 24)
+        guard let stored = Self.read(databasePath + "-wal", count: pageSize + 24, at: offset),
+              stored[0..<4] == [0, 0, 0, 1], stored[8..<16] == bytes[32..<40]
+        else { return nil }
+        return Array(stored[24...])
+    }
+
+    /// The newest frame at most `last` whose page is `page`, from the wal-index's page numbers:
+    /// block 0 holds frames 1–4062 after the 136-byte header, each later 32 KiB block 4096 more.
+    /// 0 when no frame has that page; nil when the index cannot be read.
+    private static func newestFrame(ofPage page: UInt32, upTo last: UInt32, shmPath: String) -> UInt32? {
+        let firstBlock = 4062, perBlock = 4096, blockSize = 32768, headerSize = 136
+        var newest: UInt32 = 0
+        var first = 1
+        var block = 0
+        while first <= Int(last) {
+            let capacity = block == 0 ? firstBlock : perBlock
+            let count = min(capacity, Int(last) - first + 1)
+            let offset = Int64(block * blockSize + (block == 0 ? headerSize : 0))
+            guard let numbers = read(shmPath, count: 4 * count, at: offset) else { return nil }
+            for index in 0..<count {
+                let base = 4 * index
+                let value = UInt32(numbers[base]) | UInt32(numbers[base + 1]) << 8 | UInt32(numbers[base + 2]) << 16 | UInt32(numbers[base + 3]) << 24
+                if value == page { newest = UInt32(first + index) }
+            }
+            first += capacity
+            block += 1
+        }
+        return newest
+    }
+
+    static func read(_ path: String, count: Int, at offset: Int64) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: count)
+        let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        return got == count ? buffer : nil
+    }
+}

@@ -4,6 +4,7 @@ import GRDB
 import Glibc
 import IPC
 import Testing
+import CSQLiteCopyWatch
 
 @testable import Supervisor
 
@@ -73,6 +74,7 @@ import Testing
         #expect(try scratch.manifest(report, in: "b1").verification.check == BackupEngine.snapshotChecked)
         #expect(try scratch.manifest(report, in: "b2").verification.check.hasPrefix("sha256 equal to the verified copy's"))
         #expect(Set(report.phasesMs.keys) == ["copy", "fsync", "integrity", "sha256", "verify"])
+        #expect(report.hash == "hashed while copied")
     }
 
     @Test func withoutASharedSnapshotTheCopyItselfIsChecked() throws {
@@ -94,6 +96,109 @@ import Testing
         let report = try scratch.engine().run(reason: .postRestore, progress: { _, _ in })
         #expect(report.results.allSatisfy { $0.ok }, "\(report.results)")
         #expect(try scratch.manifest(report, in: "b1").verification.check == BackupEngine.snapshotChecked)
+        #expect(report.hash == "hashed while copied")
+        #expect(try DurableFile.sha256(of: "\(scratch.dir)/b1/\(report.id).sqlite") == scratch.manifest(report, in: "b1").sha256)
+    }
+
+    /// A copy larger than SQLite's page cache reaches the file in many writes before its last
+    /// commit, and the snapshot's page 1 is in the WAL (a schema change not yet checkpointed):
+    /// the hash taken while copying is still the finished file's, and so is the one taken after.
+    @Test(arguments: [true, false]) func theHashIsTheFinishedFilesWhileCopyingOrAfter(whileCopying: Bool) throws {
+        let scratch = try Scratch(rows: 40_000)
+        try scratch.pool.write { db in try db.execute(sql: "CREATE TABLE later (x)") }
+        #expect(try scratch.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 } > 4_000)
+        var engine = scratch.engine()
+        engine.hashWhileCopying = whileCopying
+        let report = try engine.run(reason: .manual, progress: { _, _ in })
+        #expect(report.results.allSatisfy { $0.ok }, "\(report.results)")
+        #expect(report.hash == (whileCopying ? "hashed while copied" : "hashed after the copy"))
+        let manifest = try scratch.manifest(report, in: "b1")
+        #expect(try DurableFile.sha256(of: "\(scratch.dir)/b1/\(report.id).sqlite") == manifest.sha256)
+        let copy = DatabaseInspector.inspect(path: "\(scratch.dir)/b1/\(report.id).sqlite", check: .integrity)
+        #expect(copy.isHealthy && copy.criticalRows["items"] == 40_000, "\(copy.problems)")
+    }
+
+    /// Commits during the backup grow the file, so page 1 keeps changing in the WAL: the page 1
+    /// the hash begins with is the snapshot's (up to the last frame of the header the snapshot
+    /// began under), not a newer one, and the hash is still the finished file's.
+    @Test func theHashWhileCopyingHoldsUnderCommits() throws {
+        let scratch = try Scratch(rows: 20_000)
+        let stop = ManagedAtomicFlag()
+        let pool = scratch.pool
+        let writer = ConcurrentResult {
+            var commits = 0
+            while !stop.isSet {
+                try pool.write { db in try db.execute(sql: "INSERT INTO items (k, body) VALUES (1, randomblob(3000))") }
+                commits += 1
+                usleep(500)  // the pace of the load, a commit every half millisecond or so
+            }
+            return commits
+        }
+        defer { stop.set(); _ = try? writer.value() }
+        for _ in 0..<3 {
+            let report = try scratch.engine().run(reason: .manual, progress: { _, _ in })
+            #expect(report.results.allSatisfy { $0.ok }, "\(report.results)")
+            #expect(report.hash == "hashed while copied")
+            #expect(try DurableFile.sha256(of: "\(scratch.dir)/b1/\(report.id).sqlite") == scratch.manifest(report, in: "b1").sha256)
+        }
+        stop.set()
+        #expect(try writer.value() > 0)
+    }
+
+    /// The hash taken while copying is given only when it provably covers the finished file:
+    /// a page 1 other than the one hashed first, or a file written out of order (a page written
+    /// again), gives none, and the caller hashes the file.
+    @Test func aHashThatMightNotBeTheFilesIsNotGiven() throws {
+        let scratch = try Scratch(rows: 10)
+        let path = try #require(BackupEngine.canonical(scratch.dir + "/wrong.sqlite"))
+        // The right page 1 but for one byte: SQLite's copy ends with another page 1.
+        try scratch.pool.read { source in
+            let first = try #require(BackupEngine.snapshotFirstPage(scratch.live, pageSize: 4096, walHeader: WALIndexHeader.read(databasePath: scratch.live)))
+            var expected = CopyHasher.expectedFirstPage(snapshotFirstPage: first, pageCount: try Int.fetchOne(source, sql: "PRAGMA page_count") ?? 0)
+            expected[100] ^= 0xff
+            let hasher = try #require(CopyHasher(path: path, expectedFirstPage: expected))
+            let copy = try DatabaseQueue(path: hasher.uri)
+            hasher.start { _ in }
+            try copy.writeWithoutTransaction { db in try source.backup(to: db) }
+            try copy.close()
+            let (digest, reason) = hasher.finish()
+            #expect(digest == nil && reason == "its page 1 is not the one expected")
+        }
+        // Ordinary commits write pages again: not in order.
+        let other = try #require(BackupEngine.canonical(scratch.dir + "/rewritten.sqlite"))
+        let hasher = try #require(CopyHasher(path: other, expectedFirstPage: [UInt8](repeating: 0, count: 4096)))
+        let queue = try DatabaseQueue(path: hasher.uri)
+        hasher.start { _ in }
+        try queue.write { db in
+            try db.execute(sql: "CREATE TABLE t (x)")
+            try db.execute(sql: "INSERT INTO t SELECT randomblob(3000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50) SELECT x FROM c)")
+        }
+        try queue.write { db in try db.execute(sql: "UPDATE t SET x = randomblob(3000) WHERE rowid < 5") }
+        try queue.close()
+        let (digest, reason) = hasher.finish()
+        #expect(digest == nil && reason == "SQLite wrote the copy out of order")
+    }
+
+    /// The watch's rule on the offsets written: each byte after page 1 once, in order, but for
+    /// SQLite's lock-byte page at 1 GiB, which a copy of a larger database never writes.
+    @Test func theWatchSettlesBytesWrittenOnceInOrderAndSkipsOnlyTheLockBytePage() throws {
+        let page: Int64 = 4096, lockPage: Int64 = 0x4000_0000
+        func watch(_ writes: [(Int64, Int64)]) throws -> (settled: Int64, inOrder: Bool) {
+            let watch = try #require(copywatch_begin("/nonexistent/watch-test-\(UInt64.random(in: 0...UInt64.max))", CInt(page)))
+            defer { copywatch_end(watch) }
+            for (offset, length) in writes { copywatch_note_write(watch, offset, length, 1) }
+            copywatch_finish(watch)
+            var finished: CInt = 0
+            return (copywatch_wait(watch, .max, &finished), copywatch_in_order(watch) == 1)
+        }
+        // Page 1 at any time is not counted; the rest in order.
+        #expect(try watch([(page, page), (0, page), (2 * page, 2 * page)]) == (4 * page, true))
+        // Across the lock-byte page.
+        #expect(try watch([(page, lockPage - page), (lockPage + page, page)]) == (lockPage + 2 * page, true))
+        // A gap anywhere else, a page written again, a page written before the lock-byte page.
+        #expect(try watch([(page, page), (3 * page, page)]).inOrder == false)
+        #expect(try watch([(page, 2 * page), (2 * page, page)]).inOrder == false)
+        #expect(try watch([(page, page), (2 * page + page, page)]).inOrder == false)
     }
 
     /// Two read transactions begun between equal wal-index headers see the same rows, however
@@ -119,7 +224,7 @@ import Testing
         var shared = 0
         for _ in 0..<50 {
             try source.inDatabase { db in
-                guard try BackupEngine.beginSnapshots(db, checker: checker, livePath: scratch.live, attempts: 1_000) else {
+                guard try BackupEngine.beginSnapshots(db, checker: checker, livePath: scratch.live, attempts: 1_000).shared else {
                     return try db.execute(sql: "COMMIT")
                 }
                 shared += 1
