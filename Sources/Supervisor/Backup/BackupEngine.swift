@@ -11,7 +11,7 @@ import IPC
 /// The copy is SQLite's online backup API, run inside one read transaction of a read-only
 /// connection: the worker keeps writing, and the snapshot cannot be restarted by its commits.
 /// A second connection on the same snapshot runs integrity_check alongside the copy. Each copy is
-/// written as `.tmp-<id>.sqlite`, fsynced with its SHA-256 taken meanwhile, checked (page count,
+/// written as `.tmp-<id>.sqlite` with its SHA-256 taken as it is written, fsynced, checked (page count,
 /// application_id, schema version, required tables, database id), then renamed to `<id>.sqlite`
 /// beside its manifest and the directory fsynced. Other locations get a byte copy whose SHA-256
 /// must equal the first's. One failing location does not stop the others.
@@ -114,7 +114,8 @@ struct BackupEngine: Sendable {
     /// - `source` copies its snapshot with the backup API while `checker`, a second connection
     ///   that began its read transaction on the same snapshot (`beginSnapshots`), runs
     ///   integrity_check on it on the other core;
-    /// - the SHA-256 of the finished copy runs while its last pages go to the disk (its fsync);
+    /// - the SHA-256 is taken from the copy's bytes as SQLite writes them (`CopyHasher`), or, when
+    ///   that cannot be proven to be the finished file's, of the finished copy during its fsync;
     /// - the copy is then opened for its header, page count, schema and database id (a few pages).
     /// When no shared snapshot could be had (a commit between every try), the copy itself gets
     /// the integrity_check, alongside its fsync and SHA-256.
@@ -271,7 +272,8 @@ struct BackupEngine: Sendable {
         let directory = DurableFile.directory(of: path)
         guard let resolved = realpath(directory, nil) else { return nil }
         defer { free(resolved) }
-        return String(cString: resolved) + "/" + path[path.index(after: path.lastIndex(of: "/") ?? path.startIndex)...]
+        let name = path.lastIndex(of: "/").map { path[path.index(after: $0)...] } ?? Substring(path)
+        return String(cString: resolved) + "/" + name
     }
 
     /// How many times `beginSnapshots` tries for a shared snapshot (each try costs two read
