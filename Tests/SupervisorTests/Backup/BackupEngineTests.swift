@@ -50,6 +50,23 @@ import CSQLiteCopyWatch
             return engine
         }
 
+        /// A thread that commits `sql` again and again, `pauseMicroseconds` apart, until `stop`
+        /// is set; `commits` is how many it made.
+        func committing(_ sql: String, pauseMicroseconds: UInt32 = 0) -> (stop: ManagedAtomicFlag, commits: ConcurrentResult<Int>) {
+            let stop = ManagedAtomicFlag()
+            let pool = self.pool
+            let commits = ConcurrentResult {
+                var commits = 0
+                while !stop.isSet {
+                    try pool.write { db in try db.execute(sql: sql) }
+                    commits += 1
+                    if pauseMicroseconds > 0 { usleep(pauseMicroseconds) }
+                }
+                return commits
+            }
+            return (stop, commits)
+        }
+
         func manifest(_ report: BackupEngine.Report, in location: String) throws -> BackupManifest {
             let data = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(location)/\(report.id).json"))
             return try JSONDecoder().decode(BackupManifest.self, from: data)
@@ -123,17 +140,8 @@ import CSQLiteCopyWatch
     /// began under), not a newer one, and the hash is still the finished file's.
     @Test func theHashWhileCopyingHoldsUnderCommits() throws {
         let scratch = try Scratch(rows: 20_000)
-        let stop = ManagedAtomicFlag()
-        let pool = scratch.pool
-        let writer = ConcurrentResult {
-            var commits = 0
-            while !stop.isSet {
-                try pool.write { db in try db.execute(sql: "INSERT INTO items (k, body) VALUES (1, randomblob(3000))") }
-                commits += 1
-                usleep(500)  // the pace of the load, a commit every half millisecond or so
-            }
-            return commits
-        }
+        // A commit every half millisecond or so: the pace of the load.
+        let (stop, writer) = scratch.committing("INSERT INTO items (k, body) VALUES (1, randomblob(3000))", pauseMicroseconds: 500)
         defer { stop.set(); _ = try? writer.value() }
         for _ in 0..<3 {
             let report = try scratch.engine().run(reason: .manual, progress: { _, _ in })
@@ -205,16 +213,7 @@ import CSQLiteCopyWatch
     /// fast another connection commits.
     @Test func aSharedSnapshotIsOneSnapshotUnderCommits() throws {
         let scratch = try Scratch(rows: 10)
-        let stop = ManagedAtomicFlag()
-        let pool = scratch.pool
-        let writer = ConcurrentResult {
-            var commits = 0
-            while !stop.isSet {
-                try pool.write { db in try db.execute(sql: "INSERT INTO items (k, body) VALUES (1, x'00')") }
-                commits += 1
-            }
-            return commits
-        }
+        let (stop, writer) = scratch.committing("INSERT INTO items (k, body) VALUES (1, x'00')")
         defer { stop.set(); _ = try? writer.value() }
         var configuration = Configuration()
         configuration.readonly = true
@@ -260,7 +259,7 @@ import CSQLiteCopyWatch
 }
 
 /// A flag one thread sets and another reads.
-private final class ManagedAtomicFlag: @unchecked Sendable {  // every access holds `lock`
+final class ManagedAtomicFlag: @unchecked Sendable {  // every access holds `lock`
     private var value = false
     private let lock = NSLock()
     var isSet: Bool {
