@@ -35,10 +35,11 @@ struct WALIndexHeader: Equatable {
 
 extension WALIndexHeader {
     /// The last frame the header's snapshot includes (`mxFrame`, native byte order).
-    var lastFrame: UInt32 { native(at: 16) }
+    var lastFrame: UInt32 { Self.native(bytes, at: 16) }
 
-    private func native(at offset: Int) -> UInt32 {
-        bytes[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) }  // little-endian: x86-64 and arm64
+    /// The wal-index's integers are in the machine's byte order: little-endian on x86-64 and arm64.
+    private static func native(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+        bytes[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }
 
     /// Page 1 as the snapshot this header describes has it, read without SQLite: the newest WAL
@@ -78,9 +79,7 @@ extension WALIndexHeader {
             let offset = Int64(block * blockSize + (block == 0 ? headerSize : 0))
             guard let numbers = read(shmPath, count: 4 * count, at: offset) else { return nil }
             for index in 0..<count {
-                let base = 4 * index
-                let value = UInt32(numbers[base]) | UInt32(numbers[base + 1]) << 8 | UInt32(numbers[base + 2]) << 16 | UInt32(numbers[base + 3]) << 24
-                if value == page { newest = UInt32(first + index) }
+                if native(numbers, at: 4 * index) == page { newest = UInt32(first + index) }
             }
             first += capacity
             block += 1
