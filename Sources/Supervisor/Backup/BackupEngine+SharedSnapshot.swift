@@ -47,8 +47,10 @@ extension BackupEngine {
             if try String.fetchOne(source, sql: "PRAGMA journal_mode") != "wal" {
                 return (true, nil)
             }
-            if let before, WALIndexHeader.read(databasePath: livePath) == before {
-                return (true, before)
+            // The header read after (equal to the one before): its `backfilled` is what a
+            // checkpoint had done by the time both snapshots began (see `snapshotFirstPage`).
+            if let before, let after = WALIndexHeader.read(databasePath: livePath), after == before {
+                return (true, after)
             }
             try checker.inDatabase { try $0.execute(sql: "COMMIT") }
             try source.execute(sql: "COMMIT")

@@ -12,8 +12,14 @@ import Glibc
 struct WALIndexHeader: Equatable {
     /// One copy of the header, as SQLite wrote it.
     let bytes: [UInt8]
+    /// How many of the WAL's frames a checkpoint had copied into the database file when the header
+    /// was read (`nBackfill`, the checkpoint information that follows the two copies). Not part of
+    /// the snapshot: a checkpoint changes it, not the header, so equality leaves it out.
+    let backfilled: UInt32
 
     static let size = 48
+
+    static func == (a: WALIndexHeader, b: WALIndexHeader) -> Bool { a.bytes == b.bytes }
 
     /// The current header of the database at `databasePath`, or nil when there is none to trust:
     /// no `-shm` (not in WAL mode, or no connection open), a header not initialised yet, or the
@@ -22,14 +28,14 @@ struct WALIndexHeader: Equatable {
         let fd = open(databasePath + "-shm", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 2 * size)
+        var buffer = [UInt8](repeating: 0, count: 2 * size + 4)
         let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard count == 2 * size else { return nil }
+        guard count == buffer.count else { return nil }
         let first = Array(buffer[0..<size])
         // isInit (byte 12) is set once the header describes the WAL; SQLite writes copy 2 and then
         // copy 1, and trusts a header only when both match, as here.
         guard first[12] != 0, first == Array(buffer[size..<(2 * size)]) else { return nil }
-        return WALIndexHeader(bytes: first)
+        return WALIndexHeader(bytes: first, backfilled: native(buffer, at: 2 * size))
     }
 }
 
@@ -38,20 +44,28 @@ extension WALIndexHeader {
     var lastFrame: UInt32 { Self.native(bytes, at: 16) }
 
     /// The wal-index's integers are in the machine's byte order: little-endian on x86-64 and arm64.
-    private static func native(_ bytes: [UInt8], at offset: Int) -> UInt32 {
+    fileprivate static func native(_ bytes: [UInt8], at offset: Int) -> UInt32 {
         bytes[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }
 
     /// Page 1 as the snapshot this header describes has it, read without SQLite: the newest WAL
     /// frame of page 1 up to `lastFrame` (from the wal-index's page-number array, walformat.html
     /// §2.2.2), else the database file's first page. Nil when it cannot be read or a frame does
-    /// not belong to this WAL (its salts differ). Call it while a read transaction holds the
-    /// snapshot: its frames cannot then be overwritten, nor page 1 of the file checkpointed over.
-    /// The result is a prediction only (see `CopyHasher`): nothing trusts it unchecked.
+    /// not belong to this WAL (its salts differ). The result is a prediction only (see
+    /// `CopyHasher`): nothing trusts it unchecked.
+    ///
+    /// Call it while a read transaction holds the snapshot, on a header read after that
+    /// transaction began (and equal to the one read before): then
+    /// - if a checkpoint had copied every frame up to `lastFrame` into the file (`backfilled`),
+    ///   the file is the snapshot, and stays so: a reader that began then may read the file
+    ///   alone, and a writer may then restart the WAL and write over its frames, but no
+    ///   checkpoint can write the file while such a reader lasts. Page 1 is read from the file;
+    /// - otherwise the reader reads from the WAL, whose frames up to `lastFrame` cannot be
+    ///   overwritten, nor checkpointed over, while it lasts. Page 1 is read from them.
     func snapshotFirstPage(databasePath: String, pageSize: Int) -> [UInt8]? {
         guard pageSize >= 512 else { return nil }
         var frame: UInt32 = 0
-        if lastFrame > 0 {
+        if lastFrame > backfilled {
             guard let found = Self.newestFrame(ofPage: 1, upTo: lastFrame, shmPath: databasePath + "-shm") else { return nil }
             frame = found
         }

@@ -153,6 +153,34 @@ import CSQLiteCopyWatch
         #expect(try writer.value() > 0)
     }
 
+    /// A snapshot that began once a checkpoint had copied the whole WAL into the file reads the
+    /// file alone, and a writer may then restart the WAL and write over its frames: page 1 is the
+    /// file's, not a frame's. (Under a committing load, the auto-checkpoint sometimes finished just
+    /// before a backup began, and the hash fell back to reading the copy.)
+    @Test func page1OfASnapshotOfACheckpointedWALIsTheFiles() throws {
+        let scratch = try Scratch(rows: 10)
+        try scratch.pool.write { db in try db.execute(sql: "INSERT INTO items (k, body) VALUES (1, x'00')") }
+        try scratch.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+        let file = try #require(WALIndexHeader.read(scratch.live, count: 4096, at: 0))
+        let reader = try DatabaseQueue(path: scratch.live)
+        try reader.inDatabase { db in
+            try db.execute(sql: "BEGIN DEFERRED")
+            defer { try? db.execute(sql: "COMMIT") }
+            _ = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM items")
+            let header = try #require(WALIndexHeader.read(databasePath: scratch.live))
+            #expect(header.lastFrame > 0 && header.backfilled == header.lastFrame)
+            // A schema change: a new page 1, in a WAL begun again from its first frame.
+            try scratch.pool.write { db in try db.execute(sql: "CREATE TABLE later (x)") }
+            let now = try #require(WALIndexHeader.read(databasePath: scratch.live))
+            #expect(now.lastFrame < header.lastFrame && now != header)
+
+            let page = header.snapshotFirstPage(databasePath: scratch.live, pageSize: 4096)
+            let isTheFiles = page == file
+            #expect(isTheFiles, "page 1 \(page == nil ? "could not be read" : "is not the file's")")
+        }
+        try reader.close()
+    }
+
     /// The hash taken while copying is given only when it provably covers the finished file:
     /// a page 1 other than the one hashed first, or a file written out of order (a page written
     /// again), gives none, and the caller hashes the file.
