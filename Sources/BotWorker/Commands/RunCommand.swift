@@ -74,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
             var members: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: core),
                 .init(service: HeartbeatService(interval: .milliseconds(welcome.heartbeatIntervalMs), core: core, link: link)),
+                .init(service: MappedFilePages.Tidy()),
             ]
             if workerFaults.fault == .crashOnSIGUSR1 {
                 members.append(.init(service: SignalFaultService()))

@@ -41,4 +41,13 @@ int csupport_tune_allocator(int mmap_threshold, int arena_max);
 /// some was released.
 int csupport_release_free_memory(void);
 
+/// Unmaps from this process every clean, read-only view of a file: the pages of the executable
+/// and the shared libraries that ran once (start-up, a backup) and stay mapped, counted in VmRSS,
+/// until memory runs short. The pages stay in the page cache: the next use of one maps it back
+/// with a minor fault. A mapping is left alone when it is writable, locked, device memory (VM_IO,
+/// VM_PFNMAP), or holds any page of the process's own, in memory or swapped out (copy-on-write:
+/// relocated data made read-only after start). Returns the number of mappings unmapped, or -1
+/// with errno set when /proc/self/smaps cannot be read.
+long csupport_unmap_clean_file_pages(void);
+
 #endif

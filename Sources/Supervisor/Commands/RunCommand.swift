@@ -161,6 +161,7 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: linkServer),
             .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, store: store, logger: logger)),
             .init(service: HealthService(interval: config.health.interval, monitor: health, store: store)),
+            .init(service: MappedFilePages.Tidy()),
         ]
         if let replicaKey {
             for (order, target) in config.replicas.targets.enumerated() {
