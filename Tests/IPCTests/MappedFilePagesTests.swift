@@ -54,6 +54,54 @@ import Glibc
         }
     }
 
+    @Test func splitViewMapsOnlyThePagesTouched() throws {
+        try withScratchMapping(protection: PROT_READ) { view, expected in
+            // Every page in the page cache, then unmapped: a fault could map its neighbours.
+            #expect(touchAll(view) == expected)
+            #expect(MappedFilePages.unmapClean() != nil)
+            let region = UnsafeRawBufferPointer(view)
+
+            #expect(MappedFilePages.splitClean(within: region) == 1)
+            #expect(mappings(of: view).count == Self.pages)
+            #expect(residentKB(of: view) == 0)
+            #expect(view[3 * Self.pageSize] == expected[3 * Self.pageSize])
+            #expect(view[33 * Self.pageSize + 7] == expected[33 * Self.pageSize + 7])
+            #expect(residentKB(of: view) == 2 * Self.pageSize / 1024)
+            #expect(touchAll(view) == expected)
+        }
+    }
+
+    @Test func fenceJoinsTheViewAndFencesTheRunsInUse() throws {
+        try withScratchMapping(protection: PROT_READ) { view, expected in
+            #expect(touchAll(view) == expected)
+            #expect(MappedFilePages.unmapClean() != nil)
+            let region = UnsafeRawBufferPointer(view)
+            #expect(MappedFilePages.splitClean(within: region) == 1)
+            // In use: pages 0-2 and 40.
+            for page in [0, 1, 2, 40] { #expect(view[page * Self.pageSize] == expected[page * Self.pageSize]) }
+
+            #expect(MappedFilePages.fenceUsed(within: region) == 2)
+            let layout = mappings(of: view)
+            #expect(layout.map(\.page) == [0, 3, 40, 41])
+            #expect(layout.map(\.pages) == [3, 37, 1, 23])
+            #expect(layout.map(\.dontDump) == [true, false, true, false])
+            // The pages in use stay mapped; nothing else was mapped by the fence.
+            #expect(residentKB(of: view) == 4 * Self.pageSize / 1024)
+
+            // Unmapped again, a fault elsewhere maps nothing of the fenced runs.
+            #expect(MappedFilePages.unmapClean() != nil)
+            #expect(view[39 * Self.pageSize] == expected[39 * Self.pageSize])
+            #expect(view[41 * Self.pageSize] == expected[41 * Self.pageSize])
+            let after = mappings(of: view)
+            #expect(after[0].rssKB == 0)
+            #expect(after[2].rssKB == 0)
+            // A second split leaves a fenced view as it is.
+            #expect(MappedFilePages.splitClean(within: region) == 0)
+            #expect(mappings(of: view).count == 4)
+            #expect(touchAll(view) == expected)
+        }
+    }
+
     /// Maps a scratch file of `pages` pages of known bytes, private, with `protection`; hands the
     /// view and the file's bytes to `body`; unmaps and deletes it after.
     private func withScratchMapping(protection: Int32, _ body: (UnsafeMutableRawBufferPointer, [UInt8]) throws -> Void) throws {
@@ -74,28 +122,43 @@ import Glibc
     /// Reads every byte of the view (each page faulted in).
     private func touchAll(_ view: UnsafeMutableRawBufferPointer) -> [UInt8] { Array(view) }
 
-    /// The view's Rss in /proc/self/smaps, in kB.
+    /// The view's Rss in /proc/self/smaps, in kB: the sum over the mappings it is made of.
     private func residentKB(of view: UnsafeMutableRawBufferPointer) -> Int {
+        mappings(of: view).reduce(0) { $0 + $1.rssKB }
+    }
+
+    /// The mappings in /proc/self/smaps that make up the view, in address order: first page,
+    /// pages, Rss in kB, and whether it is marked MADV_DONTDUMP (its VmFlags have "dd").
+    private func mappings(of view: UnsafeMutableRawBufferPointer) -> [(page: Int, pages: Int, rssKB: Int, dontDump: Bool)] {
         let start = UInt(bitPattern: view.baseAddress)
+        let end = start + UInt(view.count)
         // Read to the end: /proc files say their size is 0.
         var smaps = [UInt8]()
         let descriptor = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return -1 }
+        guard descriptor >= 0 else { return [] }
         defer { close(descriptor) }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while case let count = chunk.withUnsafeMutableBytes({ read(descriptor, $0.baseAddress, $0.count) }), count > 0 {
             smaps += chunk[..<count]
         }
+        var found: [(page: Int, pages: Int, rssKB: Int, dontDump: Bool)] = []
         var inView = false
         for line in String(decoding: smaps, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard let first = fields.first else { continue }
-            if !first.hasSuffix(":"), let dash = first.firstIndex(of: "-") {
-                inView = UInt(first[..<dash], radix: 16) == start
+            if !first.hasSuffix(":"), let dash = first.firstIndex(of: "-"),
+               let from = UInt(first[..<dash], radix: 16), let to = UInt(first[first.index(after: dash)...], radix: 16) {
+                inView = from >= start && to <= end
+                if inView {
+                    let page = UInt(Self.pageSize)
+                    found.append((Int((from - start) / page), Int((to - from) / page), 0, false))
+                }
             } else if inView, first == "Rss:", fields.count > 1 {
-                return Int(fields[1]) ?? -1
+                found[found.count - 1].rssKB = Int(fields[1]) ?? -1
+            } else if inView, first == "VmFlags:" {
+                found[found.count - 1].dontDump = fields.contains("dd")
             }
         }
-        return -1
+        return found
     }
 }

@@ -50,4 +50,22 @@ int csupport_release_free_memory(void);
 /// with errno set when /proc/self/smaps cannot be read.
 long csupport_unmap_clean_file_pages(void);
 
+/// Cuts every clean view of a file (as above) into one mapping per page, by marking every other
+/// page MADV_DONTDUMP (file pages are not in a core dump by default, so the mark changes nothing
+/// else). Until `csupport_fence_used_file_pages`, each fault then maps the one page it needs,
+/// without the cached pages around it (fault-around), so the pages mapped afterwards are the pages
+/// used. Skipped when the pages would take more than half the kernel's limit on a process's
+/// mappings (vm.max_map_count), and for views already fenced. Returns the number of views cut, or
+/// -1 with errno set when /proc/self/smaps cannot be read. Only views within [from, to) are
+/// touched (0, ULONG_MAX: all).
+long csupport_split_clean_file_views(unsigned long from, unsigned long to);
+
+/// Joins each view cut by `csupport_split_clean_file_views` back into one mapping, then fences off
+/// each run of its pages that is mapped now (read from /proc/self/pagemap) as a mapping of its own
+/// (MADV_DONTDUMP): a later fault in a run maps pages of that run only, and a fault elsewhere maps
+/// none of the run's neighbours. Only views within [from, to) are touched (0, ULONG_MAX: all).
+/// Returns the number of runs fenced, or -1 with errno set when /proc/self/smaps cannot be read, or
+/// /proc/self/pagemap (the views are then only joined).
+long csupport_fence_used_file_pages(unsigned long from, unsigned long to);
+
 #endif

@@ -20,24 +20,65 @@ public enum MappedFilePages {
         return unmapped < 0 ? nil : unmapped
     }
 
+    /// Cuts each clean view of a file into one mapping per page, so that each fault maps only the
+    /// page it needs (see `csupport_split_clean_file_views`); only those within `region`, when
+    /// given. Returns how many views were cut, or nil when /proc/self/smaps cannot be read.
+    @discardableResult
+    public static func splitClean(within region: UnsafeRawBufferPointer? = nil) -> Int? {
+        let (from, to) = bounds(of: region)
+        let split = csupport_split_clean_file_views(from, to)
+        return split < 0 ? nil : split
+    }
+
+    /// Joins the views `splitClean` cut and fences off, as mappings of their own, the runs of pages
+    /// mapped since: the pages in use (see `csupport_fence_used_file_pages`). Returns how many runs
+    /// were fenced, or nil when /proc/self/smaps or /proc/self/pagemap cannot be read. Only views
+    /// within `region`, when given.
+    @discardableResult
+    public static func fenceUsed(within region: UnsafeRawBufferPointer? = nil) -> Int? {
+        let (from, to) = bounds(of: region)
+        let runs = csupport_fence_used_file_pages(from, to)
+        return runs < 0 ? nil : runs
+    }
+
+    private static func bounds(of region: UnsafeRawBufferPointer?) -> (UInt, UInt) {
+        guard let region, let base = region.baseAddress else { return (0, UInt.max) }
+        let from = UInt(bitPattern: base)
+        return (from, from + UInt(region.count))
+    }
+
     /// A service that unmaps the clean file pages `first` after it starts, when start-up's code
     /// has run, then every `every`: what ran once (a backup, a restore, a deploy, a page of the
     /// dashboard) stops counting, and what the idle loop uses is mapped back at its next turn.
+    ///
+    /// At each fault the kernel maps, besides the page needed, the cached pages around it, up to
+    /// 64 KiB (fault-around): the idle loop's few hundred faults would map back 15 MB of code it
+    /// does not run. So at the first unmapping the views are also cut into one mapping per page
+    /// for `learning`; the pages mapped back by then are the ones in use, and each run of them is
+    /// fenced off as a mapping of its own, which later faults map whole and no fault elsewhere
+    /// spills into. That costs one kernel mapping per run (a few hundred, under 200 bytes each).
     public struct Tidy: Service {
         let first: Duration
+        let learning: Duration
         let every: Duration
 
-        public init(first: Duration = .seconds(60), every: Duration = .seconds(300)) {
+        public init(first: Duration = .seconds(60), learning: Duration = .seconds(60), every: Duration = .seconds(300)) {
             self.first = first
+            self.learning = learning
             self.every = every
         }
 
         public func run() async throws {
             await cancelWhenGracefulShutdown {
-                var wait = first
-                while (try? await Task.sleep(for: wait)) != nil {
+                guard (try? await Task.sleep(for: first)) != nil else { return }
+                // Cut first, then unmap: a fault between the two would map its neighbours, and
+                // they would look in use.
+                MappedFilePages.splitClean()
+                MappedFilePages.unmapClean()
+                guard (try? await Task.sleep(for: learning)) != nil else { return }
+                MappedFilePages.fenceUsed()
+                while (try? await Task.sleep(for: every)) != nil {
                     MappedFilePages.unmapClean()
-                    wait = every
                 }
             }
         }

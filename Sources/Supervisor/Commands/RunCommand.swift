@@ -161,7 +161,9 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: linkServer),
             .init(service: BackupScheduler(dailyAt: (dailyAt[0], dailyAt[1]), keeper: keeper, store: store, logger: logger)),
             .init(service: HealthService(interval: config.health.interval, monitor: health, store: store)),
-            .init(service: MappedFilePages.Tidy()),
+            // The pages in use are learned over one turn of the health loop at least (its checks
+            // run the most code of the idle supervisor), 10 minutes at most.
+            .init(service: MappedFilePages.Tidy(learning: min(max(.seconds(60), config.health.interval + .seconds(15)), .seconds(600)))),
         ]
         if let replicaKey {
             for (order, target) in config.replicas.targets.enumerated() {
