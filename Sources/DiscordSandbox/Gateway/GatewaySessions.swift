@@ -226,6 +226,22 @@ struct GatewaySessions: Sendable {
         liveSessions(at: now).map(\.id)
     }
 
+    /// What a flood needs of a live session, without the session: a copy of one, held while the
+    /// session is numbered, would make its replay buffer's next append copy every frame it keeps
+    /// (up to 200,000: milliseconds a batch).
+    struct Recipient: Sendable {
+        let id: String
+        let intents: Int
+        let shard: Shard?
+
+        func owns(guild: UInt64?) -> Bool { shard?.owns(guild: guild) ?? true }
+    }
+
+    /// The live sessions' ids, intents and shards, by id.
+    func liveRecipients(at now: UInt64) -> [Recipient] {
+        liveSessions(at: now).map { Recipient(id: $0.id, intents: $0.intents, shard: $0.shard) }
+    }
+
     /// The live sessions themselves, by id.
     func liveSessions(at now: UInt64) -> [Session] {
         sessions.values.filter { session in session.connection != nil || session.droppedAt.map { now - $0 < keepAfterDrop } ?? false }

@@ -118,7 +118,7 @@ extension SandboxWorld {
     mutating func floodBatch(
         count: Int, target: FloodTarget, allGuilds: Bool = false, cursor: inout Int
     ) -> (sessions: Int, reached: Int, delivered: Int, queued: [(GatewayConnection, EventLoopFuture<Void>, first: Int, last: Int)]) {
-        let sessions = gateway.liveSessions(at: DiscordTime.nowMilliseconds())
+        let sessions = gateway.liveRecipients(at: DiscordTime.nowMilliseconds())
             .filter { $0.intents & GatewaySessions.Intent.guildMessages != 0 }
         guard !sessions.isEmpty else { return (0, 0, 0, []) }
         let needsBlank = sessions.contains { $0.intents & GatewaySessions.Intent.messageContent == 0 }
