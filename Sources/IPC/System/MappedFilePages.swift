@@ -56,7 +56,8 @@ public enum MappedFilePages {
     /// does not run. So at the first unmapping the views are also cut into one mapping per page
     /// for `learning`; the pages mapped back by then are the ones in use, and each run of them is
     /// fenced off as a mapping of its own, which later faults map whole and no fault elsewhere
-    /// spills into. That costs one kernel mapping per run (a few hundred, under 200 bytes each).
+    /// spills into. That costs two kernel mappings per run, the run and the gap after it (about
+    /// a thousand in the supervisor, 192 bytes each), and one per page while learning.
     public struct Tidy: Service {
         let first: Duration
         let learning: Duration
