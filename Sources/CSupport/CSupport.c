@@ -111,7 +111,7 @@ static int each_mapping(void (*visit)(const mapping *, void *), void *context) {
         return -1;
     }
     char line[4096];
-    mapping current, next;
+    mapping current = {0}, next;
     int pending = 0;
     while (fgets(line, sizeof line, smaps) != NULL) {
         long value;
@@ -188,6 +188,17 @@ static void collect_clean_view(const mapping *m, void *context) {
     all->views[all->count++] = *m;
 }
 
+/// Fills `all` with the clean views within its bounds. Returns 0, or -1 (nothing kept) when
+/// /proc/self/smaps cannot be read or memory runs out.
+static int collect_clean_views(clean_views *all) {
+    if (each_mapping(collect_clean_view, all) != 0 || all->failed) {
+        free(all->views);
+        all->views = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 static long max_map_count(void) {
     long limit = 65530; // the kernel's default
     FILE *file = fopen("/proc/sys/vm/max_map_count", "re");
@@ -200,8 +211,7 @@ static long max_map_count(void) {
 
 long csupport_split_clean_file_views(unsigned long from, unsigned long to) {
     clean_views all = {.from = from, .to = to};
-    if (each_mapping(collect_clean_view, &all) != 0 || all.failed) {
-        free(all.views);
+    if (collect_clean_views(&all) != 0) {
         return -1;
     }
     const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
@@ -259,8 +269,7 @@ static int read_present(int pagemap, unsigned long start, unsigned long end, uns
 
 long csupport_fence_used_file_pages(unsigned long from, unsigned long to) {
     clean_views all = {.from = from, .to = to};
-    if (each_mapping(collect_clean_view, &all) != 0 || all.failed) {
-        free(all.views);
+    if (collect_clean_views(&all) != 0) {
         return -1;
     }
     // Without /proc/self/pagemap the views are only joined again.
