@@ -5,8 +5,9 @@ SHELL := /bin/bash
 # chromium, chromium-driver: the dashboard's test in a real (headless) browser.
 APT_PACKAGES := libsystemd-dev libsqlite3-dev sqlite3 util-linux python3 libfaketime procps rclone openssh-server python3-venv chromium chromium-driver
 # runit: runsv, the restart-latency benchmark's peer; without its recommended runit-run, which
-# would enable a runit.service in systemd.
-APT_NO_RECOMMENDS := runit
+# would enable a runit.service in systemd. qemu-user: the events benchmark counts the worker's
+# instructions under it; without its recommended binfmt registration.
+APT_NO_RECOMMENDS := runit qemu-user
 SWIFT ?= swift
 CONFIG ?=
 
