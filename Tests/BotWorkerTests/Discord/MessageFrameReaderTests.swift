@@ -36,6 +36,19 @@ import Testing
         #expect(fast.s == nil)
     }
 
+    /// Read in place, and as JSONDecoder reads them: a snowflake of 20 digits or with a sign
+    /// (read as a String, by UInt64's rules), an escaped key in an object the reader steps over,
+    /// and "t" after "d" (the message read on a second pass).
+    @Test(arguments: [
+        #"{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{"id":"18446744073709551615","channel_id":"+2","author":{"id":"0003"}}}"#,
+        #"{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{"id":"1","channel_id":"2","author":{"id":"3","clan":{"t\u0061g":"X"}},"embeds":[{"fi\u0065lds":[]}]}}"#,
+        #"{"op":0,"s":1,"d":{"id":"1","channel_id":"2","author":{"id":"3"},"content":"x"},"t":"MESSAGE_CREATE"}"#,
+    ])
+    func readAsJSONDecoderReadsThem(_ text: String) throws {
+        let fast = try #require(MessageFrameReader.payload(text))
+        #expect(fast == (try JSONLine.decode(GatewayPayload.self, from: text)))
+    }
+
     /// What the reader leaves to JSONDecoder: other frames, and messages it is not sure of. In
     /// every case the worker still gets JSONDecoder's answer (`GatewayPayload.decode(frame:)`).
     @Test(arguments: [
@@ -50,6 +63,10 @@ import Testing
         #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"1","id":"9","channel_id":"2","author":{"id":"3"}}}"#,
         #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"1","channel_id":"2","author":{"id":"3"},"content":"\ud83c\udf89"}}"#,
         #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"1","channel_id":"2"}}"#,
+        // An escaped key among the fields the bot reads (Discord sends none); a snowflake of 21
+        // digits, which no UInt64 holds.
+        #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"1","channel_id":"2","author":{"id":"3"},"c\u006fntent":"x"}}"#,
+        #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"184467440737095516150","channel_id":"2","author":{"id":"3"}}}"#,
         // In a field the bot does not read: an unknown escape, a lone surrogate, a raw tab.
         #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"1","channel_id":"2","author":{"id":"3"},"nonce":"a\x"}}"#,
         #"{"op":0,"s":1,"t":"MESSAGE_CREATE","d":{"id":"1","channel_id":"2","author":{"id":"3"},"nonce":"\udc00"}}"#,

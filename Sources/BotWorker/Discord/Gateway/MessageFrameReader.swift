@@ -42,20 +42,30 @@ private struct JSONBytes {
     // MARK: - The envelope and the message
 
     mutating func envelope() throws -> GatewayPayload {
-        var op: Int?, sequence: Int??, type: String??, data: Int?
+        var op: Int?, sequence: Int??, type: String??, data: Int?, message: MessagePayload?
         try object { key, reader in
             switch key {
             case "op": try Self.once(&op, try reader.integer())
             case "s": try Self.once(&sequence, try reader.nullable { try $0.integer() })
             case "t": try Self.once(&type, try reader.nullable { try $0.string() })
-            case "d": try Self.once(&data, reader.index); try reader.skipValue(depth: 1)
+            case "d":
+                try Self.once(&data, reader.index)
+                // Discord sends "t" and "op" first: the message is then read in the one pass.
+                if op == 0, case .some(.some("MESSAGE_CREATE")) = type {
+                    message = try reader.message()
+                } else {
+                    try reader.skipValue(depth: 1)
+                }
             default: try reader.skipValue(depth: 1)
             }
         }
         skipWhitespace()
         guard index == bytes.count, op == 0, case .some(.some("MESSAGE_CREATE")) = type, let data else { throw Unsure() }
-        index = data
-        let message = try message()
+        if message == nil {
+            index = data
+            message = try self.message()
+        }
+        guard let message else { throw Unsure() }
         var payload = GatewayPayload(op: 0, s: sequence ?? nil, t: "MESSAGE_CREATE")
         payload.event = .messageCreate(message)
         return payload
@@ -118,8 +128,54 @@ private struct JSONBytes {
 
     // MARK: - Values
 
+    /// A key of an object: its bytes between the quotes, matched against the names of the fields
+    /// without making a String of it.
+    struct Key {
+        let bytes: UnsafeBufferPointer<UInt8>
+
+        static func ~= (name: StaticString, key: Key) -> Bool {
+            guard name.utf8CodeUnitCount == key.bytes.count else { return false }
+            for offset in 0..<key.bytes.count where key.bytes[offset] != name.utf8Start[offset] { return false }
+            return true
+        }
+    }
+
+    /// A key with no escape; one with an escape is left to JSONDecoder (Discord sends none).
+    private mutating func key() throws -> Key {
+        try expect(UInt8(ascii: "\""))
+        let start = index
+        while let byte = peek(), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
+            guard byte >= 0x20 else { throw Unsure() }
+            index += 1
+        }
+        guard peek() == UInt8(ascii: "\"") else { throw Unsure() }
+        index += 1
+        return Key(bytes: UnsafeBufferPointer(rebasing: bytes[start..<index - 1]))
+    }
+
     /// Calls `field` for each key of an object; `field` consumes the value.
-    private mutating func object(_ field: (String, inout JSONBytes) throws -> Void) throws {
+    private mutating func object(_ field: (Key, inout JSONBytes) throws -> Void) throws {
+        try members { reader in
+            let key = try reader.key()
+            reader.skipWhitespace()
+            try reader.expect(UInt8(ascii: ":"))
+            reader.skipWhitespace()
+            try field(key, &reader)
+        }
+    }
+
+    /// Steps over an object, its keys checked but not read.
+    private mutating func skipObject(depth: Int) throws {
+        try members { reader in
+            try reader.skipString()
+            reader.skipWhitespace()
+            try reader.expect(UInt8(ascii: ":"))
+            try reader.skipValue(depth: depth + 1)
+        }
+    }
+
+    /// Calls `member` for each member of an object; `member` consumes its key, colon and value.
+    private mutating func members(_ member: (inout JSONBytes) throws -> Void) throws {
         skipWhitespace()
         try expect(UInt8(ascii: "{"))
         skipWhitespace()
@@ -129,11 +185,7 @@ private struct JSONBytes {
         }
         while true {
             skipWhitespace()
-            let key = try string()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"))
-            skipWhitespace()
-            try field(key, &self)
+            try member(&self)
             skipWhitespace()
             guard let next = peek() else { throw Unsure() }
             index += 1
@@ -152,6 +204,23 @@ private struct JSONBytes {
 
     private mutating func snowflake<Tag>() throws -> Snowflake<Tag> {
         // A snowflake that is a number, not a string, JSONDecoder also takes; it is left to it.
+        // The usual one, up to 19 digits between the quotes, is read in place; anything else
+        // (a sign, an escape, more digits) as a String, by UInt64's rules, as JSONDecoder does.
+        let start = index
+        if peek() == UInt8(ascii: "\"") {
+            index += 1
+            var value: UInt64 = 0, digits = 0
+            while let byte = peek(), isDigit(byte), digits < 19 {
+                value = value * 10 + UInt64(byte - UInt8(ascii: "0"))
+                digits += 1
+                index += 1
+            }
+            if digits > 0, peek() == UInt8(ascii: "\"") {
+                index += 1
+                return Snowflake(value)
+            }
+            index = start
+        }
         guard let value = UInt64(try string()) else { throw Unsure() }
         return Snowflake(value)
     }
@@ -292,7 +361,7 @@ private struct JSONBytes {
         skipWhitespace()
         switch peek() {
         case UInt8(ascii: "{"):
-            try object { _, reader in try reader.skipValue(depth: depth + 1) }
+            try skipObject(depth: depth)
         case UInt8(ascii: "["):
             try array { try $0.skipValue(depth: depth + 1) }
         case UInt8(ascii: "\""):
