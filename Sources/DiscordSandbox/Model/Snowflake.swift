@@ -1,3 +1,5 @@
+import IPC
+
 /// Discord ids: the milliseconds since Discord's epoch (2015-01-01T00:00:00Z) in the top 42 bits,
 /// then worker, process and an increment in the low 22 bits. A user id therefore tells when the
 /// account was made, which is what account-age rules read.
@@ -34,20 +36,10 @@ struct SnowflakeGenerator: Sendable {
     }
 }
 
-/// SplitMix64: a small seeded generator, so that one `--seed` gives one guild.
-struct SeededRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+/// SplitMix64 (IPC's), seeded, so that one `--seed` gives one guild.
+typealias SeededRandom = SplitMix64
 
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
+extension SplitMix64 {
     /// A random lowercase hex string, for session ids and interaction tokens.
     mutating func hex(_ count: Int) -> String {
         let digits = Array("0123456789abcdef".utf8)

@@ -50,12 +50,20 @@ actor GatewayClient {
     ///     frames, and connecting takes a variable time after the permit).
     ///   - identifyPermit: awaited before every connection that will Identify (not Resume): where
     ///     the bot paces its identifies against `session_start_limit`.
+    /// The jitter of backoffs and the first heartbeat: a generator seeded once, since the session
+    /// takes a number at every frame it reads, and the system's generator makes a system call for
+    /// each.
+    static func seededJitter() -> @Sendable () -> Double {
+        let generator = Locked(SplitMix64())
+        return { generator.withLock { Double.random(in: 0..<1, using: &$0) } }
+    }
+
     init(
         identity: GatewaySession.Identity,
         gatewayURL: String,
         stored: GatewaySession.StoredSession? = nil,
         logger: Logger,
-        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        jitter: @escaping @Sendable () -> Double = GatewayClient.seededJitter(),
         identifyPermit: @escaping @Sendable () async throws -> Void = {},
         beforeIdentifyFrame: @escaping @Sendable () async -> Void = {},
         onDispatch: @escaping @Sendable (GatewayDispatch) async -> Void

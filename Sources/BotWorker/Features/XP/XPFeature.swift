@@ -16,6 +16,8 @@ struct XPFeature: Feature {
 
     let context: FeatureContext
     let settings = Locked<[GuildID: XPSettings]>([:])
+    /// The rolls of the XP a message earns: a generator seeded once, not a system call a message.
+    let rolls = Locked(SplitMix64())
     /// Who is in voice and the minutes they earn (`XPVoice.swift`).
     let voice = Locked(VoiceTracker(minute: XPFeature.voiceMinute))
     /// Guilds whose `/levels sync` is running (one at a time each).
@@ -118,7 +120,7 @@ struct XPFeature: Feature {
         await context.events.subscribe([.messageCreated], feature: Self.name) { event in
             guard case .messageCreated(let message) = event, let guild = message.guild, !message.authorIsBot else { return }
             let settings = feature.settings(of: guild)
-            let roll = Int.random(in: settings.minXP...max(settings.minXP, settings.maxXP))
+            let roll = feature.rolls.withLock { Int.random(in: settings.minXP...max(settings.minXP, settings.maxXP), using: &$0) }
             let award = settings.award(channel: message.channel, roles: message.authorRoles, roll: roll) ?? 0
             let at = Date().timeIntervalSince1970
             await writes.submit("xp.message", receivedAt: message.receivedAt) { db in
@@ -149,7 +151,9 @@ struct XPFeature: Feature {
             RETURNING xp, level
             """), arguments: [guild.description, user.description, award, at, cooldown, name])
         guard let row else { return nil }
-        return try settle(db, guild: guild, user: user, xp: row["xp"], stored: row["level"])
+        // By position (RETURNING xp, level): a lookup by name compares lowercased column names,
+        // which showed in the flood's profile.
+        return try settle(db, guild: guild, user: user, xp: row[0], stored: row[1])
     }
 
     /// Sets `user`'s total XP (the `/xp` commands), creating the row if needed; `name` as in
