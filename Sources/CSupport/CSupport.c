@@ -1,8 +1,10 @@
 #define _GNU_SOURCE
 #include "CSupport.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -305,4 +307,117 @@ long csupport_fence_used_file_pages(unsigned long from, unsigned long to) {
     if (pagemap >= 0) close(pagemap);
     free(all.views);
     return runs;
+}
+
+/// The load address of the executable: dl_iterate_phdr reports it first.
+static int record_executable_base(struct dl_phdr_info *info, size_t size, void *base) {
+    (void)size;
+    *(unsigned long *)base = info->dlpi_addr;
+    return 1; // the first is enough
+}
+
+int csupport_writable_read_only_data(unsigned long *from, unsigned long *to) {
+    int executable = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (executable < 0) {
+        return -1;
+    }
+    int found = -1;
+    Elf64_Ehdr header;
+    Elf64_Shdr *sections = NULL;
+    char *names = NULL;
+    if (pread(executable, &header, sizeof header, 0) != (ssize_t)sizeof header
+        || memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 || header.e_ident[EI_CLASS] != ELFCLASS64
+        || header.e_shentsize != sizeof(Elf64_Shdr) || header.e_shnum == 0 || header.e_shstrndx >= header.e_shnum) {
+        errno = ENOEXEC;
+        goto done;
+    }
+    size_t table = (size_t)header.e_shnum * sizeof *sections;
+    sections = malloc(table);
+    if (sections == NULL || pread(executable, sections, table, (off_t)header.e_shoff) != (ssize_t)table) {
+        errno = sections == NULL ? ENOMEM : ENOEXEC;
+        goto done;
+    }
+    const Elf64_Shdr *strings = &sections[header.e_shstrndx];
+    names = malloc(strings->sh_size + 1);
+    if (names == NULL || pread(executable, names, strings->sh_size, (off_t)strings->sh_offset) != (ssize_t)strings->sh_size) {
+        errno = names == NULL ? ENOMEM : ENOEXEC;
+        goto done;
+    }
+    names[strings->sh_size] = '\0';
+    found = 0;
+    for (size_t i = 0; i < header.e_shnum; i++) {
+        const Elf64_Shdr *section = &sections[i];
+        if (section->sh_name >= strings->sh_size || strcmp(names + section->sh_name, ".rodata") != 0
+            || section->sh_type != SHT_PROGBITS || (section->sh_flags & (SHF_ALLOC | SHF_WRITE)) != (SHF_ALLOC | SHF_WRITE)) {
+            continue;
+        }
+        unsigned long base = 0;
+        dl_iterate_phdr(record_executable_base, &base);
+        const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+        unsigned long start = (base + section->sh_addr + page - 1) & ~(page - 1);
+        unsigned long end = (base + section->sh_addr + section->sh_size) & ~(page - 1);
+        if (end > start) {
+            *from = start;
+            *to = end;
+            found = 1;
+        }
+        break;
+    }
+done:
+    free(names);
+    free(sections);
+    close(executable);
+    return found;
+}
+
+long csupport_seal_unwritten_pages(unsigned long from, unsigned long to) {
+    const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+    if (from % page != 0 || to % page != 0 || to < from) {
+        errno = EINVAL;
+        return -1;
+    }
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pagemap < 0) {
+        return -1;
+    }
+    // Whether each page is the process's own: present and not a file page (bit 63 set, bit 61
+    // clear), or swapped out (bit 62). Read whole before anything changes.
+    unsigned long count = (to - from) / page;
+    unsigned char *own = calloc(count ? count : 1, 1);
+    enum { chunk = 512 };
+    uint64_t entries[chunk];
+    for (unsigned long done = 0; own != NULL && done < count;) {
+        unsigned long want = count - done < chunk ? count - done : chunk;
+        ssize_t got = pread(pagemap, entries, want * sizeof(uint64_t), (off_t)((from / page + done) * sizeof(uint64_t)));
+        if (got <= 0) {
+            free(own);
+            own = NULL;
+            break;
+        }
+        for (unsigned long i = 0; i < (unsigned long)got / sizeof(uint64_t); i++) {
+            uint64_t entry = entries[i];
+            own[done + i] = (((entry >> 63) & 1) && !((entry >> 61) & 1)) || ((entry >> 62) & 1);
+        }
+        done += (unsigned long)got / sizeof(uint64_t);
+    }
+    close(pagemap);
+    if (own == NULL) {
+        if (errno == 0) errno = EIO;
+        return -1;
+    }
+    long sealed = 0;
+    for (unsigned long first = 0; first < count;) {
+        if (own[first]) {
+            first++;
+            continue;
+        }
+        unsigned long last = first;
+        while (last + 1 < count && !own[last + 1]) last++;
+        if (mprotect((void *)(from + first * page), (last - first + 1) * page, PROT_READ) == 0) {
+            sealed += (long)(last - first + 1);
+        }
+        first = last + 1;
+    }
+    free(own);
+    return sealed;
 }

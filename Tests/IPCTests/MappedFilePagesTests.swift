@@ -102,6 +102,44 @@ import Glibc
         }
     }
 
+    @Test func sealMakesTheUnwrittenPagesReadOnlyAndKeepsTheWrittenOnes() throws {
+        try withScratchMapping(protection: PROT_READ | PROT_WRITE) { view, expected in
+            // Pages 0-9 read, page 5 written (a copy of the process's own), the rest untouched.
+            for page in 0..<10 { #expect(view[page * Self.pageSize] == expected[page * Self.pageSize]) }
+            view[5 * Self.pageSize + 7] = 0xAB
+            let region = UnsafeRawBufferPointer(view)
+
+            #expect(MappedFilePages.sealUnwritten(region) == Self.pages - 1)
+            let layout = mappings(of: view)
+            #expect(layout.map(\.page) == [0, 5, 6])
+            #expect(layout.map(\.writable) == [false, true, false])
+            var changed = expected
+            changed[5 * Self.pageSize + 7] = 0xAB
+            #expect(touchAll(view) == changed)
+            // The written page is still writable.
+            view[5 * Self.pageSize + 8] = 0xCD
+            #expect(view[5 * Self.pageSize + 8] == 0xCD)
+
+            // Sealed, the unwritten pages are clean views: dropped like code, read back the file.
+            #expect(MappedFilePages.unmapClean() != nil)
+            let after = mappings(of: view)
+            #expect(after[0].rssKB == 0 && after[2].rssKB == 0)
+            #expect(after[1].rssKB == Self.pageSize / 1024)
+            changed[5 * Self.pageSize + 8] = 0xCD
+            #expect(touchAll(view) == changed)
+        }
+    }
+
+    @Test func executablesReadOnlyDataIsFoundAndHoldsItsConstants() throws {
+        // Swift's conformance descriptors make the linker's .rodata writable, in this test
+        // executable as in ours; a string literal is read-only data, so it lies there.
+        let range = try #require(MappedFilePages.writableReadOnlyData())
+        let literal: StaticString = "a constant of MappedFilePagesTests, kept in .rodata"
+        let page = UInt(Self.pageSize)
+        #expect(range.lowerBound % page == 0 && (range.upperBound + 1) % page == 0)
+        #expect(range.contains(UInt(bitPattern: literal.utf8Start)))
+    }
+
     /// Maps a scratch file of `pages` pages of known bytes, private, with `protection`; hands the
     /// view and the file's bytes to `body`; unmaps and deletes it after.
     private func withScratchMapping(protection: Int32, _ body: (UnsafeMutableRawBufferPointer, [UInt8]) throws -> Void) throws {
@@ -128,8 +166,9 @@ import Glibc
     }
 
     /// The mappings in /proc/self/smaps that make up the view, in address order: first page,
-    /// pages, Rss in kB, and whether it is marked MADV_DONTDUMP (its VmFlags have "dd").
-    private func mappings(of view: UnsafeMutableRawBufferPointer) -> [(page: Int, pages: Int, rssKB: Int, dontDump: Bool)] {
+    /// pages, Rss in kB, whether it is marked MADV_DONTDUMP (its VmFlags have "dd"), and whether
+    /// it is writable.
+    private func mappings(of view: UnsafeMutableRawBufferPointer) -> [(page: Int, pages: Int, rssKB: Int, dontDump: Bool, writable: Bool)] {
         let start = UInt(bitPattern: view.baseAddress)
         let end = start + UInt(view.count)
         // Read to the end: /proc files say their size is 0.
@@ -141,7 +180,7 @@ import Glibc
         while case let count = chunk.withUnsafeMutableBytes({ read(descriptor, $0.baseAddress, $0.count) }), count > 0 {
             smaps += chunk[..<count]
         }
-        var found: [(page: Int, pages: Int, rssKB: Int, dontDump: Bool)] = []
+        var found: [(page: Int, pages: Int, rssKB: Int, dontDump: Bool, writable: Bool)] = []
         var inView = false
         for line in String(decoding: smaps, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -151,7 +190,8 @@ import Glibc
                 inView = from >= start && to <= end
                 if inView {
                     let page = UInt(Self.pageSize)
-                    found.append((Int((from - start) / page), Int((to - from) / page), 0, false))
+                    let writable = fields.count > 1 && fields[1].dropFirst().first == "w"
+                    found.append((Int((from - start) / page), Int((to - from) / page), 0, false, writable))
                 }
             } else if inView, first == "Rss:", fields.count > 1 {
                 found[found.count - 1].rssKB = Int(fields[1]) ?? -1

@@ -68,4 +68,21 @@ long csupport_split_clean_file_views(unsigned long from, unsigned long to);
 /// /proc/self/pagemap (the views are then only joined).
 long csupport_fence_used_file_pages(unsigned long from, unsigned long to);
 
+/// The page-aligned inside of this executable's .rodata, into [*from, *to), when the linker made
+/// it writable: Swift objects put constant descriptors (of protocols, conformances) in sections
+/// named .rodata but flagged writable, so the whole output section, with all the read-only data
+/// of the program (tens of MB with Foundation's), lands in a writable segment, which
+/// `csupport_unmap_clean_file_pages` must leave alone. Returns 1 when found writable, 0 when
+/// there is nothing to do (no .rodata, or read-only already), -1 with errno set when the
+/// executable cannot be read.
+int csupport_writable_read_only_data(unsigned long *from, unsigned long *to);
+
+/// Makes read-only (mprotect PROT_READ) each run of pages in [from, to) that the process has not
+/// written: every page except those /proc/self/pagemap shows as the process's own (a
+/// copy-on-write copy, in memory or swapped out), which stay writable and keep their contents.
+/// Meant for data that is constant but sits in a writable mapping: `from` and `to` must be page
+/// aligned and inside one private mapping of a file. Returns the number of pages made read-only,
+/// or -1 with errno set when pagemap cannot be read (then nothing is changed).
+long csupport_seal_unwritten_pages(unsigned long from, unsigned long to);
+
 #endif

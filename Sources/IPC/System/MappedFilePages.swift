@@ -41,6 +41,43 @@ public enum MappedFilePages {
         return runs < 0 ? nil : runs
     }
 
+    /// Makes this executable's read-only data read-only: the linker leaves .rodata writable when a
+    /// Swift object's constant descriptors mark it so (see `csupport_writable_read_only_data`),
+    /// and the pages of a writable mapping cannot be dropped like the rest of the executable's:
+    /// a page written would be lost. Nothing writes there (the descriptors are constants of the
+    /// Swift ABI, and no dynamic relocation points into it), so each page not written by now is
+    /// made read-only, and the page-dropping of `unmapClean`, `splitClean` and `fenceUsed` then
+    /// reaches it. A page written by now, which none should be, stays writable. Returns the pages
+    /// made read-only (0 when .rodata is read-only already), or nil when /proc/self/exe or
+    /// /proc/self/pagemap cannot be read.
+    @discardableResult
+    public static func sealReadOnlyData() -> Int? {
+        var from: UInt = 0, to: UInt = 0
+        switch csupport_writable_read_only_data(&from, &to) {
+        case 1: return sealUnwritten(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: from), count: Int(to - from)))
+        case 0: return 0
+        default: return nil
+        }
+    }
+
+    /// Makes read-only each run of pages of `region` (page-aligned, in one private mapping of a
+    /// file) not written by this process (see `csupport_seal_unwritten_pages`). Returns the pages
+    /// made read-only, or nil when /proc/self/pagemap cannot be read.
+    @discardableResult
+    public static func sealUnwritten(_ region: UnsafeRawBufferPointer) -> Int? {
+        let (from, to) = bounds(of: region)
+        let sealed = csupport_seal_unwritten_pages(from, to)
+        return sealed < 0 ? nil : sealed
+    }
+
+    /// The range of this executable's .rodata that `sealReadOnlyData` seals, nil when it is
+    /// read-only already or cannot be read.
+    public static func writableReadOnlyData() -> ClosedRange<UInt>? {
+        var from: UInt = 0, to: UInt = 0
+        guard csupport_writable_read_only_data(&from, &to) == 1 else { return nil }
+        return from...(to - 1)
+    }
+
     private static func bounds(of region: UnsafeRawBufferPointer?) -> (UInt, UInt) {
         guard let region, let base = region.baseAddress else { return (0, UInt.max) }
         let from = UInt(bitPattern: base)
@@ -72,8 +109,10 @@ public enum MappedFilePages {
         public func run() async throws {
             await cancelWhenGracefulShutdown {
                 guard (try? await Task.sleep(for: first)) != nil else { return }
-                // Cut first, then unmap: a fault between the two would map its neighbours, and
-                // they would look in use.
+                // Seal first: the read-only data becomes a clean view like the code. Then cut, then
+                // unmap: a fault between the two would map its neighbours, and they would look in
+                // use.
+                MappedFilePages.sealReadOnlyData()
                 MappedFilePages.splitClean()
                 MappedFilePages.unmapClean()
                 guard (try? await Task.sleep(for: learning)) != nil else { return }
