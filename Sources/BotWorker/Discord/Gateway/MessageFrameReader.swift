@@ -144,10 +144,7 @@ private struct JSONBytes {
     private mutating func key() throws -> Key {
         try expect(UInt8(ascii: "\""))
         let start = index
-        while let byte = peek(), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
-            guard byte >= 0x20 else { throw Unsure() }
-            index += 1
-        }
+        try skipPlainCharacters()
         guard peek() == UInt8(ascii: "\"") else { throw Unsure() }
         index += 1
         return Key(bytes: UnsafeBufferPointer(rebasing: bytes[start..<index - 1]))
@@ -276,10 +273,7 @@ private struct JSONBytes {
         try expect(UInt8(ascii: "\""))
         let start = index
         // Most strings have no escape: one scan and one copy.
-        while let byte = peek(), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
-            guard byte >= 0x20 else { throw Unsure() }
-            index += 1
-        }
+        try skipPlainCharacters()
         guard let stop = peek() else { throw Unsure() }
         if stop == UInt8(ascii: "\"") {
             index += 1
@@ -298,6 +292,15 @@ private struct JSONBytes {
                 guard byte >= 0x20 else { throw Unsure() }
                 unescaped.append(byte)
             }
+        }
+    }
+
+    /// Steps over the characters of a string up to its closing quote or first escape; a control
+    /// character, which JSON does not allow unescaped, is refused.
+    private mutating func skipPlainCharacters() throws {
+        while let byte = peek(), byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
+            guard byte >= 0x20 else { throw Unsure() }
+            index += 1
         }
     }
 
