@@ -44,12 +44,6 @@ actor GatewayClient {
     let shardCount: Int
     private var lastCloseCode: Int?
 
-    /// - Parameters:
-    ///   - jitter: a random number in [0, 1) at each call (injected by tests).
-    ///   - beforeIdentifyFrame: awaited just before the Identify frame goes (Discord's rate counts
-    ///     frames, and connecting takes a variable time after the permit).
-    ///   - identifyPermit: awaited before every connection that will Identify (not Resume): where
-    ///     the bot paces its identifies against `session_start_limit`.
     /// The jitter of backoffs and the first heartbeat: a generator seeded once, since the session
     /// takes a number at every frame it reads, and the system's generator makes a system call for
     /// each.
@@ -58,6 +52,12 @@ actor GatewayClient {
         return { generator.withLock { Double.random(in: 0..<1, using: &$0) } }
     }
 
+    /// - Parameters:
+    ///   - jitter: a random number in [0, 1) at each call (injected by tests).
+    ///   - beforeIdentifyFrame: awaited just before the Identify frame goes (Discord's rate counts
+    ///     frames, and connecting takes a variable time after the permit).
+    ///   - identifyPermit: awaited before every connection that will Identify (not Resume): where
+    ///     the bot paces its identifies against `session_start_limit`.
     init(
         identity: GatewaySession.Identity,
         gatewayURL: String,
