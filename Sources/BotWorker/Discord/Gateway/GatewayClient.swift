@@ -35,9 +35,11 @@ actor GatewayClient {
     private let beforeIdentifyFrame: @Sendable () async -> Void
     private let onDispatch: @Sendable (GatewayDispatch) async -> Void
     private(set) var waitingForIdentifyPermit = false
-    /// Child tasks started by all connections so far, and heartbeat timers fired: a connection
-    /// starts two children whatever its number of heartbeats (what the tests check).
+    /// Child tasks started by all connections so far, the connections served, and heartbeat
+    /// timers fired: a connection starts two children whatever its number of heartbeats (what the
+    /// tests check).
     private(set) var childTasksStarted = 0
+    private(set) var connectionsServed = 0
     private(set) var heartbeatsDue = 0
     /// The shard this connection is (0 when unsharded): carried by every dispatch.
     let shardID: Int
@@ -163,6 +165,7 @@ actor GatewayClient {
     /// once the previous one fired.
     private func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         _ = session.opened()
+        connectionsServed += 1
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let (heartbeats, heartbeatScheduler) = AsyncStream.makeStream(of: HeartbeatDue.self)
         let logger = self.logger
