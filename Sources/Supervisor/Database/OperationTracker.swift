@@ -9,7 +9,7 @@ final class OperationTracker: Sendable {
     /// Test hook, never set in production (`SupervisorFaults.maintenanceStepDelay`): each step of
     /// a backup or restore takes this much longer, so that the fault-injection suite
     /// (Tests/Fault) can kill the supervisor in the middle of one, at a phase it chooses.
-    private let stepDelayMicroseconds: UInt32?
+    let stepDelayMicroseconds: UInt32?
 
     init(stepDelay: Duration? = nil) {
         stepDelayMicroseconds = stepDelay.map { UInt32(clamping: $0.components.seconds * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000) }
